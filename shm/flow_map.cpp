@@ -1,0 +1,183 @@
+// FlowMap implementation: see flow_map.hpp for the structure and the crash-recovery rule.
+#include "shm/flow_map.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <vector>
+
+namespace angel {
+
+namespace {
+constexpr uint64_t kFlowMapMagic = 0x50414d574f4c4641ull;  // "AFLOWMAP"
+
+uint32_t buckets_for(uint32_t capacity) {
+    uint32_t b = 1;
+    while (b < capacity && b < (1u << 31)) b <<= 1;
+    return b;
+}
+size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
+// The ID index hashes the ID itself; mixing keeps sequential probe IDs in different buckets.
+uint32_t id_bucket(uint32_t id, uint32_t mask) { return (id * 0x9E3779B1u) >> 7 & mask; }
+}  // namespace
+
+size_t FlowMap::bytes_for(uint32_t capacity) {
+    size_t b = buckets_for(capacity);
+    return align64(sizeof(FlowMapHeader)) + 2 * align64(b * sizeof(uint32_t)) +
+           align64(size_t{capacity} * sizeof(FlowEntry));
+}
+
+void FlowMap::format(void* mem, uint32_t capacity) {
+    auto* h = new (mem) FlowMapHeader{};
+    h->magic = kFlowMapMagic;
+    h->capacity = capacity;
+    h->bucket_count = buckets_for(capacity);
+    FlowMap m(mem);
+    std::memset(static_cast<void*>(m.entries_), 0, size_t{capacity} * sizeof(FlowEntry));
+    m.recover();
+}
+
+FlowMap::FlowMap(void* mem) {
+    auto* base = static_cast<uint8_t*>(mem);
+    hdr_ = reinterpret_cast<FlowMapHeader*>(base);
+    size_t off = align64(sizeof(FlowMapHeader));
+    key_buckets_ = reinterpret_cast<uint32_t*>(base + off);
+    off += align64(hdr_->bucket_count * sizeof(uint32_t));
+    id_buckets_ = reinterpret_cast<uint32_t*>(base + off);
+    off += align64(hdr_->bucket_count * sizeof(uint32_t));
+    entries_ = reinterpret_cast<FlowEntry*>(base + off);
+    bucket_mask_ = hdr_->bucket_count - 1;
+}
+
+void FlowMap::recover() {
+    std::fill_n(key_buckets_, hdr_->bucket_count, kNoEntry);
+    std::fill_n(id_buckets_, hdr_->bucket_count, kNoEntry);
+    hdr_->free_head = kNoEntry;
+    hdr_->lru_newest = hdr_->lru_oldest = kNoEntry;
+    std::vector<uint32_t> live;  // once per attach, not per packet
+    for (uint32_t i = hdr_->capacity; i-- > 0;) {
+        FlowEntry& e = entries_[i];
+        if (e.in_use && !id_in_use(e.flow_id) && !find(e.key, e.key_hash)) {
+            link(i, e.key_hash);
+            live.push_back(i);
+        } else {
+            e.in_use = 0;
+            e.next_by_key = hdr_->free_head;
+            hdr_->free_head = i;
+        }
+    }
+    // Rebuild the LRU in order of last activity, oldest pushed first.
+    std::sort(live.begin(), live.end(),
+              [&](uint32_t a, uint32_t b) { return entries_[a].last_ns < entries_[b].last_ns; });
+    for (uint32_t i : live) lru_push_newest(i);
+    hdr_->live.store(static_cast<uint32_t>(live.size()), std::memory_order_relaxed);
+    hdr_->generation.fetch_add(1, std::memory_order_release);
+}
+
+FlowEntry* FlowMap::find(const FlowKey& k, uint32_t key_hash) {
+    for (uint32_t i = key_buckets_[key_hash & bucket_mask_]; i != kNoEntry;
+         i = entries_[i].next_by_key) {
+        if (entries_[i].key_hash == key_hash && entries_[i].key == k) return &entries_[i];
+    }
+    return nullptr;
+}
+
+bool FlowMap::id_in_use(uint32_t id) const {
+    for (uint32_t i = id_buckets_[id_bucket(id, bucket_mask_)]; i != kNoEntry;
+         i = entries_[i].next_by_id) {
+        if (entries_[i].flow_id == id) return true;
+    }
+    return false;
+}
+
+void FlowMap::link(uint32_t i, uint32_t key_hash) {
+    FlowEntry& e = entries_[i];
+    uint32_t kb = key_hash & bucket_mask_;
+    e.next_by_key = key_buckets_[kb];
+    key_buckets_[kb] = i;
+    uint32_t ib = id_bucket(e.flow_id, bucket_mask_);
+    e.next_by_id = id_buckets_[ib];
+    id_buckets_[ib] = i;
+}
+
+FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id,
+                           uint64_t ts_ns) {
+    uint32_t i = hdr_->free_head;
+    if (i == kNoEntry) return nullptr;
+    uint32_t id = wanted_id;
+    while (id_in_use(id)) ++id;  // terminates: fewer live flows than 2^32
+    hdr_->free_head = entries_[i].next_by_key;
+    FlowEntry& e = entries_[i];
+    e = FlowEntry{};
+    e.key = k;
+    e.key_hash = key_hash;
+    e.flow_id = id;
+    e.first_ns = e.last_ns = ts_ns;
+    link(i, key_hash);
+    lru_push_newest(i);
+    std::atomic_thread_fence(std::memory_order_release);
+    e.in_use = 1;
+    hdr_->live.fetch_add(1, std::memory_order_relaxed);
+    hdr_->generation.fetch_add(1, std::memory_order_release);
+    return &e;
+}
+
+void FlowMap::unlink_key(uint32_t i) {
+    uint32_t* p = &key_buckets_[entries_[i].key_hash & bucket_mask_];
+    while (*p != i) p = &entries_[*p].next_by_key;
+    *p = entries_[i].next_by_key;
+}
+
+void FlowMap::unlink_id(uint32_t i) {
+    uint32_t* p = &id_buckets_[id_bucket(entries_[i].flow_id, bucket_mask_)];
+    while (*p != i) p = &entries_[*p].next_by_id;
+    *p = entries_[i].next_by_id;
+}
+
+void FlowMap::erase(FlowEntry* e) {
+    uint32_t i = index_of(e);
+    e->in_use = 0;
+    std::atomic_thread_fence(std::memory_order_release);
+    unlink_key(i);
+    unlink_id(i);
+    lru_unlink(i);
+    e->next_by_key = hdr_->free_head;
+    hdr_->free_head = i;
+    hdr_->live.fetch_sub(1, std::memory_order_relaxed);
+    hdr_->generation.fetch_add(1, std::memory_order_release);
+}
+
+void FlowMap::lru_unlink(uint32_t i) {
+    FlowEntry& e = entries_[i];
+    if (e.lru_prev != kNoEntry) entries_[e.lru_prev].lru_next = e.lru_next;
+    else hdr_->lru_newest = e.lru_next;
+    if (e.lru_next != kNoEntry) entries_[e.lru_next].lru_prev = e.lru_prev;
+    else hdr_->lru_oldest = e.lru_prev;
+    e.lru_prev = e.lru_next = kNoEntry;
+}
+
+void FlowMap::lru_push_newest(uint32_t i) {
+    FlowEntry& e = entries_[i];
+    e.lru_prev = kNoEntry;
+    e.lru_next = hdr_->lru_newest;
+    if (hdr_->lru_newest != kNoEntry) entries_[hdr_->lru_newest].lru_prev = i;
+    hdr_->lru_newest = i;
+    if (hdr_->lru_oldest == kNoEntry) hdr_->lru_oldest = i;
+}
+
+void FlowMap::touch(FlowEntry* e) {
+    uint32_t i = index_of(e);
+    if (hdr_->lru_newest == i) return;
+    lru_unlink(i);
+    lru_push_newest(i);
+}
+
+FlowEntry* FlowMap::oldest() {
+    return hdr_->lru_oldest == kNoEntry ? nullptr : &entries_[hdr_->lru_oldest];
+}
+
+FlowEntry* FlowMap::newer(FlowEntry* e) {
+    return e->lru_prev == kNoEntry ? nullptr : &entries_[e->lru_prev];
+}
+
+}  // namespace angel

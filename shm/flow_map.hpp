@@ -1,0 +1,97 @@
+// The FlowMap: every live flow of the instance, in shared memory, written by procd only.
+// Fixed capacity (flow.max_flows) allocated at segment creation: bounded memory, no
+// allocation per packet. Three intrusive indexes over one entry array:
+//   - key hash chains   (find the flow of a packet),
+//   - flow-ID chains    (keep IDs unique among live flows),
+//   - an LRU list by last activity (idle expiry walks it from the oldest end; eviction
+//     when full takes the oldest).
+// The indexes are rebuilt from the entries by recover() when procd (re)attaches, so a
+// procd killed in the middle of an update leaves nothing that a restart cannot repair.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "common/flow_key.hpp"
+
+namespace angel {
+
+inline constexpr uint32_t kNoEntry = 0xFFFFFFFFu;
+
+struct FlowEntry {
+    FlowKey key;                 // canonical key
+    uint32_t flow_id;
+    uint32_t key_hash;           // hash of key (bucket choice), kept for recover()
+    uint8_t in_use;              // written last on insert, first on erase
+    uint8_t first_reversed;      // the first packet travelled hi -> lo
+    uint8_t tcp_fin_mask;        // bit0: FIN seen forward, bit1: FIN seen reverse
+    uint8_t tcp_rst;             // RST seen
+    uint64_t first_ns;
+    uint64_t last_ns;
+    uint64_t close_ns;           // when FIN-both-ways/RST completed (0: not closing)
+    uint64_t packets[2];         // [0] forward = first packet's direction
+    uint64_t bytes[2];
+    uint32_t next_by_key;        // hash chain links (indexes into the entry array)
+    uint32_t next_by_id;
+    uint32_t lru_prev;           // towards more recent
+    uint32_t lru_next;           // towards older
+};
+
+struct FlowMapHeader {
+    uint64_t magic;
+    uint32_t capacity;           // entries
+    uint32_t bucket_count;       // power of two, for both hash tables
+    std::atomic<uint32_t> live{0};
+    uint32_t free_head;          // free list through next_by_key
+    uint32_t lru_newest;
+    uint32_t lru_oldest;
+    std::atomic<uint64_t> generation{0};  // bumped on every insert/erase (for readers)
+};
+
+class FlowMap {
+public:
+    static size_t bytes_for(uint32_t capacity);
+    // Lays out an empty map in mem (bytes_for(capacity) bytes).
+    static void format(void* mem, uint32_t capacity);
+
+    FlowMap() = default;
+    explicit FlowMap(void* mem);
+
+    // Rebuilds the free list, both hash indexes and the LRU order from the entries.
+    // Called by procd on attach; O(capacity).
+    void recover();
+
+    FlowEntry* find(const FlowKey& k, uint32_t key_hash);
+    // Inserts a new flow; the ID is wanted_id, or the next free one of the probe sequence
+    // wanted_id+1, +2, ... (mod 2^32). Returns nullptr when full (caller evicts first).
+    FlowEntry* insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id, uint64_t ts_ns);
+    void erase(FlowEntry* e);
+    // Marks e as the most recently active flow.
+    void touch(FlowEntry* e);
+    FlowEntry* oldest();
+    FlowEntry* newer(FlowEntry* e);  // next towards the most recent, nullptr at the end
+    bool id_in_use(uint32_t id) const;
+
+    uint32_t live() const { return hdr_->live.load(std::memory_order_relaxed); }
+    uint32_t capacity() const { return hdr_->capacity; }
+    bool full() const { return live() >= hdr_->capacity; }
+    // For readers (angelctl flows): entry i, whether in use or not.
+    const FlowEntry& entry(uint32_t i) const { return entries_[i]; }
+    uint64_t generation() const { return hdr_->generation.load(std::memory_order_acquire); }
+
+private:
+    uint32_t index_of(const FlowEntry* e) const { return static_cast<uint32_t>(e - entries_); }
+    void lru_unlink(uint32_t i);
+    void lru_push_newest(uint32_t i);
+    void unlink_key(uint32_t i);
+    void unlink_id(uint32_t i);
+    void link(uint32_t i, uint32_t key_hash);
+
+    FlowMapHeader* hdr_ = nullptr;
+    uint32_t* key_buckets_ = nullptr;
+    uint32_t* id_buckets_ = nullptr;
+    FlowEntry* entries_ = nullptr;
+    uint32_t bucket_mask_ = 0;
+};
+
+}  // namespace angel

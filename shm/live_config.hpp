@@ -1,0 +1,43 @@
+// The effective configuration as ctld publishes it in the segment: plain fixed-size fields
+// so every stage reads it without parsing files or talking to the database. ctld is the
+// only writer; a seqlock lets stages take a consistent copy while ctld applies a reload.
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+namespace angel {
+
+struct LiveConfig {
+    char instance[64];
+    char user[64];
+    char replay_file[1024];    // empty: live capture
+    char interfaces[8][64];
+    uint32_t interface_count;
+    uint32_t snaplen;
+    uint32_t buffer_size;
+    uint32_t promiscuous;
+    char bpf_filter[8192];     // built from customers.networks; empty: everything
+    char classifier_host[256];
+    uint32_t classifier_port;
+    uint32_t flow_timeout_s;
+    uint32_t tcp_linger_s;
+    uint32_t max_flows;
+    uint32_t gc_interval_s;
+    uint64_t id_key[2];
+    uint32_t mtu;
+    uint32_t flush_ms;
+    uint32_t template_refresh_s;
+    uint32_t domain_id;
+};
+
+struct LiveConfigBlock {
+    std::atomic<uint32_t> seq{0};         // odd while ctld writes
+    std::atomic<uint32_t> generation{0};  // bumped on every applied reload
+    LiveConfig cfg;
+};
+
+// Stage side: a consistent copy. ctld side: publish a new version.
+void read_live_config(const LiveConfigBlock& b, LiveConfig& out);
+void write_live_config(LiveConfigBlock& b, const LiveConfig& in);
+
+}  // namespace angel

@@ -1,0 +1,97 @@
+// The instance's shared-memory segment: a versioned header, three rings and the FlowMap.
+// ctld creates and sizes it (Boost.Interprocess shared_memory_object, /dev/shm/angel.<instance>);
+// every stage attaches by instance name and refuses a segment of another layout version.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "shm/flow_map.hpp"
+#include "shm/live_config.hpp"
+#include "shm/packet_ring.hpp"
+#include "shm/record_ring.hpp"
+#include "shm/records.hpp"
+#include "shm/stage_status.hpp"
+
+namespace angel {
+
+inline constexpr uint64_t kSegmentMagic = 0x314d534c45474e41ull;  // "ANGELSM1"
+inline constexpr uint32_t kLayoutVersion = 1;
+
+// Orderly stop, driven through the segment so that each stage drains what is upstream:
+// capd stops and publishes; procd drains, ends every flow, publishes; netd drains, flushes.
+struct StopControl {
+    std::atomic<uint32_t> stop_capture{0};   // ctld -> capd: close the capture, finish
+    std::atomic<uint32_t> capd_finished{0};  // capd: nothing more will enter the packet ring
+    std::atomic<uint32_t> input_ended{0};    // capd: finished because replay input ended
+    std::atomic<uint32_t> procd_finished{0}; // procd: all flows ended, all records published
+    std::atomic<uint32_t> netd_finished{0};  // netd: everything sent
+    std::atomic<uint64_t> replay_published{0}; // capd: packets of the replay file published
+};
+
+struct SegmentHeader {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_size;
+    uint64_t total_size;
+    uint64_t packet_ring_offset, packet_ring_bytes;
+    uint64_t record_ring_offset, record_ring_slots;
+    uint64_t event_ring_offset, event_ring_slots;
+    uint64_t flow_map_offset, flow_map_bytes;
+    uint32_t flow_map_capacity;
+    std::atomic<uint32_t> role{1};            // 1 master, 0 backup
+    std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
+    std::atomic<uint64_t> ipfix_sequence{0};  // survives netd restarts
+    std::atomic<int32_t> ctld_pid{0};
+    StopControl stop;
+    alignas(kCacheLine) StageStatus stages[kStageCount];
+    alignas(kCacheLine) RingControl packet_ring;
+    RingControl record_ring;
+    RingControl event_ring;
+    LiveConfigBlock config;
+};
+
+struct SegmentSizes {
+    uint64_t packet_ring_bytes = 64ull << 20;
+    uint64_t record_ring_bytes = 16ull << 20;
+    uint64_t event_ring_bytes = 8ull << 20;
+    uint32_t max_flows = 1000000;
+};
+
+class SegmentError : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class Segment {
+public:
+    // ctld: creates (replacing a stale segment of the same name), sizes and formats.
+    static std::unique_ptr<Segment> create(const std::string& instance, const SegmentSizes& sz);
+    // Stages and angelctl: attaches to an existing segment; SegmentError with a clear
+    // message when it is missing or of another layout.
+    static std::unique_ptr<Segment> attach(const std::string& instance);
+    static void remove(const std::string& instance);
+    static std::string shm_name(const std::string& instance);  // "angel.<instance>"
+
+    ~Segment();
+    SegmentHeader* header() const { return hdr_; }
+    StageStatus& stage(StageId s) const { return hdr_->stages[static_cast<size_t>(s)]; }
+    PacketRing packet_ring() const;
+    RecordRing<Record> record_ring() const;
+    RecordRing<Record> event_ring() const;
+    FlowMap flow_map() const;
+    LiveConfig config() const;  // consistent copy
+
+private:
+    Segment() = default;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    SegmentHeader* hdr_ = nullptr;
+    uint8_t* base_ = nullptr;
+};
+
+uint64_t monotonic_ns();
+uint64_t realtime_ns();
+
+}  // namespace angel

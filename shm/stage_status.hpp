@@ -1,0 +1,64 @@
+// Per-stage status block in the segment header: written by the stage itself, read by ctld
+// and angelctl. Counters are plain monotonically increasing atomics (single writer each).
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+#include "shm/ring_control.hpp"
+
+namespace angel {
+
+enum class StageId : uint8_t { capd = 0, procd = 1, netd = 2, ctld = 3, count_ };
+inline constexpr size_t kStageCount = static_cast<size_t>(StageId::count_);
+const char* stage_name(StageId s);  // "capd", "procd", ...
+
+enum class StageState : uint32_t { down = 0, starting = 1, ready = 2, finished = 3 };
+
+// Counter slots; each stage uses its own enum to index them (names for status output).
+inline constexpr size_t kStageCounters = 32;
+
+enum CapdCounter : uint8_t {
+    capd_packets = 0,      // packets read from libpcap
+    capd_bytes,            // wire bytes of those packets
+    capd_queued,           // packets put in the packet ring
+    capd_ring_dropped,     // live: ring full, packet dropped
+    capd_pcap_received,    // pcap_stats ps_recv
+    capd_pcap_dropped,     // pcap_stats ps_drop (kernel buffer full)
+    capd_pcap_ifdropped,   // pcap_stats ps_ifdrop
+    capd_truncated_slot,   // caplen above the slot limit, cut
+    capd_counter_count
+};
+enum ProcdCounter : uint8_t {
+    procd_packets = 0,     // packets taken from the packet ring
+    procd_ip_packets,      // packets that produced a packet record
+    procd_not_ip,          // valid frames that carry no IP (skipped)
+    procd_malformed,       // frames the parser refused (see parse_* below)
+    procd_flows_started,
+    procd_flows_ended,
+    procd_flows_evicted,   // ended because the FlowMap was full
+    procd_record_waits,    // times the record ring was full and procd waited
+    procd_events_dropped,  // event ring full: DB events lost (reconciled later)
+    procd_gc_runs,
+    procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
+    procd_counter_count = procd_parse_first + 10
+};
+enum NetdCounter : uint8_t {
+    netd_records = 0,      // records taken from the record ring
+    netd_messages,         // IPFIX messages sent
+    netd_records_sent,
+    netd_bytes,
+    netd_send_errors,      // sendto failures (classifier down, ICMP unreachable)
+    netd_templates,
+    netd_not_master,       // records discarded while not master
+    netd_counter_count
+};
+
+struct alignas(kCacheLine) StageStatus {
+    std::atomic<int32_t> pid{0};
+    std::atomic<uint32_t> state{0};           // StageState
+    std::atomic<uint64_t> heartbeat_ns{0};    // CLOCK_MONOTONIC of the last loop turn
+    std::atomic<uint64_t> started_ns{0};
+    std::atomic<uint64_t> counters[kStageCounters]{};
+};
+
+}  // namespace angel
