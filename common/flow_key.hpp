@@ -45,6 +45,12 @@ FlowKey make_flow_key(const ParsedPacket& p, bool* reversed);
 // serialization as in docs/flow-id.md.
 uint32_t flow_id_hash(const FlowKey& k, const FlowIdKey& key);
 
+// The fixed byte serialization that flow_id_hash feeds to SipHash (docs/flow-id.md):
+// version, proto, port_lo (big-endian), port_hi (big-endian), addr_lo, addr_hi, with 4-byte
+// addresses for IPv4 and 16-byte addresses otherwise. Returns the length (14 or 38).
+inline constexpr size_t kFlowKeySerializedMax = 38;
+size_t serialize_flow_key(const FlowKey& k, uint8_t out[kFlowKeySerializedMax]);
+
 // SipHash-2-4 over arbitrary bytes (exposed for test vectors).
 uint64_t siphash24(const FlowIdKey& key, const void* data, size_t len);
 
