@@ -10,6 +10,9 @@ namespace angel {
 struct LiveConfig {
     char instance[64];
     char user[64];
+    char runtime_dir[256];
+    uint32_t foreground;       // stages log to stderr instead of syslog
+    uint32_t db_events;        // procd emits new/ended-flow events for ctld's database writer
     char replay_file[1024];    // empty: live capture
     char interfaces[8][64];
     uint32_t interface_count;

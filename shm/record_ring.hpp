@@ -94,6 +94,16 @@ public:
             return cached_head_ != read_;
         });
     }
+    // Consumer cursor, and a commit of only part of what was advanced over (netd releases
+    // records only once the IPFIX message that carries them has been sent).
+    uint64_t read_pos() const { return read_; }
+    void commit_to(uint64_t pos) {
+        uint64_t old = ctl_->tail.load(std::memory_order_relaxed);
+        if (pos <= old || pos > read_) return;
+        ctl_->tail.store(pos, std::memory_order_release);
+        ctl_->consumed.fetch_add(pos - old, std::memory_order_relaxed);
+        wake_if_sleeping(ctl_->producer_sleeping, ctl_->space_seq);
+    }
     uint64_t fill() const {
         return ctl_->head.load(std::memory_order_relaxed) - ctl_->tail.load(std::memory_order_relaxed);
     }
