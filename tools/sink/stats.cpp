@@ -1,0 +1,133 @@
+// Flow accounting for the summary. Flow IDs are unique only among live flows, so an ended flow
+// leaves the live table (and competes for the top list) before its ID can be reused.
+#include "tools/sink/stats.hpp"
+
+#include <algorithm>
+#include <cinttypes>
+
+#include "tools/sink/output.hpp"
+
+namespace angel::sink {
+
+Stats::Stats() { live_.reserve(1 << 16); }
+
+void Stats::on_message(const ipfix::MessageResult& m, size_t bytes) {
+    ++datagrams_;
+    bytes_ += bytes;
+    if (m.status != ipfix::DecodeStatus::ok) ++malformed_;
+    template_records_ += m.templates;
+    unknown_sets_ += m.unknown_sets;
+    unknown_set_bytes_ += m.unknown_set_bytes;
+    if (m.sequence_checked && m.sequence_gap > 0) {
+        ++gaps_;
+        lost_ += uint64_t(m.sequence_gap);
+    } else if (m.sequence_checked && m.sequence_gap < 0) {
+        ++backwards_;
+    }
+}
+
+void Stats::offer_top(const FlowStat& f) {
+    if (top_.size() == kTop && f.packets <= top_.back().packets) return;
+    auto it = std::upper_bound(top_.begin(), top_.end(), f, [](const FlowStat& a, const FlowStat& b) {
+        return a.packets > b.packets;
+    });
+    top_.insert(it, f);
+    if (top_.size() > kTop) top_.pop_back();
+}
+
+void Stats::on_record(const ipfix::DecodedRecord& r) {
+    ++by_kind_[size_t(r.kind)];
+    switch (r.kind) {
+    case ipfix::RecordKind::packet: {
+        pkt_bytes_ += r.packet.wire_len;
+        auto it = live_.find(r.packet.flow_id);
+        if (it != live_.end()) {
+            ++it->second.packets;
+            it->second.bytes += r.packet.wire_len;
+        }
+        break;
+    }
+    case ipfix::RecordKind::flow_start: {
+        FlowStat& f = live_[r.start.flow_id];
+        f = FlowStat{};
+        f.flow_id = r.start.flow_id;
+        f.start = r.start;
+        f.have_start = true;
+        break;
+    }
+    case ipfix::RecordKind::flow_end: {
+        const uint64_t p = r.end.packets[0] + r.end.packets[1];
+        const uint64_t b = r.end.bytes[0] + r.end.bytes[1];
+        end_packets_ += p;
+        end_bytes_ += b;
+        ++reasons_[r.end.reason < 6 ? r.end.reason : 0];
+        FlowStat f;
+        auto it = live_.find(r.end.flow_id);
+        if (it != live_.end()) {
+            f = it->second;
+            live_.erase(it);
+        }
+        f.flow_id = r.end.flow_id;
+        f.packets = p;
+        f.bytes = b;
+        f.reason = r.end.reason ? r.end.reason : 255;
+        offer_top(f);
+        break;
+    }
+    case ipfix::RecordKind::other: break;
+    }
+}
+
+void Stats::print(FILE* out, double seconds) const {
+    const uint64_t records = by_kind_[0] + by_kind_[1] + by_kind_[2] + by_kind_[3];
+    std::fprintf(out, "\n=== angel-sink summary (%.1f s) ===\n", seconds);
+    std::fprintf(out, "IPFIX messages   %" PRIu64 " (%" PRIu64 " bytes), malformed %" PRIu64
+                      ", template records %" PRIu64 "\n",
+                 datagrams_, bytes_, malformed_, template_records_);
+    std::fprintf(out, "records          %" PRIu64 ": packet %" PRIu64 ", flow_start %" PRIu64
+                      ", flow_end %" PRIu64 ", other %" PRIu64 "\n",
+                 records, by_kind_[1], by_kind_[2], by_kind_[3], by_kind_[0]);
+    if (unknown_sets_)
+        std::fprintf(out, "unknown template %" PRIu64 " data sets (%" PRIu64
+                          " bytes) skipped: their templates never arrived\n",
+                     unknown_sets_, unknown_set_bytes_);
+    std::fprintf(out, "flows            %" PRIu64 " started, %" PRIu64 " ended (idle %" PRIu64
+                      ", tcp_close %" PRIu64 ", end_of_input %" PRIu64 ", shutdown %" PRIu64
+                      ", evicted %" PRIu64 "), %zu still open\n",
+                 by_kind_[2], by_kind_[3], reasons_[1], reasons_[2], reasons_[3], reasons_[4],
+                 reasons_[5], live_.size());
+    std::fprintf(out, "packets          %" PRIu64 " packet records, %" PRIu64 " bytes on the wire\n",
+                 by_kind_[1], pkt_bytes_);
+    std::fprintf(out, "ended flows      %" PRIu64 " packets, %" PRIu64 " bytes\n", end_packets_,
+                 end_bytes_);
+    std::fprintf(out, "sequence         %" PRIu64 " gaps, %" PRIu64 " records lost%s\n", gaps_,
+                 lost_, backwards_ ? " (plus out-of-order/restarted messages)" : "");
+
+    // Top flows: ended ones from the list, live ones from their packet records.
+    std::vector<FlowStat> all(top_.begin(), top_.end());
+    for (const auto& [id, f] : live_) all.push_back(f);
+    std::sort(all.begin(), all.end(),
+              [](const FlowStat& a, const FlowStat& b) { return a.packets > b.packets; });
+    if (all.size() > kTop) all.resize(kTop);
+    if (all.empty()) return;
+    std::fprintf(out, "top %zu flows by packets:\n", all.size());
+    std::fprintf(out, "  %-10s %-5s %-47s %-47s %10s %12s  %s\n", "flow_id", "proto", "source",
+                 "destination", "packets", "bytes", "end");
+    for (const auto& f : all) {
+        char src[80] = "?", dst[80] = "?";
+        if (f.have_start) {
+            char a[64];
+            format_addr(f.start.ip_version, f.start.src, a);
+            std::snprintf(src, sizeof src, f.start.ip_version == 6 ? "[%s]:%u" : "%s:%u", a,
+                          unsigned(f.start.sport));
+            format_addr(f.start.ip_version, f.start.dst, a);
+            std::snprintf(dst, sizeof dst, f.start.ip_version == 6 ? "[%s]:%u" : "%s:%u", a,
+                          unsigned(f.start.dport));
+        }
+        std::fprintf(out, "  %-10u %-5u %-47s %-47s %10" PRIu64 " %12" PRIu64 "  %s\n",
+                     f.flow_id, unsigned(f.start.proto), src, dst, f.packets, f.bytes,
+                     f.reason == 0 ? "(open)" : ipfix::end_reason_text(f.reason));
+    }
+}
+
+}  // namespace angel::sink

@@ -1,0 +1,49 @@
+// What the sink counts for its end-of-run summary: messages, records by kind, flows, packets,
+// bytes, sequence gaps, malformed input, and the top flows by packets.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <unordered_map>
+#include <vector>
+
+#include "common/ipfix_decoder.hpp"
+
+namespace angel::sink {
+
+struct FlowStat {
+    ipfix::FlowStartFields start;
+    bool have_start = false;
+    uint64_t packets = 0;  // from packet records while live; from flow_end once ended
+    uint64_t bytes = 0;
+    uint8_t reason = 0;    // 0 = still live
+    uint32_t flow_id = 0;
+};
+
+class Stats {
+public:
+    Stats();
+    void on_message(const ipfix::MessageResult& m, size_t bytes);
+    void on_record(const ipfix::DecodedRecord& r);
+    void on_malformed_datagram() { ++malformed_; }
+    // Prints the human-readable summary.
+    void print(FILE* f, double seconds) const;
+
+    uint64_t gaps() const { return gaps_; }
+    uint64_t lost_records() const { return lost_; }
+
+private:
+    void offer_top(const FlowStat& f);
+
+    uint64_t datagrams_ = 0, bytes_ = 0, malformed_ = 0, template_records_ = 0;
+    uint64_t unknown_sets_ = 0, unknown_set_bytes_ = 0;
+    uint64_t by_kind_[4] = {0, 0, 0, 0};
+    uint64_t pkt_bytes_ = 0;
+    uint64_t end_packets_ = 0, end_bytes_ = 0;
+    uint64_t reasons_[6] = {0, 0, 0, 0, 0, 0};
+    uint64_t gaps_ = 0, lost_ = 0, backwards_ = 0;
+    std::unordered_map<uint32_t, FlowStat> live_;
+    std::vector<FlowStat> top_;  // ended flows, at most kTop, by packets descending
+    static constexpr size_t kTop = 10;
+};
+
+}  // namespace angel::sink
