@@ -1,0 +1,142 @@
+#include "capd/capture_source.hpp"
+
+#include <poll.h>
+
+#include <stdexcept>
+
+namespace angel {
+
+namespace {
+std::string pcap_problem(pcap_t* p, const std::string& what) {
+    return what + ": " + pcap_geterr(p);
+}
+}  // namespace
+
+CaptureSource::CaptureSource(const LiveConfig& cfg) : snaplen_(cfg.snaplen) {
+    char err[PCAP_ERRBUF_SIZE] = {0};
+    if (cfg.replay_file[0] != '\0') {
+        Handle h;
+        // Nanosecond precision whatever the file holds: libpcap scales microsecond files.
+        h.p = pcap_open_offline_with_tstamp_precision(cfg.replay_file, PCAP_TSTAMP_PRECISION_NANO, err);
+        if (!h.p) throw std::runtime_error(std::string("cannot read ") + cfg.replay_file + ": " + err);
+        h.nano = true;
+        h.linktype = pcap_datalink(h.p);
+        h.name = cfg.replay_file;
+        handles_.push_back(h);
+        apply_filter(handles_.back(), cfg.bpf_filter);
+        return;
+    }
+    live_ = true;
+    if (cfg.interface_count == 0) throw std::runtime_error("no capture interface configured");
+    for (uint32_t i = 0; i < cfg.interface_count; ++i) open_live(cfg, cfg.interfaces[i]);
+}
+
+void CaptureSource::open_live(const LiveConfig& cfg, const char* ifname) {
+    char err[PCAP_ERRBUF_SIZE] = {0};
+    Handle h;
+    h.name = ifname;
+    h.p = pcap_create(ifname, err);
+    if (!h.p) throw std::runtime_error(std::string("cannot capture on ") + ifname + ": " + err);
+    handles_.push_back(h);  // closed by the destructor whatever happens next
+    Handle& H = handles_.back();
+    pcap_set_snaplen(H.p, static_cast<int>(cfg.snaplen));
+    pcap_set_promisc(H.p, cfg.promiscuous ? 1 : 0);
+    pcap_set_buffer_size(H.p, static_cast<int>(std::max<uint32_t>(cfg.buffer_size, 512 * 1024)));
+    pcap_set_timeout(H.p, 10);  // ms: batches packets without delaying a quiet link much
+    H.nano = pcap_set_tstamp_precision(H.p, PCAP_TSTAMP_PRECISION_NANO) == 0;
+    int rc = pcap_activate(H.p);
+    if (rc < 0) throw std::runtime_error(pcap_problem(H.p, std::string("cannot capture on ") + ifname));
+    if (pcap_setnonblock(H.p, 1, err) != 0)
+        throw std::runtime_error(std::string("cannot make ") + ifname + " non-blocking: " + err);
+    H.fd = pcap_get_selectable_fd(H.p);
+    H.linktype = pcap_datalink(H.p);
+    apply_filter(H, cfg.bpf_filter);
+}
+
+void CaptureSource::apply_filter(Handle& h, const char* filter) {
+    if (!filter || filter[0] == '\0') return;
+    bpf_program prog{};
+    if (pcap_compile(h.p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) != 0)
+        throw std::runtime_error(pcap_problem(h.p, "bad capture filter \"" + std::string(filter) + "\""));
+    const int rc = pcap_setfilter(h.p, &prog);
+    pcap_freecode(&prog);
+    if (rc != 0) throw std::runtime_error(pcap_problem(h.p, "cannot set the capture filter on " + h.name));
+}
+
+CaptureSource::~CaptureSource() {
+    for (Handle& h : handles_)
+        if (h.p) pcap_close(h.p);
+}
+
+bool CaptureSource::fill_pending(Handle& h) {
+    if (h.has_pending) return true;
+    pcap_pkthdr* hdr = nullptr;
+    const u_char* data = nullptr;
+    const int rc = pcap_next_ex(h.p, &hdr, &data);
+    if (rc != 1) return false;
+    const uint64_t frac = static_cast<uint64_t>(hdr->ts.tv_usec);
+    h.pending.ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ull + (h.nano ? frac : frac * 1000);
+    h.pending.wire_len = hdr->len;
+    h.pending.caplen = std::min<uint32_t>(hdr->caplen, snaplen_);
+    h.pending.linktype = h.linktype;
+    h.pending.data = data;
+    h.has_pending = true;
+    return true;
+}
+
+CaptureSource::Result CaptureSource::next(CapturedPacket& out, int timeout_ms) {
+    if (!live_) {
+        Handle& h = handles_.front();
+        pcap_pkthdr* hdr = nullptr;
+        const u_char* data = nullptr;
+        for (;;) {
+            const int rc = pcap_next_ex(h.p, &hdr, &data);
+            if (rc == 1) break;
+            if (rc == PCAP_ERROR_BREAK) return Result::end;
+            // A damaged record ends the file for libpcap too; report it as the end.
+            return Result::end;
+        }
+        const uint64_t frac = static_cast<uint64_t>(hdr->ts.tv_usec);
+        out.ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ull + frac;
+        out.wire_len = hdr->len;
+        out.caplen = std::min<uint32_t>(hdr->caplen, snaplen_);
+        out.linktype = h.linktype;
+        out.data = data;
+        return Result::packet;
+    }
+    // Live: merge the interfaces in timestamp order among the packets read ahead. A passive
+    // tap gives one interface per direction; each keeps one packet pending.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        Handle* best = nullptr;
+        for (Handle& h : handles_) {
+            if (fill_pending(h) && (!best || h.pending.ts_ns < best->pending.ts_ns)) best = &h;
+        }
+        if (best) {
+            out = best->pending;
+            best->has_pending = false;
+            return Result::packet;
+        }
+        if (attempt == 1 || timeout_ms <= 0) break;
+        pollfd fds[8];
+        nfds_t n = 0;
+        for (Handle& h : handles_)
+            if (h.fd >= 0 && n < 8) fds[n++] = {h.fd, POLLIN, 0};
+        poll(fds, n, timeout_ms);
+    }
+    return Result::none;
+}
+
+PcapCounters CaptureSource::stats() const {
+    PcapCounters c;
+    for (const Handle& h : handles_) {
+        pcap_stat s{};
+        if (live_ && pcap_stats(h.p, &s) == 0) {
+            c.received += s.ps_recv;
+            c.dropped += s.ps_drop;
+            c.ifdropped += s.ps_ifdrop;
+        }
+    }
+    return c;
+}
+
+}  // namespace angel

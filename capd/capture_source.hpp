@@ -1,0 +1,63 @@
+// capd's packet sources: a replay file or one or more live interfaces, behind one interface
+// so the capture loop does not care which. All libpcap use lives here.
+#pragma once
+#include <pcap/pcap.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shm/live_config.hpp"
+
+namespace angel {
+
+struct CapturedPacket {
+    uint64_t ts_ns;
+    uint32_t wire_len;
+    uint32_t caplen;
+    int linktype;
+    const uint8_t* data;
+};
+
+struct PcapCounters {
+    uint64_t received = 0, dropped = 0, ifdropped = 0;
+};
+
+class CaptureSource {
+public:
+    // Opens the replay file or the live interfaces of cfg and applies cfg.bpf_filter.
+    // Throws std::runtime_error with a one-line message on failure.
+    explicit CaptureSource(const LiveConfig& cfg);
+    ~CaptureSource();
+    CaptureSource(const CaptureSource&) = delete;
+    CaptureSource& operator=(const CaptureSource&) = delete;
+
+    enum class Result { packet, none, end };
+    // Live: waits up to timeout_ms for a packet (Result::none when there is none).
+    // Replay: Result::end at the end of the file.
+    Result next(CapturedPacket& out, int timeout_ms);
+    // Live only: sums pcap_stats over the interfaces.
+    PcapCounters stats() const;
+    bool live() const { return live_; }
+
+private:
+    struct Handle {
+        pcap_t* p = nullptr;
+        int fd = -1;
+        int linktype = 0;
+        bool nano = false;
+        std::string name;
+        // The packet read ahead on this handle, for merging in timestamp order.
+        bool has_pending = false;
+        CapturedPacket pending{};
+    };
+    bool fill_pending(Handle& h);
+    void open_live(const LiveConfig& cfg, const char* ifname);
+    void apply_filter(Handle& h, const char* filter);
+
+    std::vector<Handle> handles_;
+    bool live_ = false;
+    uint32_t snaplen_ = 128;
+};
+
+}  // namespace angel

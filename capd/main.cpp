@@ -1,0 +1,146 @@
+// angel-capd: libpcap in (live interfaces or a replay file), packet ring out.
+// Live capture never blocks on a full ring (drops and counts); replay blocks, so it is lossless.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "capd/capture_source.hpp"
+#include "common/log.hpp"
+#include "shm/stage_runtime.hpp"
+
+using namespace angel;
+
+namespace {
+
+constexpr uint32_t kPublishEvery = 64;  // packets per publish: amortizes the release store
+constexpr int kPollMs = 100;            // heartbeat and stop-check pace on a quiet link
+
+// One capd per instance: an flock that the kernel releases when the holder dies.
+int take_instance_lock(const LiveConfig& cfg) {
+    std::string path = std::string(cfg.runtime_dir) + "/" + cfg.instance + ".capd.lock";
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        log_err("cannot open lock file %s: %s", path.c_str(), strerror(errno));
+        std::exit(EX_CANTCREAT);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        log_err("another angel-capd already captures for instance %s (lock %s is held)", cfg.instance,
+                path.c_str());
+        std::exit(EX_TEMPFAIL);
+    }
+    return fd;
+}
+
+void export_pcap_stats(StageRuntime& rt, const CaptureSource& src) {
+    if (!src.live()) return;
+    const PcapCounters c = src.stats();
+    rt.set_counter(capd_pcap_received, c.received);
+    rt.set_counter(capd_pcap_dropped, c.dropped);
+    rt.set_counter(capd_pcap_ifdropped, c.ifdropped);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    StageRuntime rt(StageId::capd, "angel-capd", argc, argv);
+    const LiveConfig cfg = rt.segment().config();
+    const int lock_fd = take_instance_lock(cfg);
+    auto& stop = rt.header().stop;
+    PacketRing ring = rt.segment().packet_ring();
+
+    std::unique_ptr<CaptureSource> src;
+    try {
+        src = std::make_unique<CaptureSource>(cfg);
+    } catch (const std::exception& e) {
+        log_err("%s", e.what());
+        return EX_NOINPUT;
+    }
+    const bool replay = !src->live();
+    // A restarted replay capd resumes after what its predecessor published.
+    uint64_t skip = replay ? stop.replay_published.load() : 0;
+    if (skip) log_info("resuming replay after %llu packets", static_cast<unsigned long long>(skip));
+    if (replay)
+        log_info("replaying %s", cfg.replay_file);
+    else
+        log_info("capturing on %u interface(s), snaplen %u", cfg.interface_count, cfg.snaplen);
+    rt.ready();
+
+    uint32_t unpublished = 0;
+    uint64_t last_stats_ns = 0;
+    CapturedPacket pkt{};
+    auto publish = [&] {
+        ring.publish();
+        if (replay) stop.replay_published.fetch_add(unpublished, std::memory_order_release);
+        unpublished = 0;
+    };
+    bool input_ended = false;
+    while (!stop.stop_capture.load(std::memory_order_relaxed) && !StageRuntime::terminate_requested()) {
+        const auto r = src->next(pkt, unpublished ? 0 : kPollMs);
+        if (r == CaptureSource::Result::end) {
+            input_ended = true;
+            break;
+        }
+        if (r == CaptureSource::Result::none) {
+            publish();
+            rt.heartbeat();
+            const uint64_t now = monotonic_ns();
+            if (now - last_stats_ns > 1000000000ull) {
+                export_pcap_stats(rt, *src);
+                last_stats_ns = now;
+            }
+            continue;
+        }
+        if (skip) {
+            --skip;
+            continue;
+        }
+        rt.count(capd_packets);
+        rt.count(capd_bytes, pkt.wire_len);
+        PacketSlot slot{pkt.ts_ns, pkt.wire_len, static_cast<uint16_t>(pkt.caplen),
+                        static_cast<uint16_t>(pkt.linktype)};
+        bool queued = ring.push(slot, pkt.data);
+        if (!queued && replay) {
+            // Replay is lossless: wait for procd, still heartbeating and honouring stop.
+            do {
+                publish();
+                rt.heartbeat();
+                ring.wait_for_space(slot.caplen, 50);
+                if (StageRuntime::terminate_requested() || stop.stop_capture.load()) break;
+            } while (!(queued = ring.push(slot, pkt.data)));
+        }
+        if (queued) {
+            rt.count(capd_queued);
+            if (++unpublished >= kPublishEvery) {
+                publish();
+                rt.heartbeat();
+            }
+        } else {
+            ring.count_drop();
+            rt.count(capd_ring_dropped);
+        }
+        if (!replay && (rt.status().counters[capd_packets].load(std::memory_order_relaxed) & 0xFFFF) == 0) {
+            export_pcap_stats(rt, *src);  // a busy link never reaches the idle branch above
+        }
+    }
+    publish();
+    export_pcap_stats(rt, *src);
+    // Finished only when the meter stops or the input ended; a capd killed or restarted on its
+    // own must not make procd end every flow.
+    if (input_ended) stop.input_ended.store(1, std::memory_order_release);
+    if (input_ended || stop.stop_capture.load()) {
+        stop.capd_finished.store(1, std::memory_order_release);
+        rt.finished();
+    }
+    close(lock_fd);
+    log_info("finished: %llu packets captured, %llu queued, %llu dropped at the ring",
+             static_cast<unsigned long long>(rt.status().counters[capd_packets].load()),
+             static_cast<unsigned long long>(rt.status().counters[capd_queued].load()),
+             static_cast<unsigned long long>(rt.status().counters[capd_ring_dropped].load()));
+    return 0;
+}

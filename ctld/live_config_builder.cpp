@@ -1,0 +1,62 @@
+#include "ctld/live_config_builder.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+namespace angel {
+
+namespace {
+void copy_field(char* dst, size_t cap, const std::string& src, const char* what) {
+    if (src.size() >= cap) throw std::runtime_error(std::string(what) + " is too long");
+    std::memcpy(dst, src.c_str(), src.size() + 1);
+}
+}  // namespace
+
+std::string customer_filter(const std::vector<Cidr>& nets) {
+    if (nets.empty()) return "";
+    std::string any;
+    for (const Cidr& n : nets) {
+        if (!any.empty()) any += " or ";
+        any += "net " + n.text;
+    }
+    // A BPF "net" test reads the IP header at the untagged offset; the "vlan" keyword shifts
+    // the offsets for what follows, so tagged traffic needs its own branch.
+    return "(" + any + ") or (vlan and (" + any + "))";
+}
+
+LiveConfig build_live_config(const Config& c, const std::string& replay_file, const FlowIdKey& key,
+                             bool foreground) {
+    LiveConfig lc;
+    std::memset(&lc, 0, sizeof lc);
+    copy_field(lc.instance, sizeof lc.instance, c.instance, "instance");
+    copy_field(lc.user, sizeof lc.user, c.user, "user");
+    copy_field(lc.runtime_dir, sizeof lc.runtime_dir, c.runtime_dir, "runtime_dir");
+    copy_field(lc.replay_file, sizeof lc.replay_file, replay_file, "replay file name");
+    if (replay_file.empty()) {
+        if (c.capture.interfaces.size() > 8) throw std::runtime_error("more than 8 capture interfaces");
+        for (size_t i = 0; i < c.capture.interfaces.size(); ++i)
+            copy_field(lc.interfaces[i], sizeof lc.interfaces[i], c.capture.interfaces[i], "capture.interface");
+        lc.interface_count = static_cast<uint32_t>(c.capture.interfaces.size());
+    }
+    lc.foreground = foreground ? 1 : 0;
+    lc.db_events = 0;
+    lc.snaplen = static_cast<uint32_t>(c.capture.snaplen);
+    lc.buffer_size = static_cast<uint32_t>(c.capture.buffer_size);
+    lc.promiscuous = c.capture.promiscuous ? 1 : 0;
+    copy_field(lc.bpf_filter, sizeof lc.bpf_filter, customer_filter(c.customers.networks), "capture filter");
+    copy_field(lc.classifier_host, sizeof lc.classifier_host, c.classifier.host, "classifier.host");
+    lc.classifier_port = static_cast<uint32_t>(c.classifier.port);
+    lc.flow_timeout_s = static_cast<uint32_t>(c.flow.timeout);
+    lc.tcp_linger_s = static_cast<uint32_t>(c.flow.tcp_linger);
+    lc.max_flows = static_cast<uint32_t>(c.flow.max_flows);
+    lc.gc_interval_s = static_cast<uint32_t>(c.flow.gc_interval);
+    lc.id_key[0] = key.k0;
+    lc.id_key[1] = key.k1;
+    lc.mtu = static_cast<uint32_t>(c.export_.mtu);
+    lc.flush_ms = static_cast<uint32_t>(c.export_.flush_ms);
+    lc.template_refresh_s = static_cast<uint32_t>(c.export_.template_refresh);
+    lc.domain_id = c.export_.domain_id;
+    return lc;
+}
+
+}  // namespace angel

@@ -1,0 +1,150 @@
+#include "ctld/stage_supervisor.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "common/log.hpp"
+
+namespace angel {
+
+namespace {
+constexpr uint64_t kSecond = 1'000'000'000ull;
+constexpr uint64_t kFirstBackoff = kSecond / 2;   // first restart well within 1 s
+constexpr uint64_t kMaxBackoff = 30 * kSecond;
+constexpr uint64_t kStableAfter = 60 * kSecond;   // up this long: the backoff resets
+constexpr uint64_t kReadyTimeout = 10 * kSecond;  // not ready by then: counts as a failure
+
+std::string describe_status(int st) {
+    if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
+    if (WIFSIGNALED(st)) return std::string("signal ") + strsignal(WTERMSIG(st));
+    return "status " + std::to_string(st);
+}
+}  // namespace
+
+const char* supervised_state_name(SupervisedState s) {
+    switch (s) {
+        case SupervisedState::stopped: return "stopped";
+        case SupervisedState::starting: return "starting";
+        case SupervisedState::running: return "running";
+        case SupervisedState::backoff: return "backoff";
+        case SupervisedState::finished: return "finished";
+    }
+    return "?";
+}
+
+StageSupervisor::StageSupervisor(StageId id, Segment& seg, const StageOptions& opt)
+    : id_(id), seg_(seg), opt_(opt) {}
+
+void StageSupervisor::start() {
+    const std::string prog = std::string("angel-") + stage_name(id_);
+    const std::string path = opt_.bin_dir + "/" + prog;
+    seg_.stage(id_).state.store(static_cast<uint32_t>(StageState::starting));
+    seg_.stage(id_).pid.store(0);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        log_err("cannot fork %s: %s", prog.c_str(), strerror(errno));
+        state_ = SupervisedState::backoff;
+        restart_at_ns_ = monotonic_ns() + kSecond;
+        return;
+    }
+    if (pid == 0) {
+        // Child: a clean signal state, then the stage's own binary (its own command name
+        // for ps, top and process accounting).
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
+        std::string inst = opt_.instance;
+        const char* argv[] = {prog.c_str(), "-i", inst.c_str(), opt_.foreground ? "-f" : nullptr, nullptr};
+        execv(path.c_str(), const_cast<char* const*>(argv));
+        fprintf(stderr, "angel-ctld: cannot execute %s: %s\n", path.c_str(), strerror(errno));
+        _exit(127);
+    }
+    pid_ = pid;
+    state_ = SupervisedState::starting;
+    started_ns_ = monotonic_ns();
+    ready_ns_ = 0;
+    kill_sent_ = false;
+    log_info("started %s (pid %d)", prog.c_str(), pid);
+}
+
+void StageSupervisor::on_exit(int st, uint64_t now_ns) {
+    const std::string how = describe_status(st);
+    last_status_ = st;
+    pid_ = -1;
+    const bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (clean && seg_.stage(id_).state.load() == static_cast<uint32_t>(StageState::finished)) {
+        state_ = SupervisedState::finished;
+        log_info("angel-%s finished", stage_name(id_));
+        return;
+    }
+    const bool was_stable = ready_ns_ != 0 && now_ns - ready_ns_ >= kStableAfter;
+    if (was_stable) {
+        consecutive_failures_ = 0;
+        backoff_ns_ = 0;
+    }
+    ++consecutive_failures_;
+    // First death after a stable run: back within a second. Repeated deaths, and deaths
+    // before readiness, back off exponentially up to 30 s.
+    if (consecutive_failures_ == 1 && ready_ns_ != 0) backoff_ns_ = kFirstBackoff;
+    else backoff_ns_ = std::min(kMaxBackoff, std::max(kFirstBackoff, backoff_ns_ * 2));
+    restart_at_ns_ = now_ns + backoff_ns_;
+    state_ = SupervisedState::backoff;
+    if (crash_looping())
+        log_err("angel-%s is crash-looping (%u failures in a row, last: %s); next start in %.1f s",
+                stage_name(id_), consecutive_failures_, how.c_str(), static_cast<double>(backoff_ns_) / 1e9);
+    else
+        log_warn("angel-%s died (%s); restarting in %.1f s", stage_name(id_), how.c_str(),
+                 static_cast<double>(backoff_ns_) / 1e9);
+}
+
+void StageSupervisor::tick(uint64_t now_ns) {
+    StageStatus& s = seg_.stage(id_);
+    switch (state_) {
+        case SupervisedState::backoff:
+            if (now_ns >= restart_at_ns_) {
+                ++restarts_;
+                start();
+            }
+            break;
+        case SupervisedState::starting:
+            if (s.state.load() == static_cast<uint32_t>(StageState::ready) && s.pid.load() == pid_) {
+                state_ = SupervisedState::running;
+                ready_ns_ = now_ns;
+                log_info("angel-%s ready", stage_name(id_));
+            } else if (now_ns - started_ns_ > kReadyTimeout && !kill_sent_) {
+                log_err("angel-%s not ready after %llu s; killing it", stage_name(id_),
+                        static_cast<unsigned long long>(kReadyTimeout / kSecond));
+                signal(SIGKILL);
+                kill_sent_ = true;
+            }
+            break;
+        case SupervisedState::running: {
+            if (ready_ns_ && now_ns - ready_ns_ >= kStableAfter && consecutive_failures_) {
+                consecutive_failures_ = 0;
+                backoff_ns_ = 0;
+            }
+            const uint64_t hb = s.heartbeat_ns.load(std::memory_order_relaxed);
+            if (!kill_sent_ && hb && now_ns > hb + opt_.hang_timeout_ns) {
+                log_err("angel-%s stopped heartbeating %.1f s ago; killing it", stage_name(id_),
+                        static_cast<double>(now_ns - hb) / 1e9);
+                signal(SIGKILL);
+                kill_sent_ = true;
+            }
+            break;
+        }
+        case SupervisedState::stopped:
+        case SupervisedState::finished: break;
+    }
+}
+
+void StageSupervisor::signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+}
+
+}  // namespace angel

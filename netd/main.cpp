@@ -1,0 +1,120 @@
+// angel-netd: record ring in, IPFIX over UDP out. A record leaves the ring (is committed)
+// only once the message that carries it has been handed to the socket, so a netd killed at
+// any moment loses nothing: its successor re-sends at most the one message in flight.
+#include <sysexits.h>
+
+#include <algorithm>
+#include <memory>
+#include <stdexcept>
+
+#include "common/log.hpp"
+#include "netd/ipfix_exporter.hpp"
+#include "shm/stage_runtime.hpp"
+
+using namespace angel;
+
+namespace {
+
+constexpr size_t kBatch = 512;
+
+IpfixExporterConfig exporter_config(const LiveConfig& c) {
+    IpfixExporterConfig e;
+    e.host = c.classifier_host;
+    e.port = static_cast<uint16_t>(c.classifier_port);
+    e.mtu = c.mtu;
+    e.domain_id = c.domain_id;
+    e.flush_ms = c.flush_ms;
+    e.template_refresh_s = c.template_refresh_s;
+    return e;
+}
+
+void export_counters(StageRuntime& rt, const IpfixExporter& x) {
+    const auto& c = x.counters();
+    rt.set_counter(netd_messages, c.messages_sent);
+    rt.set_counter(netd_records_sent, c.records_sent);
+    rt.set_counter(netd_bytes, c.bytes_sent);
+    rt.set_counter(netd_send_errors, c.send_errors);
+    rt.set_counter(netd_templates, c.templates_sent);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    StageRuntime rt(StageId::netd, "angel-netd", argc, argv);
+    LiveConfig cfg = rt.segment().config();
+    uint32_t cfg_gen = rt.header().config.generation.load();
+    RecordRing<Record> ring = rt.segment().record_ring();
+    auto& stop = rt.header().stop;
+
+    std::unique_ptr<IpfixExporter> x;
+    try {
+        x = std::make_unique<IpfixExporter>(exporter_config(cfg), &rt.header().ipfix_sequence);
+    } catch (const std::exception& e) {
+        log_err("cannot export to %s:%u: %s", cfg.classifier_host, cfg.classifier_port, e.what());
+        return EX_NOHOST;
+    }
+    log_info("exporting IPFIX to %s (messages up to %zu bytes)", x->destination().c_str(),
+             x->max_message_size());
+    rt.ready();
+
+    // Ring position of the first record this exporter was given; records the exporter has
+    // finished with (sent or failed to send) are committed relative to it.
+    uint64_t base = ring.read_pos();
+    uint64_t discarded = 0;  // records skipped while not master
+    auto done_with = [&] {
+        const auto& c = x->counters();
+        return c.records_sent + c.records_lost + discarded;
+    };
+    const int idle_ms = static_cast<int>(std::clamp<uint32_t>(cfg.flush_ms, 1, 100));
+
+    for (;;) {
+        const Record* recs = nullptr;
+        const size_t n = ring.peek(&recs, kBatch);
+        const bool master = rt.header().role.load(std::memory_order_relaxed) == 1;
+        for (size_t i = 0; i < n; ++i) {
+            if (master) {
+                x->add(recs[i]);
+            } else {
+                ++discarded;
+            }
+        }
+        if (n > 0) {
+            ring.advance(n);
+            rt.count(netd_records, n);
+            if (!master) rt.count(netd_not_master, n);
+        }
+        x->poll(IpfixExporter::monotonic_ns());
+        if (!x->pending()) ring.commit();  // everything advanced over is out
+        else ring.commit_to(base + done_with());
+        export_counters(rt, *x);
+        rt.heartbeat();
+
+        const uint32_t gen = rt.header().config.generation.load(std::memory_order_acquire);
+        if (gen != cfg_gen) {
+            cfg_gen = gen;
+            const LiveConfig nc = rt.segment().config();
+            if (std::string(nc.classifier_host) != cfg.classifier_host || nc.classifier_port != cfg.classifier_port) {
+                if (x->set_destination(nc.classifier_host, static_cast<uint16_t>(nc.classifier_port)))
+                    log_notice("classifier moved to %s", x->destination().c_str());
+                else
+                    log_err("cannot export to %s:%u; keeping %s", nc.classifier_host, nc.classifier_port,
+                            x->destination().c_str());
+            }
+            cfg = nc;
+        }
+        if (n == 0) {
+            if (stop.procd_finished.load(std::memory_order_acquire) && !ring.wait_for_data(0)) break;
+            ring.wait_for_data(x->pending() ? idle_ms : 100);
+        }
+    }
+    x->flush();
+    ring.commit();
+    export_counters(rt, *x);
+    stop.netd_finished.store(1, std::memory_order_release);
+    rt.finished();
+    log_info("finished: %llu records in %llu messages, %llu send errors",
+             static_cast<unsigned long long>(x->counters().records_sent),
+             static_cast<unsigned long long>(x->counters().messages_sent),
+             static_cast<unsigned long long>(x->counters().send_errors));
+    return 0;
+}

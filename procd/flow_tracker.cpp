@@ -1,0 +1,163 @@
+#include "procd/flow_tracker.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace angel {
+
+namespace {
+constexpr uint8_t kTcpFin = 0x01;
+constexpr uint8_t kTcpRst = 0x04;
+constexpr uint8_t kProtoTcp = 6;
+}  // namespace
+
+FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out)
+    : map_(map), id_key_(id_key), timeouts_(t), out_(out) {
+    // Twice the capacity: stale entries (flows ended otherwise) stay queued until their
+    // linger passes, so live closing flows plus stale ones never exceed two per entry.
+    closing_.resize(2 * size_t{std::max<uint32_t>(map_.capacity(), 1)});
+    // After a restart, flows that were closing are found again in the map; their order
+    // by close time is restored by sorting them once.
+    std::vector<Closing> found;
+    for (uint32_t i = 0; i < map_.capacity(); ++i) {
+        const FlowEntry& e = map_.entry(i);
+        if (e.in_use && e.close_ns != 0)
+            found.push_back({e.flow_id, e.close_ns, const_cast<FlowEntry*>(&e)});
+    }
+    std::sort(found.begin(), found.end(),
+              [](const Closing& a, const Closing& b) { return a.close_ns < b.close_ns; });
+    for (const Closing& c : found) closing_[closing_count_++] = c;
+}
+
+void FlowTracker::closing_push(FlowEntry* e) {
+    if (closing_count_ == closing_.size()) return;  // cannot happen: one slot per entry
+    closing_[(closing_head_ + closing_count_) % closing_.size()] = {e->flow_id, e->close_ns, e};
+    ++closing_count_;
+}
+
+bool FlowTracker::expired(const FlowEntry& e, uint64_t now_ns, EndReason* why) const {
+    if (e.close_ns != 0 && now_ns >= e.close_ns + timeouts_.tcp_linger_ns) {
+        *why = EndReason::tcp_close;
+        return true;
+    }
+    if (now_ns > e.last_ns + timeouts_.idle_ns) {
+        *why = EndReason::idle;
+        return true;
+    }
+    return false;
+}
+
+FlowEntry* FlowTracker::start_flow(const FlowKey& k, uint32_t hash, const ParsedPacket& p,
+                                   bool reversed, uint64_t ts_ns) {
+    FlowEntry* e = map_.insert(k, hash, hash, ts_ns);
+    if (!e) {
+        // Full: the least recently active flow makes room (counted as evicted).
+        FlowEntry* victim = map_.oldest();
+        end_flow(victim, EndReason::evicted);
+        ++stats_.evicted;
+        e = map_.insert(k, hash, hash, ts_ns);
+    }
+    e->first_reversed = reversed ? 1 : 0;
+    ++stats_.started;
+    Record r{};
+    r.type = static_cast<uint8_t>(RecordType::flow_start);
+    r.flow_id = e->flow_id;
+    r.ts_ns = ts_ns;
+    r.start.ip_version = p.ip_version;
+    r.start.proto = p.proto;
+    r.start.sport = p.sport;
+    r.start.dport = p.dport;
+    r.start.src = p.src;
+    r.start.dst = p.dst;
+    out_.emit(r);
+    out_.event(r);
+    return e;
+}
+
+void FlowTracker::end_flow(FlowEntry* e, EndReason why) {
+    Record r{};
+    r.type = static_cast<uint8_t>(RecordType::flow_end);
+    r.flow_id = e->flow_id;
+    r.ts_ns = e->last_ns;
+    r.end.first_ns = e->first_ns;
+    r.end.packets[0] = e->packets[0];
+    r.end.packets[1] = e->packets[1];
+    r.end.bytes[0] = e->bytes[0];
+    r.end.bytes[1] = e->bytes[1];
+    r.end.reason = static_cast<uint8_t>(why);
+    out_.emit(r);
+    out_.event(r);
+    map_.erase(e);
+    ++stats_.ended;
+}
+
+void FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len) {
+    bool reversed = false;
+    const FlowKey k = make_flow_key(p, &reversed);
+    const uint32_t hash = flow_id_hash(k, id_key_);
+    FlowEntry* e = map_.find(k, hash);
+    bool is_new = false;
+    if (e) {
+        EndReason why;
+        // A packet for a flow past its idle timeout or linger starts a new flow, whatever
+        // the garbage collection has done so far: end first, then start.
+        if (expired(*e, ts_ns, &why)) {
+            end_flow(e, why);
+            e = nullptr;
+        }
+    }
+    if (!e) {
+        e = start_flow(k, hash, p, reversed, ts_ns);
+        is_new = true;
+    }
+    const uint8_t dir = (reversed ? 1 : 0) ^ e->first_reversed;
+    e->packets[dir] += 1;
+    e->bytes[dir] += wire_len;
+    if (ts_ns > e->last_ns) e->last_ns = ts_ns;
+    map_.touch(e);
+
+    if (p.proto == kProtoTcp && e->close_ns == 0) {
+        if (p.tcp_flags & kTcpFin) e->tcp_fin_mask |= static_cast<uint8_t>(1u << dir);
+        if (p.tcp_flags & kTcpRst) e->tcp_rst = 1;
+        if (e->tcp_rst || e->tcp_fin_mask == 3) {
+            e->close_ns = ts_ns;
+            closing_push(e);
+        }
+    }
+
+    Record r{};
+    r.type = static_cast<uint8_t>(RecordType::packet);
+    r.flow_id = e->flow_id;
+    r.ts_ns = ts_ns;
+    r.packet.wire_len = wire_len;
+    r.packet.dir = dir;
+    r.packet.tcp_flags = p.tcp_flags;
+    r.packet.new_flow = is_new ? 1 : 0;
+    out_.emit(r);
+}
+
+void FlowTracker::expire(uint64_t now_ns) {
+    // TCP flows whose linger has passed, in close-time order.
+    while (closing_count_ > 0) {
+        Closing& c = closing_[closing_head_];
+        FlowEntry* e = c.entry;
+        // The entry may have ended (idle, eviction, a new flow) and been reused since.
+        const bool same = e->in_use && e->flow_id == c.flow_id && e->close_ns == c.close_ns;
+        if (same && now_ns < c.close_ns + timeouts_.tcp_linger_ns) break;
+        if (same) end_flow(e, EndReason::tcp_close);
+        closing_head_ = (closing_head_ + 1) % closing_.size();
+        --closing_count_;
+    }
+    // Idle flows, oldest activity first: stop at the first one still active.
+    while (FlowEntry* e = map_.oldest()) {
+        if (now_ns <= e->last_ns + timeouts_.idle_ns) break;
+        end_flow(e, e->close_ns != 0 ? EndReason::tcp_close : EndReason::idle);
+    }
+}
+
+void FlowTracker::end_all(EndReason why) {
+    while (FlowEntry* e = map_.oldest()) end_flow(e, why);
+    closing_head_ = closing_count_ = 0;
+}
+
+}  // namespace angel

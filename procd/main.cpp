@@ -1,0 +1,128 @@
+// angel-procd: packet ring in; parse, flow tracking in the FlowMap; record ring (to netd) and
+// event ring (to ctld's database writer) out.
+#include <sysexits.h>
+
+#include <cstdio>
+
+#include "common/flow_key.hpp"
+#include "common/log.hpp"
+#include "common/packet/parser.hpp"
+#include "procd/flow_tracker.hpp"
+#include "procd/ring_sink.hpp"
+#include "shm/stage_runtime.hpp"
+
+using namespace angel;
+
+namespace {
+
+constexpr size_t kBatch = 256;        // packets between record publishes and packet commits
+constexpr int kIdleWaitMs = 100;      // heartbeat pace while there is no traffic
+
+FlowTimeouts timeouts_of(const LiveConfig& c) {
+    return FlowTimeouts{uint64_t{c.flow_timeout_s} * 1000000000ull,
+                        uint64_t{c.tcp_linger_s} * 1000000000ull};
+}
+
+void export_parse_counters(StageRuntime& rt, const PacketParser& parser) {
+    const auto& c = parser.counters();
+    uint64_t malformed = 0;
+    for (size_t i = 0; i < c.by_status.size() && i < 10; ++i) {
+        rt.set_counter(procd_parse_first + i, c.by_status[i]);
+        auto st = static_cast<ParseStatus>(i);
+        if (st != ParseStatus::ok && st != ParseStatus::not_ip) malformed += c.by_status[i];
+    }
+    rt.set_counter(procd_malformed, malformed);
+    rt.set_counter(procd_not_ip, c.by_status[static_cast<size_t>(ParseStatus::not_ip)]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    StageRuntime rt(StageId::procd, "angel-procd", argc, argv);
+    LiveConfig cfg = rt.segment().config();
+    uint32_t cfg_gen = rt.header().config.generation.load();
+    const bool replay = cfg.replay_file[0] != '\0';
+
+    FlowMap map = rt.segment().flow_map();
+    map.recover();  // repairs indexes a killed predecessor may have left half-updated
+    PacketRing in = rt.segment().packet_ring();
+    RecordRing<Record> records = rt.segment().record_ring();
+    RecordRing<Record> events = rt.segment().event_ring();
+    RingSink sink(rt, records, events, cfg.db_events != 0);
+    FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
+    FlowTracker tracker(map, key, timeouts_of(cfg), sink);
+    PacketParser parser;
+    log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
+    rt.ready();
+
+    uint64_t trace_now = 0;        // latest capture timestamp seen (replay clock)
+    uint64_t last_gc_trace = 0;
+    uint64_t gc_seen = rt.header().gc_request.load();
+    const uint64_t gc_step = uint64_t{std::max<uint32_t>(cfg.gc_interval_s, 1)} * 1000000000ull;
+    auto& stop = rt.header().stop;
+
+    for (;;) {
+        size_t n = 0;
+        const uint8_t* data = nullptr;
+        while (n < kBatch) {
+            const PacketSlot* s = in.next(&data);
+            if (!s) break;
+            ++n;
+            if (s->ts_ns > trace_now) trace_now = s->ts_ns;
+            ParsedPacket p;
+            if (parser.parse(s->linktype, data, s->caplen, s->ts_ns, p) == ParseStatus::ok) {
+                tracker.packet(p, s->ts_ns, s->wire_len);
+                rt.count(procd_ip_packets);
+            }
+        }
+        if (n > 0) {
+            rt.count(procd_packets, n);
+            // In replay, expiry follows the trace clock so results do not depend on speed.
+            if (replay && trace_now >= last_gc_trace + gc_step) {
+                tracker.expire(trace_now);
+                last_gc_trace = trace_now;
+                rt.count(procd_gc_runs);
+            }
+            sink.publish();
+            in.commit();  // only after the records of these packets are queued
+        }
+        // Timer-driven expiry in live mode: ctld asks, procd does it (no shared lock).
+        const uint64_t gc_req = rt.header().gc_request.load(std::memory_order_acquire);
+        if (gc_req != gc_seen) {
+            gc_seen = gc_req;
+            if (!replay) {
+                tracker.expire(realtime_ns());
+                rt.count(procd_gc_runs);
+                sink.publish();
+            }
+        }
+        const uint32_t gen = rt.header().config.generation.load(std::memory_order_acquire);
+        if (gen != cfg_gen) {
+            cfg_gen = gen;
+            cfg = rt.segment().config();
+            tracker.set_timeouts(timeouts_of(cfg));
+        }
+        const auto& st = tracker.stats();
+        rt.set_counter(procd_flows_started, st.started);
+        rt.set_counter(procd_flows_ended, st.ended);
+        rt.set_counter(procd_flows_evicted, st.evicted);
+        rt.heartbeat();
+        if (n == 0) {
+            export_parse_counters(rt, parser);
+            if (stop.capd_finished.load(std::memory_order_acquire) && !in.wait_for_data(0)) {
+                break;  // upstream is done and everything it queued has been processed
+            }
+            in.wait_for_data(kIdleWaitMs);
+        }
+    }
+    const EndReason why = stop.input_ended.load() ? EndReason::end_of_input : EndReason::shutdown;
+    tracker.end_all(why);
+    sink.publish();
+    export_parse_counters(rt, parser);
+    rt.set_counter(procd_flows_ended, tracker.stats().ended);
+    stop.procd_finished.store(1, std::memory_order_release);
+    rt.finished();
+    log_info("finished: %llu flows ended (%s)", static_cast<unsigned long long>(tracker.stats().ended),
+             end_reason_name(why));
+    return 0;
+}

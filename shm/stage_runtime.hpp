@@ -1,0 +1,45 @@
+// What every stage (capd, procd, netd) does to live under ctld: parse its small command line,
+// attach to the instance's segment, announce itself ready, heartbeat, and notice stop signals.
+// The stages take everything else from the segment (LiveConfig), never from files.
+#pragma once
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <string>
+
+#include "shm/segment.hpp"
+
+namespace angel {
+
+class StageRuntime {
+public:
+    // Parses "-i INSTANCE [-f]"; on a usage error prints one line and exits EX_USAGE.
+    // Attaches the segment; on failure logs one line and exits EX_UNAVAILABLE.
+    StageRuntime(StageId id, const char* prog, int argc, char** argv);
+
+    Segment& segment() { return *seg_; }
+    SegmentHeader& header() { return *seg_->header(); }
+    StageStatus& status() { return seg_->stage(id_); }
+    const std::string& instance() const { return instance_; }
+
+    void ready();        // state = ready, heartbeat now
+    void heartbeat() { status().heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed); }
+    void finished();     // state = finished
+    void count(size_t slot, uint64_t n = 1) {
+        status().counters[slot].fetch_add(n, std::memory_order_relaxed);
+    }
+    void set_counter(size_t slot, uint64_t v) {
+        status().counters[slot].store(v, std::memory_order_relaxed);
+    }
+    // SIGTERM/SIGINT received: the stage should stop as soon as it safely can.
+    static bool terminate_requested() { return term_.load(std::memory_order_relaxed); }
+
+private:
+    static void on_signal(int);
+    static inline std::atomic<bool> term_{false};
+    StageId id_;
+    std::string instance_;
+    std::unique_ptr<Segment> seg_;
+};
+
+}  // namespace angel
