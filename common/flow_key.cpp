@@ -15,11 +15,22 @@ int hex_digit_value(char c) {
     return -1;
 }
 
-// Little-endian load/store by shifts, so the result does not depend on the host byte order.
+// Little-endian loads: the result does not depend on the host byte order.
 uint64_t load_le64(const uint8_t* p, size_t n) {
     uint64_t v = 0;
     for (size_t i = 0; i < n; ++i) v |= uint64_t{p[i]} << (8 * i);
     return v;
+}
+
+// A full word: one memcpy (a single load) on little-endian hosts, shifts elsewhere.
+uint64_t load_le64_word(const uint8_t* p) {
+    if constexpr (std::endian::native == std::endian::little) {
+        uint64_t v;
+        std::memcpy(&v, p, 8);
+        return v;
+    } else {
+        return load_le64(p, 8);
+    }
 }
 
 void store_le64(uint8_t* p, uint64_t v) {
@@ -121,7 +132,7 @@ uint64_t siphash24(const FlowIdKey& key, const void* data, size_t len) {
                key.k0 ^ 0x6c7967656e657261ULL, key.k1 ^ 0x7465646279746573ULL};
     const auto* p = static_cast<const uint8_t*>(data);
     const size_t full = len & ~size_t{7};
-    for (size_t i = 0; i < full; i += 8) s.absorb(load_le64(p + i, 8));
+    for (size_t i = 0; i < full; i += 8) s.absorb(load_le64_word(p + i));
     // Last word: the 0..7 remaining bytes, with len mod 256 in the most significant byte.
     uint64_t last = load_le64(p + full, len - full) | (uint64_t{len & 0xff} << 56);
     s.absorb(last);
