@@ -76,6 +76,25 @@ std::string bin_dir() {
     return p.substr(0, p.rfind('/'));
 }
 
+// One line an operator (and the tests) can read after a stop: where every packet went.
+void log_final_counters(Segment& seg, const std::string& instance) {
+    auto c = [&](StageId s, size_t i) {
+        return static_cast<unsigned long long>(seg.stage(s).counters[i].load());
+    };
+    log_notice("instance %s stopped: captured=%llu queued=%llu ring_dropped=%llu pcap_received=%llu "
+               "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
+               "malformed=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
+               "messages=%llu send_errors=%llu",
+               instance.c_str(), c(StageId::capd, capd_packets), c(StageId::capd, capd_queued),
+               c(StageId::capd, capd_ring_dropped), c(StageId::capd, capd_pcap_received),
+               c(StageId::capd, capd_pcap_dropped), c(StageId::capd, capd_pcap_ifdropped),
+               c(StageId::procd, procd_packets), c(StageId::procd, procd_ip_packets),
+               c(StageId::procd, procd_not_ip), c(StageId::procd, procd_malformed),
+               c(StageId::procd, procd_flows_started), c(StageId::procd, procd_flows_ended),
+               c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records_sent),
+               c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors));
+}
+
 bool fatal_start_failure(StageSupervisor& s) {
     // A stage that cannot even open its input or export target will not get better by
     // restarting: in replay mode that ends the run with the stage's own exit code.
@@ -227,10 +246,7 @@ int main(int argc, char** argv) {
             break;
         }
     }
-    const auto& cap = seg->stage(StageId::capd).counters;
-    log_notice("instance %s stopped: %llu packets captured, %llu dropped at the ring", cfg.instance.c_str(),
-               static_cast<unsigned long long>(cap[capd_packets].load()),
-               static_cast<unsigned long long>(cap[capd_ring_dropped].load()));
+    log_final_counters(*seg, cfg.instance);
     seg.reset();
     Segment::remove(cfg.instance);
     unlink((cfg.runtime_dir + "/" + cfg.instance + ".capd.lock").c_str());
