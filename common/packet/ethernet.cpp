@@ -9,6 +9,7 @@ constexpr uint32_t kEthernetHeader = 14;   // dst MAC, src MAC, EtherType
 constexpr uint32_t kVlanTag = 4;           // TCI, inner EtherType
 constexpr uint32_t kMplsEntry = 4;         // label 20 | TC 3 | S 1 | TTL 8
 constexpr uint32_t kMaxMplsLabels = 16;    // a deeper stack is treated as hostile
+constexpr uint32_t kPwControlWord = 4;     // pseudowire control word after the label stack
 constexpr uint32_t kPppoeHeader = 6;       // ver/type, code, session id, length
 constexpr uint32_t kPppProtocol = 2;
 constexpr uint16_t kMaxEthernetLength = 1500;  // below: an 802.3 length field, not a type
@@ -54,12 +55,17 @@ LayerStep parse_mpls(const ByteReader& frame, uint32_t offset) {
         const bool bottom_of_stack = (frame.u8(offset + 2) & 0x01) != 0;
         offset += kMplsEntry;
         if (bottom_of_stack) {
-            // MPLS does not say what it carries; IP is told apart by its version nibble.
-            // Anything else (pseudowire control word, Ethernet over MPLS) is not decoded.
+            // MPLS does not say what it carries; the first nibble tells: 4/6 is IP, 0 is the
+            // pseudowire control word (RFC 4385) of an Ethernet pseudowire (RFC 4448), as ISP
+            // cores carry for L2VPN customers. Anything else (e.g. the associated channel, 1)
+            // is not decoded.
             if (!frame.has(offset, 1)) return truncated();
             switch (frame.u8(offset) >> 4) {
                 case 4: return {Layer::ipv4, offset};
                 case 6: return {Layer::ipv6, offset};
+                case 0:
+                    if (!frame.has(offset, kPwControlWord)) return truncated();
+                    return {Layer::ethernet, offset + kPwControlWord};
                 default: return {Layer::not_ip, offset};
             }
         }

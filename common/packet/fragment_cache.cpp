@@ -82,6 +82,8 @@ bool FragmentCache::lookup(const FragmentKey& key, bool last, uint64_t now_ns,
         Entry& e = bucket[i];
         if (is_live(e, now_ns) && e.key == key) {
             out = e.ports;
+            // A datagram still arriving stays alive: age counts from its latest fragment.
+            if (now_ns > e.stamp_ns) e.stamp_ns = now_ns;
             if (last) e.finished = true;
             return true;
         }

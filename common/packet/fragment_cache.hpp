@@ -29,7 +29,8 @@ struct FragmentPorts {
 
 class FragmentCache {
 public:
-    // Fragments of one datagram arrive within seconds; 30 s matches common reassembly timeouts.
+    // Fragments of one datagram arrive within seconds; 30 s after the latest fragment of a
+    // datagram (common reassembly timeouts are 30-60 s) its entry may be reused.
     static constexpr uint64_t kDefaultMaxAgeNs = 30ull * 1000 * 1000 * 1000;
 
     explicit FragmentCache(size_t entries, uint64_t max_age_ns = kDefaultMaxAgeNs);

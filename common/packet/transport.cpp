@@ -12,29 +12,28 @@ constexpr uint8_t kUdp = 17;
 constexpr uint8_t kSctp = 132;
 constexpr uint8_t kUdpLite = 136;
 
-// Minimum header each protocol must have before we trust its ports.
-uint32_t min_header(uint8_t proto) {
-    switch (proto) {
-        case kTcp: return 20;
-        case kUdp: return 8;
-        case kUdpLite: return 8;
-        case kSctp: return 12;
-        default: return 0;  // no ports
-    }
+constexpr uint32_t kPortBytes = 4;       // source port, destination port
+constexpr uint32_t kTcpOffsetByte = 12;  // data offset (high nibble)
+constexpr uint32_t kTcpFlagsByte = 13;
+
+bool has_ports(uint8_t proto) {
+    return proto == kTcp || proto == kUdp || proto == kUdpLite || proto == kSctp;
 }
 }  // namespace
 
+// Ports need only the first 4 bytes. A header cut short after them (a small snaplen, a tiny
+// first fragment) still names its flow, so we take the ports and whatever TCP fields are
+// present rather than drop the packet; fewer than 4 bytes is truncated.
 ParseStatus parse_transport(const ByteReader& frame, uint32_t offset, uint32_t end,
                             uint8_t proto, ParsedPacket& out) {
-    const uint32_t need = min_header(proto);
-    if (need == 0) return ParseStatus::ok;
+    if (!has_ports(proto)) return ParseStatus::ok;
     // Only the IP packet's own bytes count (not Ethernet padding after it).
     const ByteReader packet{frame.data, std::min(end, frame.len)};
-    if (!packet.has(offset, need)) return ParseStatus::truncated;
-    if (proto == kTcp) {
-        const uint32_t data_offset = packet.u8(offset + 12) >> 4;
-        if (data_offset < 5) return ParseStatus::bad_header_length;
-        out.tcp_flags = packet.u8(offset + 13);
+    if (!packet.has(offset, kPortBytes)) return ParseStatus::truncated;
+    if (proto == kTcp && packet.has(offset + kTcpOffsetByte, 1)) {
+        const uint32_t data_offset = packet.u8(offset + kTcpOffsetByte) >> 4;
+        if (data_offset < 5) return ParseStatus::bad_header_length;  // shorter than 20 bytes
+        out.tcp_flags = packet.u8(offset + kTcpFlagsByte);          // 0 when cut before it
     }
     out.sport = packet.be16(offset);
     out.dport = packet.be16(offset + 2);
