@@ -182,10 +182,12 @@ void IpfixExporter::add(const Record& r) {
 }
 
 void IpfixExporter::poll(uint64_t now_ns) {
-    if (first_record_ns_ && now_ns - first_record_ns_ >= uint64_t(cfg_.flush_ms) * 1000000ull)
+    // Compared as "now >= start + interval": a now_ns read before the record arrived is early,
+    // not 2^64 ns late.
+    if (first_record_ns_ && now_ns >= first_record_ns_ + uint64_t(cfg_.flush_ms) * 1000000ull)
         flush();
     if (cfg_.template_refresh_s &&
-        now_ns - last_templates_ns_ >= uint64_t(cfg_.template_refresh_s) * 1000000000ull)
+        now_ns >= last_templates_ns_ + uint64_t(cfg_.template_refresh_s) * 1000000000ull)
         send_templates();
 }
 
