@@ -18,9 +18,11 @@ NetworkResult failed(ParseStatus s) {
 }  // namespace
 
 NetworkResult parse_ipv4(const ByteReader& frame, uint32_t offset, ParsedPacket& out) {
-    if (!frame.has(offset, kMinHeader)) return failed(ParseStatus::truncated);
+    // The version first: a packet of the wrong version is reported as such even when short.
+    if (!frame.has(offset, 1)) return failed(ParseStatus::truncated);
     const uint8_t version_ihl = frame.u8(offset);
     if ((version_ihl >> 4) != 4) return failed(ParseStatus::bad_version);
+    if (!frame.has(offset, kMinHeader)) return failed(ParseStatus::truncated);
     const uint32_t header_len = (version_ihl & 0x0Fu) * 4;
     if (header_len < kMinHeader) return failed(ParseStatus::bad_header_length);
     if (!frame.has(offset, header_len)) return failed(ParseStatus::truncated);  // options cut

@@ -28,8 +28,10 @@ NetworkResult failed(ParseStatus s) {
 }  // namespace
 
 NetworkResult parse_ipv6(const ByteReader& frame, uint32_t offset, ParsedPacket& out) {
-    if (!frame.has(offset, kFixedHeader)) return failed(ParseStatus::truncated);
+    // The version first: a packet of the wrong version is reported as such even when short.
+    if (!frame.has(offset, 1)) return failed(ParseStatus::truncated);
     if ((frame.u8(offset) >> 4) != 6) return failed(ParseStatus::bad_version);
+    if (!frame.has(offset, kFixedHeader)) return failed(ParseStatus::truncated);
     const uint16_t payload_len = frame.be16(offset + 4);
     // Payload length 0: a jumbogram (RFC 2675) or a BIG TCP / GSO super-packet; the packet
     // then ends where the capture does.
