@@ -102,6 +102,14 @@ int main(int argc, char** argv) {
             }
             cfg = nc;
         }
+        if (StageRuntime::terminate_requested()) {
+            // Restart by the operator: send what is pending, release it, leave the rest queued.
+            x->flush();
+            ring.commit_to(base + done_with());
+            export_counters(rt, *x);
+            log_info("terminated; %llu records stay queued", static_cast<unsigned long long>(ring.fill()));
+            return 0;
+        }
         if (n == 0) {
             if (stop.procd_finished.load(std::memory_order_acquire) && !ring.wait_for_data(0)) break;
             ring.wait_for_data(x->pending() ? idle_ms : 100);

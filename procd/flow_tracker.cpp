@@ -11,17 +11,24 @@ constexpr uint8_t kTcpRst = 0x04;
 constexpr uint8_t kProtoTcp = 6;
 }  // namespace
 
-FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out)
-    : map_(map), id_key_(id_key), timeouts_(t), out_(out) {
+FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out,
+                         CounterArray counters)
+    : map_(map), id_key_(id_key), timeouts_(t), out_(out), ctr_(counters) {
+    const size_t cap = std::max<uint32_t>(map_.capacity(), 1);
+    ended_.reserve(cap);
     // Twice the capacity: stale entries (flows ended otherwise) stay queued until their
     // linger passes, so live closing flows plus stale ones never exceed two per entry.
-    closing_.resize(2 * size_t{std::max<uint32_t>(map_.capacity(), 1)});
-    // After a restart, flows that were closing are found again in the map; their order
-    // by close time is restored by sorting them once.
+    closing_.resize(2 * cap);
+    // Flows a killed predecessor had ended: their flow_end may not have been published.
+    for (uint32_t i = 0; FlowEntry* e = map_.retired_after_recover(i); ++i) {
+        emit_end(*e, static_cast<EndReason>(e->end_reason));
+        ended_.push_back(e);
+    }
+    // Flows that were closing: restore their order by close time.
     std::vector<Closing> found;
     for (uint32_t i = 0; i < map_.capacity(); ++i) {
         const FlowEntry& e = map_.entry(i);
-        if (e.in_use && e.close_ns != 0)
+        if (e.in_use && !e.ending && e.close_ns != 0)
             found.push_back({e.flow_id, e.close_ns, const_cast<FlowEntry*>(&e)});
     }
     std::sort(found.begin(), found.end(),
@@ -30,7 +37,7 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
 }
 
 void FlowTracker::closing_push(FlowEntry* e) {
-    if (closing_count_ == closing_.size()) return;  // cannot happen: one slot per entry
+    if (closing_count_ == closing_.size()) return;  // cannot happen: see the constructor
     closing_[(closing_head_ + closing_count_) % closing_.size()] = {e->flow_id, e->close_ns, e};
     ++closing_count_;
 }
@@ -47,21 +54,10 @@ bool FlowTracker::expired(const FlowEntry& e, uint64_t now_ns, EndReason* why) c
     return false;
 }
 
-FlowEntry* FlowTracker::start_flow(const FlowKey& k, uint32_t hash, const ParsedPacket& p,
-                                   bool reversed, uint64_t ts_ns) {
-    FlowEntry* e = map_.insert(k, hash, hash, ts_ns);
-    if (!e) {
-        // Full: the least recently active flow makes room (counted as evicted).
-        FlowEntry* victim = map_.oldest();
-        end_flow(victim, EndReason::evicted);
-        ++stats_.evicted;
-        e = map_.insert(k, hash, hash, ts_ns);
-    }
-    e->first_reversed = reversed ? 1 : 0;
-    ++stats_.started;
+void FlowTracker::emit_start(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns) {
     Record r{};
     r.type = static_cast<uint8_t>(RecordType::flow_start);
-    r.flow_id = e->flow_id;
+    r.flow_id = e.flow_id;
     r.ts_ns = ts_ns;
     r.start.ip_version = p.ip_version;
     r.start.proto = p.proto;
@@ -71,31 +67,87 @@ FlowEntry* FlowTracker::start_flow(const FlowKey& k, uint32_t hash, const Parsed
     r.start.dst = p.dst;
     out_.emit(r);
     out_.event(r);
+}
+
+void FlowTracker::emit_end(const FlowEntry& e, EndReason why) {
+    Record r{};
+    r.type = static_cast<uint8_t>(RecordType::flow_end);
+    r.flow_id = e.flow_id;
+    r.ts_ns = e.last_ns;
+    r.end.first_ns = e.first_ns;
+    r.end.packets[0] = e.packets[0];
+    r.end.packets[1] = e.packets[1];
+    r.end.bytes[0] = e.bytes[0];
+    r.end.bytes[1] = e.bytes[1];
+    r.end.reason = static_cast<uint8_t>(why);
+    out_.emit(r);
+    out_.event(r);
+}
+
+void FlowTracker::emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns,
+                              uint32_t wire_len, uint8_t dir, bool is_new) {
+    Record r{};
+    r.type = static_cast<uint8_t>(RecordType::packet);
+    r.flow_id = e.flow_id;
+    r.ts_ns = ts_ns;
+    r.packet.wire_len = wire_len;
+    r.packet.dir = dir;
+    r.packet.tcp_flags = p.tcp_flags;
+    r.packet.new_flow = is_new ? 1 : 0;
+    out_.emit(r);
+}
+
+FlowEntry* FlowTracker::start_flow(const FlowKey& k, uint32_t hash, const ParsedPacket& p,
+                                   bool reversed, uint64_t ts_ns, uint64_t pos) {
+    FlowEntry* e = map_.insert(k, hash, hash, ts_ns);
+    if (!e) {
+        // Full: the least recently active flow makes room (counted as evicted). Its entry
+        // is only retired, so release the retired ones first if that is what fills the map.
+        if (FlowEntry* victim = map_.oldest()) {
+            end_flow(victim, EndReason::evicted);
+            bump(procd_flows_evicted);
+        }
+        e = map_.insert(k, hash, hash, ts_ns);
+        if (!e) {
+            out_.publish();
+            release_ended();
+            e = map_.insert(k, hash, hash, ts_ns);
+        }
+    }
+    e->first_reversed = reversed ? 1 : 0;
+    e->created_pos = pos;
+    bump(procd_flows_started);
+    emit_start(*e, p, ts_ns);
     return e;
 }
 
 void FlowTracker::end_flow(FlowEntry* e, EndReason why) {
-    Record r{};
-    r.type = static_cast<uint8_t>(RecordType::flow_end);
-    r.flow_id = e->flow_id;
-    r.ts_ns = e->last_ns;
-    r.end.first_ns = e->first_ns;
-    r.end.packets[0] = e->packets[0];
-    r.end.packets[1] = e->packets[1];
-    r.end.bytes[0] = e->bytes[0];
-    r.end.bytes[1] = e->bytes[1];
-    r.end.reason = static_cast<uint8_t>(why);
-    out_.emit(r);
-    out_.event(r);
-    map_.erase(e);
-    ++stats_.ended;
+    emit_end(*e, why);
+    e->end_reason = static_cast<uint8_t>(why);
+    map_.retire(e);
+    bump(procd_flows_ended);
+    ended_.push_back(e);
 }
 
-void FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len) {
+void FlowTracker::release_ended() {
+    for (FlowEntry* e : ended_) map_.release(e);
+    ended_.clear();
+}
+
+bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos) {
     bool reversed = false;
     const FlowKey k = make_flow_key(p, &reversed);
     const uint32_t hash = flow_id_hash(k, id_key_);
     FlowEntry* e = map_.find(k, hash);
+    if (e && pos <= e->last_pos && pos >= e->created_pos) {
+        // Repeated after a predecessor's crash: already counted; re-emit only.
+        const bool created_here = pos == e->created_pos;
+        if (created_here) emit_start(*e, p, ts_ns);
+        emit_packet(*e, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ e->first_reversed),
+                    created_here);
+        bump(procd_repeated);
+        return false;
+    }
     bool is_new = false;
     if (e) {
         EndReason why;
@@ -107,13 +159,15 @@ void FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
         }
     }
     if (!e) {
-        e = start_flow(k, hash, p, reversed, ts_ns);
+        e = start_flow(k, hash, p, reversed, ts_ns, pos);
         is_new = true;
     }
     const uint8_t dir = (reversed ? 1 : 0) ^ e->first_reversed;
     e->packets[dir] += 1;
     e->bytes[dir] += wire_len;
     if (ts_ns > e->last_ns) e->last_ns = ts_ns;
+    e->last_pos = pos;
+    bump(procd_ip_packets);
     map_.touch(e);
 
     if (p.proto == kProtoTcp && e->close_ns == 0) {
@@ -124,16 +178,8 @@ void FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
             closing_push(e);
         }
     }
-
-    Record r{};
-    r.type = static_cast<uint8_t>(RecordType::packet);
-    r.flow_id = e->flow_id;
-    r.ts_ns = ts_ns;
-    r.packet.wire_len = wire_len;
-    r.packet.dir = dir;
-    r.packet.tcp_flags = p.tcp_flags;
-    r.packet.new_flow = is_new ? 1 : 0;
-    out_.emit(r);
+    emit_packet(*e, p, ts_ns, wire_len, dir, is_new);
+    return true;
 }
 
 void FlowTracker::expire(uint64_t now_ns) {
@@ -142,7 +188,7 @@ void FlowTracker::expire(uint64_t now_ns) {
         Closing& c = closing_[closing_head_];
         FlowEntry* e = c.entry;
         // The entry may have ended (idle, eviction, a new flow) and been reused since.
-        const bool same = e->in_use && e->flow_id == c.flow_id && e->close_ns == c.close_ns;
+        const bool same = e->in_use && !e->ending && e->flow_id == c.flow_id && e->close_ns == c.close_ns;
         if (same && now_ns < c.close_ns + timeouts_.tcp_linger_ns) break;
         if (same) end_flow(e, EndReason::tcp_close);
         closing_head_ = (closing_head_ + 1) % closing_.size();

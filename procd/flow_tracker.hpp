@@ -1,13 +1,25 @@
 // procd's flow logic: turns parsed packets into FlowMap updates and records, in an order the
-// classifier can rely on (for one flow ID: flow-start, packets, flow-end). Owns no memory per
-// packet; the FlowMap lives in the segment, records go to the sink functions given.
+// classifier can rely on (for one flow ID: flow-start, packets, flow-end).
+//
+// Restart safety: procd processes the packet ring in batches and commits the ring only after
+// the batch's records are published. A procd killed mid-batch has updated the FlowMap for
+// packets whose records may be lost, so its successor repeats the batch, and every step is
+// made repeatable:
+//   - each flow remembers the ring position of its creating and of its last applied packet;
+//     a repeated packet (position <= last applied) re-emits its records (flow_start too if it
+//     created the flow) without counting it twice;
+//   - an ended flow is only retired (ID reserved, out of lookup) until its flow_end is
+//     published; a successor re-emits flow_end for every retired flow it finds.
+// Duplicates are thus confined to the one batch that was in flight, as DESIGN.md allows.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
 #include "common/flow_key.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/records.hpp"
+#include "shm/stage_status.hpp"
 
 namespace angel {
 
@@ -16,11 +28,10 @@ struct FlowTimeouts {
     uint64_t tcp_linger_ns = 2'000'000'000ull;
 };
 
-struct FlowTrackerStats {
-    uint64_t started = 0;
-    uint64_t ended = 0;
-    uint64_t evicted = 0;
-};
+// Counters live in the segment (procd's StageStatus, indexed by ProcdCounter) and are bumped
+// right next to the FlowMap change they count, so a kill cannot separate the two by more
+// than a few instructions and the totals stay exact across restarts.
+using CounterArray = std::atomic<uint64_t>*;
 
 // Where records go. emit() must not fail: it blocks until the record is queued.
 class RecordSink {
@@ -29,32 +40,44 @@ public:
     virtual void emit(const Record& r) = 0;
     // New/ended-flow events for the database (may drop when full; counted by the sink).
     virtual void event(const Record& r) = 0;
+    // Makes everything emitted so far visible downstream.
+    virtual void publish() = 0;
 };
 
 class FlowTracker {
 public:
-    FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out);
+    // map must have been recover()ed. Re-emits flow_end for flows a predecessor retired.
+    FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out, CounterArray counters);
 
-    // One IP packet. ts_ns: capture time; wire_len: length on the wire.
-    void packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len);
+    // One IP packet. ts_ns: capture time; wire_len: length on the wire; pos: its position in
+    // the packet ring (monotonic, shared), which makes a repeated batch recognisable.
+    // Returns false when the packet was a repeat (already counted by a predecessor).
+    bool packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos);
     // Ends flows idle past the timeout and TCP flows whose linger has passed, as of now_ns.
     void expire(uint64_t now_ns);
     // Ends every live flow (end of replay input, meter stop).
     void end_all(EndReason why);
+    // After the records of a batch are published: frees the flows that ended in it.
+    void release_ended();
     void set_timeouts(FlowTimeouts t) { timeouts_ = t; }
-    const FlowTrackerStats& stats() const { return stats_; }
 
 private:
     FlowEntry* start_flow(const FlowKey& k, uint32_t hash, const ParsedPacket& p, bool reversed,
-                          uint64_t ts_ns);
+                          uint64_t ts_ns, uint64_t pos);
     void end_flow(FlowEntry* e, EndReason why);
+    void emit_start(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns);
+    void emit_end(const FlowEntry& e, EndReason why);
+    void emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len,
+                     uint8_t dir, bool is_new);
     bool expired(const FlowEntry& e, uint64_t now_ns, EndReason* why) const;
 
     FlowMap map_;
     FlowIdKey id_key_;
     FlowTimeouts timeouts_;
     RecordSink& out_;
-    FlowTrackerStats stats_;
+    CounterArray ctr_;
+    void bump(size_t slot) { ctr_[slot].fetch_add(1, std::memory_order_relaxed); }
+    std::vector<FlowEntry*> ended_;  // retired in this batch; capacity reserved once
     // Closing TCP flows in order of their close time (linger is the same for all, so FIFO
     // order is expiry order). Private to procd: rebuilt from the FlowMap on restart.
     struct Closing {
@@ -62,7 +85,7 @@ private:
         uint64_t close_ns;
         FlowEntry* entry;
     };
-    std::vector<Closing> closing_;  // circular, sized once to the FlowMap capacity
+    std::vector<Closing> closing_;  // circular, sized once
     size_t closing_head_ = 0, closing_count_ = 0;
     void closing_push(FlowEntry* e);
 };

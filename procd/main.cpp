@@ -50,8 +50,10 @@ int main(int argc, char** argv) {
     RecordRing<Record> events = rt.segment().event_ring();
     RingSink sink(rt, records, events, cfg.db_events != 0);
     FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
-    FlowTracker tracker(map, key, timeouts_of(cfg), sink);
+    FlowTracker tracker(map, key, timeouts_of(cfg), sink, rt.status().counters);
     PacketParser parser;
+    sink.publish();           // flow_end records re-emitted for flows a predecessor retired
+    tracker.release_ended();
     log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
     rt.ready();
 
@@ -64,19 +66,19 @@ int main(int argc, char** argv) {
     for (;;) {
         size_t n = 0;
         const uint8_t* data = nullptr;
+        uint64_t pos = 0;
         while (n < kBatch) {
-            const PacketSlot* s = in.next(&data);
+            const PacketSlot* s = in.next(&data, &pos);
             if (!s) break;
             ++n;
             if (s->ts_ns > trace_now) trace_now = s->ts_ns;
             ParsedPacket p;
             if (parser.parse(s->linktype, data, s->caplen, s->ts_ns, p) == ParseStatus::ok) {
-                tracker.packet(p, s->ts_ns, s->wire_len);
-                rt.count(procd_ip_packets);
+                tracker.packet(p, s->ts_ns, s->wire_len, pos);
             }
         }
         if (n > 0) {
-            rt.count(procd_packets, n);
+            rt.count(procd_packets, n);  // includes repeats after a predecessor's crash
             // In replay, expiry follows the trace clock so results do not depend on speed.
             if (replay && trace_now >= last_gc_trace + gc_step) {
                 tracker.expire(trace_now);
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
             }
             sink.publish();
             in.commit();  // only after the records of these packets are queued
+            tracker.release_ended();
         }
         // Timer-driven expiry in live mode: ctld asks, procd does it (no shared lock).
         const uint64_t gc_req = rt.header().gc_request.load(std::memory_order_acquire);
@@ -94,6 +97,7 @@ int main(int argc, char** argv) {
                 tracker.expire(realtime_ns());
                 rt.count(procd_gc_runs);
                 sink.publish();
+                tracker.release_ended();
             }
         }
         const uint32_t gen = rt.header().config.generation.load(std::memory_order_acquire);
@@ -102,11 +106,14 @@ int main(int argc, char** argv) {
             cfg = rt.segment().config();
             tracker.set_timeouts(timeouts_of(cfg));
         }
-        const auto& st = tracker.stats();
-        rt.set_counter(procd_flows_started, st.started);
-        rt.set_counter(procd_flows_ended, st.ended);
-        rt.set_counter(procd_flows_evicted, st.evicted);
         rt.heartbeat();
+        if (StageRuntime::terminate_requested()) {
+            // Restart or kill by the operator: leave every flow in the FlowMap for the
+            // successor; the batch above is already published and committed.
+            export_parse_counters(rt, parser);
+            log_info("terminated; %u live flows stay in the FlowMap", map.live());
+            return 0;
+        }
         if (n == 0) {
             export_parse_counters(rt, parser);
             if (stop.capd_finished.load(std::memory_order_acquire) && !in.wait_for_data(0)) {
@@ -118,11 +125,11 @@ int main(int argc, char** argv) {
     const EndReason why = stop.input_ended.load() ? EndReason::end_of_input : EndReason::shutdown;
     tracker.end_all(why);
     sink.publish();
+    tracker.release_ended();
     export_parse_counters(rt, parser);
-    rt.set_counter(procd_flows_ended, tracker.stats().ended);
     stop.procd_finished.store(1, std::memory_order_release);
     rt.finished();
-    log_info("finished: %llu flows ended (%s)", static_cast<unsigned long long>(tracker.stats().ended),
-             end_reason_name(why));
+    log_info("finished: %llu flows ended in all (%s)",
+             static_cast<unsigned long long>(rt.status().counters[procd_flows_ended].load()), end_reason_name(why));
     return 0;
 }

@@ -24,7 +24,7 @@ public:
         if (!events_on_) return;
         if (!events_.push(r)) rt_.count(procd_events_dropped);
     }
-    void publish() {
+    void publish() override {
         records_.publish();
         if (events_on_) events_.publish();
     }

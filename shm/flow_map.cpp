@@ -24,7 +24,7 @@ uint32_t id_bucket(uint32_t id, uint32_t mask) { return (id * 0x9E3779B1u) >> 7 
 size_t FlowMap::bytes_for(uint32_t capacity) {
     size_t b = buckets_for(capacity);
     return align64(sizeof(FlowMapHeader)) + 2 * align64(b * sizeof(uint32_t)) +
-           align64(size_t{capacity} * sizeof(FlowEntry));
+           align64(size_t{capacity} * sizeof(FlowEntry)) + align64(size_t{capacity} * sizeof(uint32_t));
 }
 
 void FlowMap::format(void* mem, uint32_t capacity) {
@@ -46,6 +46,8 @@ FlowMap::FlowMap(void* mem) {
     id_buckets_ = reinterpret_cast<uint32_t*>(base + off);
     off += align64(hdr_->bucket_count * sizeof(uint32_t));
     entries_ = reinterpret_cast<FlowEntry*>(base + off);
+    off += align64(size_t{hdr_->capacity} * sizeof(FlowEntry));
+    retired_ = reinterpret_cast<uint32_t*>(base + off);
     bucket_mask_ = hdr_->bucket_count - 1;
 }
 
@@ -55,9 +57,17 @@ void FlowMap::recover() {
     hdr_->free_head = kNoEntry;
     hdr_->lru_newest = hdr_->lru_oldest = kNoEntry;
     std::vector<uint32_t> live;  // once per attach, not per packet
+    uint32_t retired = 0;
     for (uint32_t i = hdr_->capacity; i-- > 0;) {
         FlowEntry& e = entries_[i];
-        if (e.in_use && !id_in_use(e.flow_id) && !find(e.key, e.key_hash)) {
+        if (e.in_use && e.ending && !id_in_use(e.flow_id)) {
+            // Retired: ID stays reserved until procd has (re)published its flow_end.
+            uint32_t ib = id_bucket(e.flow_id, bucket_mask_);
+            e.next_by_id = id_buckets_[ib];
+            id_buckets_[ib] = i;
+            e.lru_prev = e.lru_next = kNoEntry;
+            retired_[retired++] = i;
+        } else if (e.in_use && !e.ending && !id_in_use(e.flow_id) && !find(e.key, e.key_hash)) {
             link(i, e.key_hash);
             live.push_back(i);
         } else {
@@ -71,6 +81,33 @@ void FlowMap::recover() {
               [&](uint32_t a, uint32_t b) { return entries_[a].last_ns < entries_[b].last_ns; });
     for (uint32_t i : live) lru_push_newest(i);
     hdr_->live.store(static_cast<uint32_t>(live.size()), std::memory_order_relaxed);
+    hdr_->retired = retired;
+    hdr_->generation.fetch_add(1, std::memory_order_release);
+}
+
+uint32_t FlowMap::retired_count() const { return hdr_->retired; }
+FlowEntry* FlowMap::retired_after_recover(uint32_t i) {
+    return i < hdr_->retired ? &entries_[retired_[i]] : nullptr;
+}
+
+void FlowMap::retire(FlowEntry* e) {
+    uint32_t i = index_of(e);
+    e->ending = 1;
+    std::atomic_thread_fence(std::memory_order_release);
+    unlink_key(i);
+    lru_unlink(i);
+    hdr_->live.fetch_sub(1, std::memory_order_relaxed);
+    hdr_->generation.fetch_add(1, std::memory_order_release);
+}
+
+void FlowMap::release(FlowEntry* e) {
+    uint32_t i = index_of(e);
+    e->in_use = 0;
+    e->ending = 0;
+    std::atomic_thread_fence(std::memory_order_release);
+    unlink_id(i);
+    e->next_by_key = hdr_->free_head;
+    hdr_->free_head = i;
     hdr_->generation.fetch_add(1, std::memory_order_release);
 }
 

@@ -26,6 +26,11 @@ struct FlowEntry {
     uint8_t first_reversed;      // the first packet travelled hi -> lo
     uint8_t tcp_fin_mask;        // bit0: FIN seen forward, bit1: FIN seen reverse
     uint8_t tcp_rst;             // RST seen
+    uint8_t ending;              // flow_end emitted, entry not yet released (see retire())
+    uint8_t end_reason;          // EndReason, valid while ending
+    uint8_t pad_[6];
+    uint64_t created_pos;        // packet-ring position of the packet that created the flow
+    uint64_t last_pos;           // packet-ring position of the last packet applied
     uint64_t first_ns;
     uint64_t last_ns;
     uint64_t close_ns;           // when FIN-both-ways/RST completed (0: not closing)
@@ -45,6 +50,7 @@ struct FlowMapHeader {
     uint32_t free_head;          // free list through next_by_key
     uint32_t lru_newest;
     uint32_t lru_oldest;
+    uint32_t retired;            // entries retired and not yet released
     std::atomic<uint64_t> generation{0};  // bumped on every insert/erase (for readers)
 };
 
@@ -66,6 +72,14 @@ public:
     // wanted_id+1, +2, ... (mod 2^32). Returns nullptr when full (caller evicts first).
     FlowEntry* insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id, uint64_t ts_ns);
     void erase(FlowEntry* e);
+    // Two-step end, so that a procd killed mid-batch can repeat the batch exactly:
+    // retire() takes the flow out of key lookup and the LRU but keeps its ID reserved;
+    // release() frees it once the flow_end record is published. recover() keeps retired
+    // entries retired and lists them in retired_after_recover().
+    void retire(FlowEntry* e);
+    void release(FlowEntry* e);
+    uint32_t retired_count() const;
+    FlowEntry* retired_after_recover(uint32_t i);
     // Marks e as the most recently active flow.
     void touch(FlowEntry* e);
     FlowEntry* oldest();
@@ -92,6 +106,7 @@ private:
     uint32_t* id_buckets_ = nullptr;
     FlowEntry* entries_ = nullptr;
     uint32_t bucket_mask_ = 0;
+    uint32_t* retired_ = nullptr;  // indexes of retired entries found by recover()
 };
 
 }  // namespace angel

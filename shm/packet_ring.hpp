@@ -67,7 +67,8 @@ public:
 
     // ---- consumer ----
     // The next packet, or nullptr when none is published. Valid until commit().
-    const PacketSlot* next(const uint8_t** data) {
+    // *pos (optional) receives the packet's ring position: unique and stable across restarts.
+    const PacketSlot* next(const uint8_t** data, uint64_t* pos = nullptr) {
         for (;;) {
             if (cached_head_ == read_) {
                 cached_head_ = ctl_->head.load(std::memory_order_acquire);
@@ -80,6 +81,7 @@ public:
                 continue;
             }
             *data = buf_ + idx + sizeof(PacketSlot);
+            if (pos) *pos = read_;
             read_ += entry_size(hdr->caplen);
             ++taken_;
             return hdr;

@@ -42,6 +42,7 @@ StageRuntime::StageRuntime(StageId id, const char* prog, int argc, char** argv) 
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < kStageCounters; ++i) base_[i] = status().counters[i].load();
     status().pid.store(getpid(), std::memory_order_relaxed);
     status().started_ns.store(monotonic_ns(), std::memory_order_relaxed);
     status().state.store(static_cast<uint32_t>(StageState::starting), std::memory_order_release);

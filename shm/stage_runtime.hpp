@@ -28,8 +28,10 @@ public:
     void count(size_t slot, uint64_t n = 1) {
         status().counters[slot].fetch_add(n, std::memory_order_relaxed);
     }
+    // For totals a stage keeps itself: added to what predecessors of this stage counted, so
+    // counters stay cumulative across restarts.
     void set_counter(size_t slot, uint64_t v) {
-        status().counters[slot].store(v, std::memory_order_relaxed);
+        status().counters[slot].store(base_[slot] + v, std::memory_order_relaxed);
     }
     // SIGTERM/SIGINT received: the stage should stop as soon as it safely can.
     static bool terminate_requested() { return term_.load(std::memory_order_relaxed); }
@@ -40,6 +42,7 @@ private:
     StageId id_;
     std::string instance_;
     std::unique_ptr<Segment> seg_;
+    uint64_t base_[kStageCounters] = {};
 };
 
 }  // namespace angel

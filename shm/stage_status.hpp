@@ -39,6 +39,7 @@ enum ProcdCounter : uint8_t {
     procd_record_waits,    // times the record ring was full and procd waited
     procd_events_dropped,  // event ring full: DB events lost (reconciled later)
     procd_gc_runs,
+    procd_repeated,        // packets processed again after a predecessor was killed mid-batch
     procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
     procd_counter_count = procd_parse_first + 10
 };
