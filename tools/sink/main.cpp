@@ -242,6 +242,7 @@ int main(int argc, char** argv) {
     const double start = now_s();
     double last_data = start;
     bool drained_flush_pending = false;
+    uint64_t malformed = 0;
     auto on_rec = [&](const angel::ipfix::DecodedRecord& r) {
         stats.on_record(r);
         if (opt.json) out.record(r);
@@ -284,9 +285,12 @@ int main(int argc, char** argv) {
                 const auto res = decoder.decode(bufs.data() + size_t(i) * kDgram, msgs[i].msg_len,
                                                 session_of(peers[i], pl), fn);
                 stats.on_message(res, msgs[i].msg_len);
-                if (res.status != angel::ipfix::DecodeStatus::ok)
-                    std::fprintf(stderr, "angel-sink: malformed message from %s: %s\n",
-                                 peer_text(peers[i], pl).c_str(),
+                // Reported, but a flood of garbage must not flood stderr: the first 20, then
+                // every 1000th (the summary has the total).
+                if (res.status != angel::ipfix::DecodeStatus::ok &&
+                    (++malformed < 20 || malformed % 1000 == 0))
+                    std::fprintf(stderr, "angel-sink: malformed message #%" PRIu64 " from %s: %s\n",
+                                 malformed, peer_text(peers[i], pl).c_str(),
                                  angel::ipfix::decode_status_name(res.status));
                 if (res.sequence_checked && res.sequence_gap != 0)
                     gaps.report(peer_text(peers[i], pl), res, now);
