@@ -12,6 +12,7 @@
 
 #include "capd/capture_source.hpp"
 #include "common/log.hpp"
+#include "common/privileges.hpp"
 #include "shm/stage_runtime.hpp"
 
 using namespace angel;
@@ -20,6 +21,7 @@ namespace {
 
 constexpr uint32_t kPublishEvery = 64;  // packets per publish: amortizes the release store
 constexpr int kPollMs = 100;            // heartbeat and stop-check pace on a quiet link
+constexpr uint64_t kDrainLimitNs = 2000000000ull;  // bound on reading the kernel buffer at stop
 
 // One capd per instance: an flock that the kernel releases when the holder dies.
 int take_instance_lock(const LiveConfig& cfg) {
@@ -61,6 +63,12 @@ int main(int argc, char** argv) {
         log_err("%s", e.what());
         return EX_NOINPUT;
     }
+    // Capture is open: nothing below needs root.
+    std::string perr;
+    if (drop_privileges(cfg.user, &perr) == DropResult::failed) {
+        log_err("%s", perr.c_str());
+        return EX_NOPERM;
+    }
     const bool replay = !src->live();
     // A restarted replay capd resumes after what its predecessor published.
     uint64_t skip = replay ? stop.replay_published.load() : 0;
@@ -78,6 +86,34 @@ int main(int argc, char** argv) {
         ring.publish();
         if (replay) stop.replay_published.fetch_add(unpublished, std::memory_order_release);
         unpublished = 0;
+    };
+    auto take = [&](const CapturedPacket& p) {
+        rt.count(capd_packets);
+        rt.count(capd_bytes, p.wire_len);
+        PacketSlot slot{p.ts_ns, p.wire_len, static_cast<uint16_t>(p.caplen), static_cast<uint16_t>(p.linktype)};
+        bool queued = ring.push(slot, p.data);
+        if (!queued && replay) {
+            // Replay is lossless: wait for procd, still heartbeating and honouring stop.
+            do {
+                publish();
+                rt.heartbeat();
+                ring.wait_for_space(slot.caplen, 50);
+                if (StageRuntime::terminate_requested() || stop.stop_capture.load()) break;
+            } while (!(queued = ring.push(slot, p.data)));
+        }
+        if (queued) {
+            rt.count(capd_queued);
+            if (++unpublished >= kPublishEvery) {
+                publish();
+                rt.heartbeat();
+            }
+        } else {
+            ring.count_drop();
+            rt.count(capd_ring_dropped);
+        }
+        if (!replay && (rt.status().counters[capd_packets].load(std::memory_order_relaxed) & 0xFFFF) == 0) {
+            export_pcap_stats(rt, *src);  // a busy link never reaches the idle branch above
+        }
     };
     bool input_ended = false;
     while (!stop.stop_capture.load(std::memory_order_relaxed) && !StageRuntime::terminate_requested()) {
@@ -100,32 +136,24 @@ int main(int argc, char** argv) {
             --skip;
             continue;
         }
-        rt.count(capd_packets);
-        rt.count(capd_bytes, pkt.wire_len);
-        PacketSlot slot{pkt.ts_ns, pkt.wire_len, static_cast<uint16_t>(pkt.caplen),
-                        static_cast<uint16_t>(pkt.linktype)};
-        bool queued = ring.push(slot, pkt.data);
-        if (!queued && replay) {
-            // Replay is lossless: wait for procd, still heartbeating and honouring stop.
-            do {
-                publish();
-                rt.heartbeat();
-                ring.wait_for_space(slot.caplen, 50);
-                if (StageRuntime::terminate_requested() || stop.stop_capture.load()) break;
-            } while (!(queued = ring.push(slot, pkt.data)));
-        }
-        if (queued) {
-            rt.count(capd_queued);
-            if (++unpublished >= kPublishEvery) {
-                publish();
-                rt.heartbeat();
+        take(pkt);
+    }
+    if (!replay && stop.stop_capture.load()) {
+        // Orderly stop: packets the kernel already accepted (counted in pcap_received) are
+        // read and counted too, not left unseen in the buffer. The socket first stops taking
+        // new ones, so the drain ends when captured + dropped reaches received.
+        src->stop_accepting();
+        const uint64_t deadline = monotonic_ns() + kDrainLimitNs;
+        int settled = 0;  // consecutive empty polls with the counts matching
+        while (settled < 2 && monotonic_ns() < deadline) {
+            if (src->next(pkt, 10) == CaptureSource::Result::packet) {
+                take(pkt);
+                settled = 0;
+                continue;
             }
-        } else {
-            ring.count_drop();
-            rt.count(capd_ring_dropped);
-        }
-        if (!replay && (rt.status().counters[capd_packets].load(std::memory_order_relaxed) & 0xFFFF) == 0) {
-            export_pcap_stats(rt, *src);  // a busy link never reaches the idle branch above
+            const PcapCounters c = src->stats();
+            const uint64_t captured = rt.status().counters[capd_packets].load();
+            settled = captured + c.dropped >= c.received ? settled + 1 : 0;
         }
     }
     publish();

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "common/privileges.hpp"
 
 namespace angel {
 
@@ -59,6 +61,15 @@ void StageSupervisor::start() {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
+        // procd and netd never need root: they drop it before exec. capd drops it itself
+        // once its capture is open.
+        if (id_ == StageId::procd || id_ == StageId::netd) {
+            std::string err;
+            if (drop_privileges(opt_.user, &err) == DropResult::failed) {
+                fprintf(stderr, "angel-ctld: %s: %s\n", prog.c_str(), err.c_str());
+                _exit(EX_NOPERM);
+            }
+        }
         std::string inst = opt_.instance;
         const char* argv[] = {prog.c_str(), "-i", inst.c_str(), opt_.foreground ? "-f" : nullptr, nullptr};
         execv(path.c_str(), const_cast<char* const*>(argv));
@@ -77,13 +88,21 @@ void StageSupervisor::on_exit(int st, uint64_t now_ns) {
     const std::string how = describe_status(st);
     last_status_ = st;
     pid_ = -1;
+    if (restart_requested_) {
+        restart_requested_ = false;
+        ++restarts_;
+        log_notice("angel-%s stopped (%s) for a restart", stage_name(id_), how.c_str());
+        start();
+        return;
+    }
     const bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (clean && seg_.stage(id_).state.load() == static_cast<uint32_t>(StageState::finished)) {
         state_ = SupervisedState::finished;
         log_info("angel-%s finished", stage_name(id_));
         return;
     }
-    const bool was_stable = ready_ns_ != 0 && now_ns - ready_ns_ >= kStableAfter;
+    // now_ns may predate ready_ns_ by a few ms (taken before this batch of events).
+    const bool was_stable = ready_ns_ != 0 && now_ns >= ready_ns_ + kStableAfter;
     if (was_stable) {
         consecutive_failures_ = 0;
         backoff_ns_ = 0;
@@ -105,6 +124,11 @@ void StageSupervisor::on_exit(int st, uint64_t now_ns) {
 
 void StageSupervisor::tick(uint64_t now_ns) {
     StageStatus& s = seg_.stage(id_);
+    if (restart_requested_ && !kill_sent_ && now_ns > restart_requested_ns_ + 5 * kSecond) {
+        log_warn("angel-%s did not stop within 5 s for its restart; killing it", stage_name(id_));
+        signal(SIGKILL);
+        kill_sent_ = true;
+    }
     switch (state_) {
         case SupervisedState::backoff:
             if (now_ns >= restart_at_ns_) {
@@ -117,7 +141,7 @@ void StageSupervisor::tick(uint64_t now_ns) {
                 state_ = SupervisedState::running;
                 ready_ns_ = now_ns;
                 log_info("angel-%s ready", stage_name(id_));
-            } else if (now_ns - started_ns_ > kReadyTimeout && !kill_sent_) {
+            } else if (now_ns > started_ns_ + kReadyTimeout && !kill_sent_) {
                 log_err("angel-%s not ready after %llu s; killing it", stage_name(id_),
                         static_cast<unsigned long long>(kReadyTimeout / kSecond));
                 signal(SIGKILL);
@@ -125,7 +149,7 @@ void StageSupervisor::tick(uint64_t now_ns) {
             }
             break;
         case SupervisedState::running: {
-            if (ready_ns_ && now_ns - ready_ns_ >= kStableAfter && consecutive_failures_) {
+            if (ready_ns_ && now_ns >= ready_ns_ + kStableAfter && consecutive_failures_) {
                 consecutive_failures_ = 0;
                 backoff_ns_ = 0;
             }
@@ -141,6 +165,20 @@ void StageSupervisor::tick(uint64_t now_ns) {
         case SupervisedState::stopped:
         case SupervisedState::finished: break;
     }
+}
+
+void StageSupervisor::request_restart(uint64_t now_ns) {
+    if (pid_ <= 0) {
+        // Down or backing off: start it now.
+        ++restarts_;
+        consecutive_failures_ = 0;
+        backoff_ns_ = 0;
+        start();
+        return;
+    }
+    restart_requested_ = true;
+    restart_requested_ns_ = now_ns;
+    signal(SIGTERM);
 }
 
 void StageSupervisor::signal(int sig) const {

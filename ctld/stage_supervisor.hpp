@@ -19,6 +19,7 @@ struct StageOptions {
     std::string instance;
     bool foreground = false;
     uint64_t hang_timeout_ns = 5'000'000'000ull;
+    std::string user;         // procd and netd run as this user (when ctld is root)
 };
 
 class StageSupervisor {
@@ -31,6 +32,10 @@ public:
     // Periodic: restarts after backoff, detects readiness and hangs.
     void tick(uint64_t now_ns);
     void signal(int sig) const;
+    // Operator restart: SIGTERM now, start again as soon as it has exited (no backoff, not a
+    // failure). Killed with SIGKILL if it has not exited within 5 s.
+    void request_restart(uint64_t now_ns);
+    uint32_t consecutive_failures() const { return consecutive_failures_; }
 
     StageId id() const { return id_; }
     pid_t pid() const { return pid_; }
@@ -58,6 +63,8 @@ private:
     uint32_t consecutive_failures_ = 0;
     int last_status_ = -1;
     bool kill_sent_ = false;
+    bool restart_requested_ = false;
+    uint64_t restart_requested_ns_ = 0;
 };
 
 }  // namespace angel

@@ -54,6 +54,10 @@ enum NetdCounter : uint8_t {
     netd_counter_count
 };
 
+// Name of counter i of stage s, nullptr past the last named one (parse-status counters of
+// procd are named by parse_status_name()).
+const char* counter_name(StageId s, size_t i);
+
 struct alignas(kCacheLine) StageStatus {
     std::atomic<int32_t> pid{0};
     std::atomic<uint32_t> state{0};           // StageState

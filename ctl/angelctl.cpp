@@ -1,0 +1,105 @@
+// angelctl: the operator's tool. Sends one command to angel-ctld over its control socket
+// and prints the answer: status, stats, flows [--top N], reload, restart STAGE, stop, role.
+#include <getopt.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "common/config.hpp"
+#include "common/control_proto.hpp"
+
+using namespace angel;
+
+namespace {
+
+[[noreturn]] void usage() {
+    std::fprintf(stderr,
+                 "usage: angelctl [-c FILE | -s SOCKET] COMMAND [--json]\n"
+                 "commands: status | stats | flows [--top N] | reload | restart capd|procd|netd | stop | role\n");
+    std::exit(EX_USAGE);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path = kDefaultConfigPath;
+    std::string socket_path;
+    static const option longopts[] = {{"config", required_argument, nullptr, 'c'},
+                                      {"socket", required_argument, nullptr, 's'},
+                                      {"help", no_argument, nullptr, 'h'},
+                                      {nullptr, 0, nullptr, 0}};
+    int c;
+    // "+": stop at the command, so that its own options (--top, --json) pass through.
+    while ((c = getopt_long(argc, argv, "+c:s:h", longopts, nullptr)) != -1) {
+        switch (c) {
+            case 'c': config_path = optarg; break;
+            case 's': socket_path = optarg; break;
+            default: usage();
+        }
+    }
+    if (optind >= argc) usage();
+    std::string line;
+    for (int i = optind; i < argc; ++i) line += (line.empty() ? "" : " ") + std::string(argv[i]);
+    if (socket_path.empty()) {
+        try {
+            const Config cfg = load_config(config_path);
+            socket_path = control_socket_path(cfg.runtime_dir, cfg.instance);
+        } catch (const ConfigError& e) {
+            std::fprintf(stderr, "angelctl: %s\n", e.what());
+            return kExitConfig;
+        }
+    }
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof sa.sun_path) {
+        std::fprintf(stderr, "angelctl: socket path too long: %s\n", socket_path.c_str());
+        return EX_USAGE;
+    }
+    std::memcpy(sa.sun_path, socket_path.c_str(), socket_path.size() + 1);
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        const int e = errno;
+        if (e == EACCES || e == EPERM)
+            std::fprintf(stderr, "angelctl: %s: permission denied (you must be root or in the meter's group)\n",
+                         socket_path.c_str());
+        else
+            std::fprintf(stderr, "angelctl: cannot reach angel-ctld at %s: %s (is it running?)\n",
+                         socket_path.c_str(), strerror(e));
+        return EX_UNAVAILABLE;
+    }
+    line += "\n";
+    if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+        std::fprintf(stderr, "angelctl: cannot send the command: %s\n", strerror(errno));
+        return EX_IOERR;
+    }
+    std::string reply;
+    char buf[65536];
+    for (;;) {
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, 10000) <= 0) {
+            std::fprintf(stderr, "angelctl: no answer from angel-ctld within 10 s\n");
+            return EX_UNAVAILABLE;
+        }
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        reply.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    if (reply.rfind("OK\n", 0) == 0) {
+        std::fputs(reply.c_str() + 3, stdout);
+        return 0;
+    }
+    if (reply.rfind("ERR ", 0) == 0) {
+        std::fprintf(stderr, "angelctl: %s", reply.c_str() + 4);
+        return 1;
+    }
+    std::fprintf(stderr, "angelctl: unexpected answer from angel-ctld\n");
+    return EX_PROTOCOL;
+}

@@ -1,0 +1,310 @@
+#include "ctld/controller.hpp"
+
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/control_proto.hpp"
+#include "common/log.hpp"
+#include "ctld/id_key_store.hpp"
+#include "ctld/live_config_builder.hpp"
+#include "ctld/reload_plan.hpp"
+#include "ctld/status_report.hpp"
+
+namespace angel {
+
+namespace {
+
+constexpr uint64_t kSecond = 1'000'000'000ull;
+constexpr uint64_t kStopDeadline = 60 * kSecond;  // an orderly stop that takes longer is forced
+
+std::string bin_dir() {
+    char buf[4096];
+    const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return ".";
+    std::string p(buf, static_cast<size_t>(n));
+    return p.substr(0, p.rfind('/'));
+}
+
+bool fatal_start_failure(const StageSupervisor& s) {
+    // A stage that cannot even open its input or export target will not get better by
+    // restarting a replay: that ends the run with the stage's own exit code.
+    const int st = s.last_exit_status();
+    return WIFEXITED(st) && (WEXITSTATUS(st) == EX_NOINPUT || WEXITSTATUS(st) == EX_CONFIG ||
+                             WEXITSTATUS(st) == EX_NOHOST || WEXITSTATUS(st) == 127);
+}
+
+std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+}
+
+// One line an operator (and the tests) can read after a stop: where every packet went.
+void log_final_counters(Segment& seg, const std::string& instance) {
+    auto c = [&](StageId s, size_t i) { return static_cast<unsigned long long>(seg.stage(s).counters[i].load()); };
+    log_notice("instance %s stopped: captured=%llu queued=%llu ring_dropped=%llu pcap_received=%llu "
+               "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
+               "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
+               "messages=%llu send_errors=%llu",
+               instance.c_str(), c(StageId::capd, capd_packets), c(StageId::capd, capd_queued),
+               c(StageId::capd, capd_ring_dropped), c(StageId::capd, capd_pcap_received),
+               c(StageId::capd, capd_pcap_dropped), c(StageId::capd, capd_pcap_ifdropped),
+               c(StageId::procd, procd_packets), c(StageId::procd, procd_ip_packets), c(StageId::procd, procd_not_ip),
+               c(StageId::procd, procd_malformed), c(StageId::procd, procd_repeated),
+               c(StageId::procd, procd_flows_started), c(StageId::procd, procd_flows_ended),
+               c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records_sent),
+               c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors));
+}
+
+}  // namespace
+
+Controller::Controller(const ControllerOptions& opt, Config cfg) : opt_(opt), cfg_(std::move(cfg)) {}
+
+Controller::~Controller() {
+    if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+int Controller::stage_gid() const {
+    const passwd* pw = getpwnam(cfg_.user.c_str());
+    return pw ? static_cast<int>(pw->pw_gid) : -1;
+}
+
+int Controller::run() {
+    started_ns_ = monotonic_ns();
+    LiveConfig live;
+    try {
+        key_ = resolve_id_key(cfg_.flow.id_key, cfg_.runtime_dir, cfg_.instance);
+        live = build_live_config(cfg_, opt_.replay, key_, opt_.foreground);
+    } catch (const std::exception& e) {
+        log_err("%s", e.what());
+        return kExitConfig;
+    }
+    // Signals arrive through a signalfd read in the loop: no work in signal handlers.
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, s);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    signal(SIGPIPE, SIG_IGN);
+
+    try {
+        SegmentSizes sz;
+        sz.packet_ring_bytes = cfg_.shm.packet_ring;
+        sz.record_ring_bytes = cfg_.shm.record_ring;
+        sz.event_ring_bytes = cfg_.shm.event_ring;
+        sz.max_flows = static_cast<uint32_t>(cfg_.flow.max_flows);
+        seg_ = Segment::create(cfg_.instance, sz);
+        const int gid = stage_gid();
+        // procd and netd run as the unprivileged user: the segment is theirs through its group.
+        if (gid >= 0 && chown(("/dev/shm/" + Segment::shm_name(cfg_.instance)).c_str(), static_cast<uid_t>(-1),
+                              static_cast<gid_t>(gid)) != 0)
+            log_warn("cannot give the segment to group %d: %s", gid, strerror(errno));
+        control_ = std::make_unique<ControlServer>(control_socket_path(cfg_.runtime_dir, cfg_.instance), gid,
+                                                   [this](const std::string& l) { return handle_command(l); });
+    } catch (const std::exception& e) {
+        log_err("%s", e.what());
+        return EX_OSERR;
+    }
+    write_live_config(seg_->header()->config, live);
+    seg_->header()->ctld_pid.store(getpid());
+    seg_->stage(StageId::ctld).pid.store(getpid());
+    seg_->stage(StageId::ctld).state.store(static_cast<uint32_t>(StageState::ready));
+
+    start_stages();
+    loop();
+
+    log_final_counters(*seg_, cfg_.instance);
+    control_.reset();
+    seg_.reset();
+    Segment::remove(cfg_.instance);
+    unlink((cfg_.runtime_dir + "/" + cfg_.instance + ".capd.lock").c_str());
+    return exit_code_;
+}
+
+void Controller::start_stages() {
+    StageOptions so;
+    so.bin_dir = bin_dir();
+    so.instance = cfg_.instance;
+    so.foreground = opt_.foreground;
+    so.hang_timeout_ns = static_cast<uint64_t>(cfg_.supervisor.hang_timeout) * kSecond;
+    so.user = cfg_.user;
+    // Downstream first, so every consumer is there before its producer starts.
+    stages_[0] = std::make_unique<StageSupervisor>(StageId::netd, *seg_, so);
+    stages_[1] = std::make_unique<StageSupervisor>(StageId::procd, *seg_, so);
+    stages_[2] = std::make_unique<StageSupervisor>(StageId::capd, *seg_, so);
+    for (auto& s : stages_) s->start();
+    next_gc_ = monotonic_ns() + static_cast<uint64_t>(cfg_.flow.gc_interval) * kSecond;
+    log_notice("instance %s started%s%s", cfg_.instance.c_str(), opt_.replay.empty() ? "" : ", replaying ",
+               opt_.replay.c_str());
+}
+
+void Controller::begin_stop(const char* why) {
+    if (stopping_) return;
+    stopping_ = true;
+    stop_started_ = monotonic_ns();
+    seg_->header()->stop.stop_capture.store(1, std::memory_order_release);
+    log_notice("stopping (%s): closing capture, draining the pipeline", why);
+}
+
+void Controller::handle_signals() {
+    signalfd_siginfo si;
+    while (read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        const int sig = static_cast<int>(si.ssi_signo);
+        if (sig == SIGTERM || sig == SIGINT) {
+            begin_stop(sigabbrev_np(sig));
+        } else if (sig == SIGHUP) {
+            bool ok = false;
+            const std::string msg = reload(&ok);
+            if (ok) log_notice("SIGHUP: %s", msg.c_str());
+            else log_err("SIGHUP: %s", msg.c_str());
+        }
+    }
+}
+
+void Controller::drive_gc(uint64_t now) {
+    // Expiry runs inside procd (the FlowMap's only writer); ctld only says when. No lock is
+    // shared, so a killed procd or ctld leaves nothing held.
+    if (now >= next_gc_) {
+        seg_->header()->gc_request.fetch_add(1, std::memory_order_release);
+        next_gc_ = now + static_cast<uint64_t>(cfg_.flow.gc_interval) * kSecond;
+    }
+}
+
+void Controller::loop() {
+    for (;;) {
+        pollfd pfd[2] = {{signal_fd_, POLLIN, 0}, {control_->fd(), POLLIN, 0}};
+        poll(pfd, 2, 100);
+        handle_signals();
+        if (pfd[1].revents & POLLIN) control_->serve_pending();
+        const uint64_t now = monotonic_ns();
+        int st;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+            for (auto& s : stages_)
+                if (s->pid() == pid) s->on_exit(st, now);
+        }
+        for (auto& s : stages_) {
+            if (!opt_.replay.empty() && s->state() == SupervisedState::backoff && fatal_start_failure(*s)) {
+                log_err("angel-%s cannot start; giving up", stage_name(s->id()));
+                exit_code_ = WEXITSTATUS(s->last_exit_status());
+                begin_stop("a stage cannot start");
+                force_stop_ = true;  // nothing to drain into
+            }
+        }
+        for (auto& s : stages_) s->tick(now);
+        seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
+        drive_gc(now);
+        bool all_done = true;
+        for (auto& s : stages_) all_done = all_done && s->done();
+        if (all_done) return;  // replay finished, or an orderly stop completed
+        if (stopping_ && (force_stop_ || now > stop_started_ + kStopDeadline)) {
+            if (!force_stop_) log_err("orderly stop did not complete in time; killing the stages");
+            for (auto& s : stages_) s->signal(SIGKILL);
+            for (auto& s : stages_)
+                if (s->alive()) waitpid(s->pid(), &st, 0);
+            if (exit_code_ == 0) exit_code_ = EX_SOFTWARE;
+            return;
+        }
+    }
+}
+
+std::string Controller::reload(bool* ok) {
+    *ok = false;
+    Config next;
+    try {
+        next = load_config(opt_.config_path);
+    } catch (const ConfigError& e) {
+        return std::string("reload refused, running configuration kept: ") + e.what();
+    }
+    const auto missing = missing_required(next, !opt_.replay.empty());
+    if (!missing.empty()) return "reload refused, running configuration kept: required value missing: " + join(missing);
+    const ReloadPlan plan = plan_reload(cfg_, next);
+    if (!plan.restart_changes.empty())
+        return "reload refused, nothing applied: " + join(plan.restart_changes) +
+               " changed, which needs a restart of the meter";
+    if (plan.live_changes.empty()) {
+        *ok = true;
+        return "reloaded: no change";
+    }
+    LiveConfig live;
+    try {
+        live = build_live_config(next, opt_.replay, key_, opt_.foreground);
+    } catch (const std::exception& e) {
+        return std::string("reload refused: ") + e.what();
+    }
+    write_live_config(seg_->header()->config, live);
+    cfg_ = next;
+    *ok = true;
+    return "reloaded (generation " + std::to_string(seg_->header()->config.generation.load()) +
+           "): " + join(plan.live_changes);
+}
+
+ControlReply Controller::handle_command(const std::string& line) {
+    std::istringstream in(line);
+    std::vector<std::string> words;
+    bool json = false;
+    for (std::string w; in >> w;) {
+        if (w == "--json") json = true;
+        else words.push_back(w);
+    }
+    if (words.empty()) return {false, "empty command"};
+    const std::string& cmd = words[0];
+    if (cmd == "status") {
+        MeterView v;
+        v.instance = cfg_.instance;
+        v.role = seg_->header()->role.load() == 1 ? "master" : "backup";
+        v.config_generation = seg_->header()->config.generation.load();
+        v.ctld_started_ns = started_ns_;
+        v.stopping = stopping_;
+        for (auto& s : stages_) v.stages.push_back(s.get());
+        return {true, render_status(*seg_, v, json)};
+    }
+    if (cmd == "stats") return {true, render_stats(*seg_, json)};
+    if (cmd == "flows") {
+        size_t top = 0;
+        for (size_t i = 1; i + 1 < words.size(); ++i)
+            if (words[i] == "--top") top = std::strtoul(words[i + 1].c_str(), nullptr, 10);
+        return {true, render_flows(*seg_, top, json)};
+    }
+    if (cmd == "role") {
+        const char* r = seg_->header()->role.load() == 1 ? "master" : "backup";
+        return {true, json ? std::string("{\"role\":\"") + r + "\"}\n" : std::string(r) + "\n"};
+    }
+    if (cmd == "reload") {
+        bool ok = false;
+        const std::string msg = reload(&ok);
+        if (ok) log_notice("%s", msg.c_str());
+        else log_err("%s", msg.c_str());
+        return {ok, ok ? msg + "\n" : msg};
+    }
+    if (cmd == "restart") {
+        if (words.size() != 2) return {false, "usage: restart capd|procd|netd"};
+        for (auto& s : stages_) {
+            if (words[1] == stage_name(s->id()) || words[1] == std::string("angel-") + stage_name(s->id())) {
+                if (stopping_) return {false, "the meter is stopping"};
+                log_notice("restarting angel-%s on request", stage_name(s->id()));
+                s->request_restart(monotonic_ns());
+                return {true, std::string("restarting ") + stage_name(s->id()) + "\n"};
+            }
+        }
+        return {false, "no stage named '" + words[1] + "' (capd, procd, netd)"};
+    }
+    if (cmd == "stop") {
+        begin_stop("angelctl stop");
+        return {true, "stopping\n"};
+    }
+    return {false, "unknown command '" + cmd + "' (status, stats, flows, reload, restart, stop, role)"};
+}
+
+}  // namespace angel

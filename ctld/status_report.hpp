@@ -1,0 +1,25 @@
+// Renders angelctl's status, stats and flows answers (text for people, JSON for scripts)
+// from the segment and the supervisor's view of each stage. Reads only.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "ctld/stage_supervisor.hpp"
+#include "shm/segment.hpp"
+
+namespace angel {
+
+struct MeterView {
+    std::string instance;
+    std::string role;
+    uint32_t config_generation = 0;
+    uint64_t ctld_started_ns = 0;
+    bool stopping = false;
+    std::vector<const StageSupervisor*> stages;
+};
+
+std::string render_status(const Segment& seg, const MeterView& v, bool json);
+std::string render_stats(const Segment& seg, bool json);
+std::string render_flows(const Segment& seg, size_t top, bool json);
+
+}  // namespace angel
