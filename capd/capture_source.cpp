@@ -1,6 +1,10 @@
 #include "capd/capture_source.hpp"
 
 #include <poll.h>
+#ifdef __linux__
+#include <linux/filter.h>
+#include <sys/socket.h>
+#endif
 
 #include <stdexcept>
 
@@ -61,6 +65,20 @@ void CaptureSource::apply_filter(Handle& h, const char* filter) {
     const int rc = pcap_setfilter(h.p, &prog);
     pcap_freecode(&prog);
     if (rc != 0) throw std::runtime_error(pcap_problem(h.p, "cannot set the capture filter on " + h.name));
+}
+
+void CaptureSource::set_filter(const char* filter) {
+    // An empty filter means everything: install one that accepts all.
+    for (Handle& h : handles_) apply_filter(h, filter && filter[0] ? filter : "");
+    if (!filter || !filter[0]) {
+        for (Handle& h : handles_) {
+            bpf_program prog{};
+            if (pcap_compile(h.p, &prog, "", 1, PCAP_NETMASK_UNKNOWN) == 0) {
+                pcap_setfilter(h.p, &prog);
+                pcap_freecode(&prog);
+            }
+        }
+    }
 }
 
 CaptureSource::~CaptureSource() {
@@ -124,6 +142,17 @@ CaptureSource::Result CaptureSource::next(CapturedPacket& out, int timeout_ms) {
         poll(fds, n, timeout_ms);
     }
     return Result::none;
+}
+
+void CaptureSource::stop_accepting() {
+#ifdef __linux__
+    // A classic BPF program that rejects every packet, set on the socket directly: libpcap
+    // keeps reading what the ring already holds, and rejected packets are not counted.
+    sock_filter reject_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+    sock_fprog prog{1, reject_all};
+    for (Handle& h : handles_)
+        if (h.p) setsockopt(pcap_fileno(h.p), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+#endif
 }
 
 PcapCounters CaptureSource::stats() const {

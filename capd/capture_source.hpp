@@ -38,7 +38,13 @@ public:
     Result next(CapturedPacket& out, int timeout_ms);
     // Live only: sums pcap_stats over the interfaces.
     PcapCounters stats() const;
+    // Live only, at an orderly stop: the kernel stops queueing new packets to the capture
+    // (and counting them as received); what it already queued can still be read with next().
+    void stop_accepting();
     bool live() const { return live_; }
+    // Replaces the BPF filter on every handle (reload of customers.networks). Throws
+    // std::runtime_error when it does not compile; the old filter then stays.
+    void set_filter(const char* filter);
 
 private:
     struct Handle {

@@ -51,7 +51,8 @@ void export_pcap_stats(StageRuntime& rt, const CaptureSource& src) {
 
 int main(int argc, char** argv) {
     StageRuntime rt(StageId::capd, "angel-capd", argc, argv);
-    const LiveConfig cfg = rt.segment().config();
+    LiveConfig cfg = rt.segment().config();
+    uint32_t cfg_gen = rt.header().config.generation.load();
     const int lock_fd = take_instance_lock(cfg);
     auto& stop = rt.header().stop;
     PacketRing ring = rt.segment().packet_ring();
@@ -87,6 +88,23 @@ int main(int argc, char** argv) {
         if (replay) stop.replay_published.fetch_add(unpublished, std::memory_order_release);
         unpublished = 0;
     };
+    // A reload may change the customer filter; it applies to the open capture at once.
+    auto check_reload = [&] {
+        const uint32_t gen = rt.header().config.generation.load(std::memory_order_acquire);
+        if (gen != cfg_gen) {
+            cfg_gen = gen;
+            LiveConfig nc = rt.segment().config();
+            if (std::strcmp(nc.bpf_filter, cfg.bpf_filter) != 0) {
+                try {
+                    src->set_filter(nc.bpf_filter);
+                    log_notice("capture filter now \"%s\"", nc.bpf_filter);
+                } catch (const std::exception& e) {
+                    log_err("%s; keeping the previous filter", e.what());
+                }
+            }
+            cfg = nc;
+        }
+    };
     auto take = [&](const CapturedPacket& p) {
         rt.count(capd_packets);
         rt.count(capd_bytes, p.wire_len);
@@ -113,6 +131,7 @@ int main(int argc, char** argv) {
         }
         if (!replay && (rt.status().counters[capd_packets].load(std::memory_order_relaxed) & 0xFFFF) == 0) {
             export_pcap_stats(rt, *src);  // a busy link never reaches the idle branch above
+            check_reload();
         }
     };
     bool input_ended = false;
@@ -125,6 +144,7 @@ int main(int argc, char** argv) {
         if (r == CaptureSource::Result::none) {
             publish();
             rt.heartbeat();
+            check_reload();
             const uint64_t now = monotonic_ns();
             if (now - last_stats_ns > 1000000000ull) {
                 export_pcap_stats(rt, *src);

@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
         const auto& c = x->counters();
         return c.records_sent + c.records_lost + discarded;
     };
-    const int idle_ms = static_cast<int>(std::clamp<uint32_t>(cfg.flush_ms, 1, 100));
+    auto idle_ms = [&] { return static_cast<int>(std::clamp<uint32_t>(cfg.flush_ms, 1, 100)); };
 
     for (;;) {
         const Record* recs = nullptr;
@@ -100,6 +100,24 @@ int main(int argc, char** argv) {
                     log_err("cannot export to %s:%u; keeping %s", nc.classifier_host, nc.classifier_port,
                             x->destination().c_str());
             }
+            if (nc.flush_ms != cfg.flush_ms || nc.template_refresh_s != cfg.template_refresh_s ||
+                nc.mtu != cfg.mtu || nc.domain_id != cfg.domain_id) {
+                // Message size and timers are fixed per exporter: send what is pending, then
+                // continue with a new exporter (it sends templates first; the sequence number
+                // lives in the segment and carries on).
+                x->flush();
+                ring.commit_to(base + done_with());
+                try {
+                    auto nx = std::make_unique<IpfixExporter>(exporter_config(nc), &rt.header().ipfix_sequence);
+                    x = std::move(nx);
+                    base = ring.read_pos();
+                    discarded = 0;
+                    log_notice("export settings changed: mtu %u, flush %u ms, template refresh %u s, domain %u",
+                               nc.mtu, nc.flush_ms, nc.template_refresh_s, nc.domain_id);
+                } catch (const std::exception& e) {
+                    log_err("cannot apply the new export settings: %s; keeping the old ones", e.what());
+                }
+            }
             cfg = nc;
         }
         if (StageRuntime::terminate_requested()) {
@@ -112,7 +130,7 @@ int main(int argc, char** argv) {
         }
         if (n == 0) {
             if (stop.procd_finished.load(std::memory_order_acquire) && !ring.wait_for_data(0)) break;
-            ring.wait_for_data(x->pending() ? idle_ms : 100);
+            ring.wait_for_data(x->pending() ? idle_ms() : 100);
         }
     }
     x->flush();
