@@ -84,6 +84,10 @@ int main(int argc, char** argv) {
             return kExitUsage;
         }
     }
+    if (opt.flows == 0 && opt.packets > 0) {
+        std::fprintf(stderr, "angel-gen-trace: --flows must be at least 1\n");
+        return kExitUsage;
+    }
     if (out.empty()) {
         std::fprintf(stderr, "angel-gen-trace: --out FILE is required\n");
         usage(stderr);
