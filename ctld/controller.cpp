@@ -106,6 +106,9 @@ int Controller::run() {
         sz.max_flows = static_cast<uint32_t>(cfg_.flow.max_flows);
         seg_ = Segment::create(cfg_.instance, sz);
         const int gid = stage_gid();
+        // Members of the meter's group reach the control socket through runtime_dir.
+        if (gid >= 0 && geteuid() == 0 && chown(cfg_.runtime_dir.c_str(), 0, static_cast<gid_t>(gid)) != 0)
+            log_warn("cannot give %s to group %d: %s", cfg_.runtime_dir.c_str(), gid, strerror(errno));
         // procd and netd run as the unprivileged user: the segment is theirs through its group.
         if (gid >= 0 && chown(("/dev/shm/" + Segment::shm_name(cfg_.instance)).c_str(), static_cast<uid_t>(-1),
                               static_cast<gid_t>(gid)) != 0)

@@ -25,10 +25,11 @@ struct Options {
     ControllerOptions ctl;
     bool check_only = false;
     bool verbose = false;
+    bool print_pidfile = false;  // for service scripts: where the pidfile of this config is
 };
 
 [[noreturn]] void usage() {
-    std::fprintf(stderr, "usage: angel-ctld [-f] [-t [-v]] [-c FILE] [--replay PCAP]\n");
+    std::fprintf(stderr, "usage: angel-ctld [-f] [-t [-v]] [-c FILE] [--replay PCAP] [--pidfile-path]\n");
     std::exit(EX_USAGE);
 }
 
@@ -37,6 +38,7 @@ Options parse_args(int argc, char** argv) {
                                       {"config", required_argument, nullptr, 'c'},
                                       {"foreground", no_argument, nullptr, 'f'},
                                       {"check", no_argument, nullptr, 't'},
+                                      {"pidfile-path", no_argument, nullptr, 'P'},
                                       {"help", no_argument, nullptr, 'h'},
                                       {nullptr, 0, nullptr, 0}};
     Options o;
@@ -49,6 +51,7 @@ Options parse_args(int argc, char** argv) {
             case 't': o.check_only = true; break;
             case 'v': o.verbose = true; break;
             case 'r': o.ctl.replay = optarg; break;
+            case 'P': o.print_pidfile = true; break;
             default: usage();
         }
     }
@@ -74,6 +77,10 @@ int main(int argc, char** argv) {
     } catch (const ConfigError& e) {
         log_err("%s", e.what());
         return kExitConfig;
+    }
+    if (opt.print_pidfile) {
+        std::printf("%s/%s.pid\n", cfg.runtime_dir.c_str(), cfg.instance.c_str());
+        return 0;
     }
     const bool replay = !opt.ctl.replay.empty();
     const auto missing = missing_required(cfg, replay);
