@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -37,14 +38,35 @@ void Output::put(std::string_view s) {
     pos_ += s.size();
 }
 
+namespace {
+// "00".."99": two digits per division halves the divisions of the digit loop.
+constexpr auto kDigitPairs = [] {
+    std::array<char, 200> t{};
+    for (int i = 0; i < 100; ++i) {
+        t[size_t(2 * i)] = char('0' + i / 10);
+        t[size_t(2 * i + 1)] = char('0' + i % 10);
+    }
+    return t;
+}();
+}  // namespace
+
 void Output::put_u64(uint64_t v) {
     char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = char('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) buf_[pos_++] = tmp[--n];
+    size_t at = sizeof tmp;
+    while (v >= 100) {
+        const size_t d = size_t(v % 100) * 2;
+        v /= 100;
+        tmp[--at] = kDigitPairs[d + 1];
+        tmp[--at] = kDigitPairs[d];
+    }
+    if (v >= 10) {
+        tmp[--at] = kDigitPairs[size_t(v) * 2 + 1];
+        tmp[--at] = kDigitPairs[size_t(v) * 2];
+    } else {
+        tmp[--at] = char('0' + v);
+    }
+    std::memcpy(buf_.data() + pos_, tmp + at, sizeof tmp - at);
+    pos_ += sizeof tmp - at;
 }
 
 void Output::put_addr(uint8_t ip_version, const IpBytes& a) {
