@@ -177,7 +177,7 @@ private:
         if (suffix == "K" || suffix == "KiB") unit = kKiB;
         else if (suffix == "M" || suffix == "MiB") unit = kMiB;
         else if (suffix == "G" || suffix == "GiB") unit = kGiB;
-        if (digits == 0 || digits > 12 || unit == 0) {
+        if (digits == 0 || digits > 9 || unit == 0) {  // 9 digits: no int64 overflow even in G
             fail(s, key + " = \"" + text +
                         "\" is not a byte count (write an integer, or a number with K, M or G)");
         }

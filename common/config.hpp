@@ -140,6 +140,14 @@ Config load_config(const std::string& path);
 // source_file of the result is name_for_errors.
 Config parse_config_string(const std::string& text, const std::string& name_for_errors);
 
+// Applies one value that comes from elsewhere than the file (the database's meter_config and
+// customer_networks rows), with exactly the file's type and range checks. key is one of
+// "classifier.host", "classifier.port", "flow.timeout", "capture.snaplen" (value as text, e.g.
+// "30") or "customers.networks" (CIDRs separated by commas or white space; "" = all traffic).
+// Throws ConfigError(origin, 0, message naming the key); cfg is unchanged then.
+void apply_override(Config& cfg, const std::string& key, const std::string& value,
+                    const std::string& origin);
+
 // Names of required keys set nowhere: "classifier.host" always, "capture.interface" unless
 // replaying a file. Call after merging the database values.
 std::vector<std::string> missing_required(const Config& cfg, bool replay);

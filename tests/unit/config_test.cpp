@@ -396,3 +396,49 @@ TEST_F(ConfigTest, WrongTypeOfConninfoDoesNotEchoIt) {
 
 }  // namespace
 }  // namespace angel
+
+namespace angel {
+namespace {
+
+std::string override_error(const std::string& key, const std::string& value) {
+    Config c = default_config();
+    try {
+        apply_override(c, key, value, "database");
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(describe(c), describe(default_config())) << "changed despite the error";
+        return e.what();
+    }
+    return "";
+}
+
+TEST(ConfigOverride, DatabaseValuesPassTheSameChecks) {
+    Config c = default_config();
+    apply_override(c, "classifier.host", "203.0.113.5", "database");
+    apply_override(c, "classifier.port", "47390", "database");
+    apply_override(c, "flow.timeout", "30", "database");
+    apply_override(c, "capture.snaplen", "96", "database");
+    apply_override(c, "customers.networks", "192.0.2.0/24, 2001:db8::/32", "database");
+    EXPECT_EQ(c.classifier.host, "203.0.113.5");
+    EXPECT_EQ(c.classifier.port, 47390);
+    EXPECT_EQ(c.flow.timeout, 30);
+    EXPECT_EQ(c.capture.snaplen, 96);
+    ASSERT_EQ(c.customers.networks.size(), 2u);
+    EXPECT_EQ(c.customers.networks[1].text, "2001:db8::/32");
+    EXPECT_TRUE(missing_required(c, true).empty());
+    apply_override(c, "customers.networks", "", "database");
+    EXPECT_TRUE(c.customers.networks.empty());
+
+    EXPECT_EQ(override_error("classifier.port", "70000"),
+              "database: classifier.port must be between 1 and 65535, not 70000");
+    EXPECT_EQ(override_error("flow.timeout", "1; x = 2"), "database: flow.timeout must be an integer, not \"1; x = 2\"");
+    EXPECT_EQ(override_error("classifier.host", ""), "database: classifier.host must not be empty");
+    EXPECT_EQ(override_error("classifier.host", "a\"; b = \""), "");  // quoted, not injected
+    EXPECT_EQ(override_error("customers.networks", "10.0.0.1/8"),
+              "database: customers.networks[0]: \"10.0.0.1/8\" has host bits set after the /8 prefix "
+              "(did you mean 10.0.0.0/8?)");
+    EXPECT_EQ(override_error("flow.max_flows", "5"),
+              "database: unknown key flow.max_flows (not settable from the database)");
+}
+
+}  // namespace
+}  // namespace angel
