@@ -87,20 +87,39 @@ std::string format_flow_id_key(const FlowIdKey& k) {
     return out;
 }
 
+namespace {
+
+// ALEN as a constant lets the compiler turn the compares and copies into plain loads.
+template <size_t ALEN>
+bool source_is_hi(const ParsedPacket& p) {
+    const int order = std::memcmp(p.src.data(), p.dst.data(), ALEN);
+    return order > 0 || (order == 0 && p.sport > p.dport);
+}
+
+template <size_t ALEN>
+void copy_addresses(FlowKey& k, const IpBytes& lo, const IpBytes& hi) {
+    std::memcpy(k.addr_lo.data(), lo.data(), ALEN);
+    std::memcpy(k.addr_hi.data(), hi.data(), ALEN);
+}
+
+}  // namespace
+
 FlowKey make_flow_key(const ParsedPacket& p, bool* reversed) {
     // Only the address bytes of the family take part, so stray bytes past an IPv4 address
     // can never make two keys of the same flow differ.
-    const size_t alen = address_length(p.ip_version);
-    int order = std::memcmp(p.src.data(), p.dst.data(), alen);
-    bool rev = order > 0 || (order == 0 && p.sport > p.dport);
+    const bool v4 = p.ip_version == 4;
+    const bool rev = v4 ? source_is_hi<4>(p) : source_is_hi<16>(p);
 
     FlowKey k;
     k.ip_version = p.ip_version;
     k.proto = p.proto;
     const IpBytes& lo = rev ? p.dst : p.src;
     const IpBytes& hi = rev ? p.src : p.dst;
-    std::memcpy(k.addr_lo.data(), lo.data(), alen);
-    std::memcpy(k.addr_hi.data(), hi.data(), alen);
+    if (v4) {
+        copy_addresses<4>(k, lo, hi);
+    } else {
+        copy_addresses<16>(k, lo, hi);
+    }
     k.port_lo = rev ? p.dport : p.sport;
     k.port_hi = rev ? p.sport : p.dport;
     if (reversed) *reversed = rev;
@@ -115,8 +134,13 @@ size_t serialize_flow_key(const FlowKey& k, uint8_t out[kFlowKeySerializedMax]) 
     out[3] = static_cast<uint8_t>(k.port_lo);
     out[4] = static_cast<uint8_t>(k.port_hi >> 8);
     out[5] = static_cast<uint8_t>(k.port_hi);
-    std::memcpy(out + 6, k.addr_lo.data(), alen);
-    std::memcpy(out + 6 + alen, k.addr_hi.data(), alen);
+    if (alen == 4) {
+        std::memcpy(out + 6, k.addr_lo.data(), 4);
+        std::memcpy(out + 10, k.addr_hi.data(), 4);
+    } else {
+        std::memcpy(out + 6, k.addr_lo.data(), 16);
+        std::memcpy(out + 22, k.addr_hi.data(), 16);
+    }
     return 6 + 2 * alen;
 }
 
