@@ -22,7 +22,7 @@
 #include <vector>
 
 // The exporter lives in netd/ (an executable, not a library): compile it into this test.
-#include "netd/ipfix_exporter.cpp"  // NOLINT(bugprone-suspicious-include)
+#include "netd/ipfix_exporter.hpp"
 
 namespace angel {
 namespace {

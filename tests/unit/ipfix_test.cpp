@@ -14,7 +14,7 @@
 #include "common/ipfix_decoder.hpp"
 #include "common/ipfix_encoder.hpp"
 // The exporter lives in netd/ (an executable, not a library): compile it into this test.
-#include "netd/ipfix_exporter.cpp"  // NOLINT(bugprone-suspicious-include)
+#include "netd/ipfix_exporter.hpp"
 
 namespace angel::ipfix {
 namespace {
