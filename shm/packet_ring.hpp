@@ -45,7 +45,9 @@ public:
             idx = 0;
         }
         std::memcpy(buf_ + idx, &hdr, sizeof hdr);
-        std::memcpy(buf_ + idx + sizeof hdr, data, hdr.caplen);
+        // A header-only entry may come with data == nullptr: memcpy from null is undefined
+        // even for 0 bytes.
+        if (hdr.caplen != 0) std::memcpy(buf_ + idx + sizeof hdr, data, hdr.caplen);
         write_ += need;
         ++pending_;
         return true;
