@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -143,9 +144,21 @@ struct Scratch {
     Scratch() {
         static std::atomic<unsigned> seq{0};
         instance = "lt" + std::to_string(getpid()) + "x" + std::to_string(seq++);
-        char tmpl[] = "/tmp/angel-live-XXXXXX";
-        if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+        sweep_stale();
+        std::string tmpl = "/tmp/angel-live-" + std::to_string(getpid()) + "-XXXXXX";
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
         dir = tmpl;
+    }
+    // Directories of a crashed run: /tmp/angel-live-<pid>-* whose pid no longer runs.
+    static void sweep_stale() {
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator("/tmp", ec)) {
+            const std::string name = e.path().filename().string();
+            if (name.rfind("angel-live-", 0) != 0) continue;
+            const long pid = std::strtol(name.c_str() + 11, nullptr, 10);
+            if (pid > 0 && pid != getpid() && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+                fs::remove_all(e.path(), ec);
+        }
     }
     ~Scratch() {
         std::error_code ec;
