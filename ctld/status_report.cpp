@@ -203,7 +203,7 @@ std::string render_flows(const Segment& seg, size_t top, bool json) {
     FlowMap fm = seg.flow_map();
     std::vector<FlowEntry> flows;
     flows.reserve(fm.live());
-    for (uint32_t i = 0; i < fm.capacity(); ++i) {
+    for (uint32_t i = 0; i < fm.high_water(); ++i) {
         const FlowEntry& e = fm.entry(i);
         if (!e.in_use || e.ending) continue;
         FlowEntry copy;

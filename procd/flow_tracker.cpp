@@ -15,10 +15,12 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
                          CounterArray counters)
     : map_(map), id_key_(id_key), timeouts_(t), out_(out), ctr_(counters) {
     const size_t cap = std::max<uint32_t>(map_.capacity(), 1);
-    ended_.reserve(cap);
+    ended_.reserve(cap);  // address space only: pages are touched as flows end
     // Twice the capacity: stale entries (flows ended otherwise) stay queued until their
     // linger passes, so live closing flows plus stale ones never exceed two per entry.
-    closing_.resize(2 * cap);
+    // Default-initialised, not zeroed: untouched pages cost nothing until flows close.
+    closing_size_ = 2 * cap;
+    closing_.reset(new Closing[closing_size_]);
     // Flows a killed predecessor had ended: their flow_end may not have been published.
     for (uint32_t i = 0; FlowEntry* e = map_.retired_after_recover(i); ++i) {
         emit_end(*e, static_cast<EndReason>(e->end_reason));
@@ -26,7 +28,7 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
     }
     // Flows that were closing: restore their order by close time.
     std::vector<Closing> found;
-    for (uint32_t i = 0; i < map_.capacity(); ++i) {
+    for (uint32_t i = 0; i < map_.high_water(); ++i) {
         const FlowEntry& e = map_.entry(i);
         if (e.in_use && !e.ending && e.close_ns != 0)
             found.push_back({e.flow_id, e.close_ns, const_cast<FlowEntry*>(&e)});
@@ -37,8 +39,8 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
 }
 
 void FlowTracker::closing_push(FlowEntry* e) {
-    if (closing_count_ == closing_.size()) return;  // cannot happen: see the constructor
-    closing_[(closing_head_ + closing_count_) % closing_.size()] = {e->flow_id, e->close_ns, e};
+    if (closing_count_ == closing_size_) return;  // cannot happen: see the constructor
+    closing_[(closing_head_ + closing_count_) % closing_size_] = {e->flow_id, e->close_ns, e};
     ++closing_count_;
 }
 
@@ -191,7 +193,7 @@ void FlowTracker::expire(uint64_t now_ns) {
         const bool same = e->in_use && !e->ending && e->flow_id == c.flow_id && e->close_ns == c.close_ns;
         if (same && now_ns < c.close_ns + timeouts_.tcp_linger_ns) break;
         if (same) end_flow(e, EndReason::tcp_close);
-        closing_head_ = (closing_head_ + 1) % closing_.size();
+        closing_head_ = (closing_head_ + 1) % closing_size_;
         --closing_count_;
     }
     // Idle flows, oldest activity first: stop at the first one still active.

@@ -14,6 +14,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/flow_key.hpp"
@@ -85,7 +86,8 @@ private:
         uint64_t close_ns;
         FlowEntry* entry;
     };
-    std::vector<Closing> closing_;  // circular, sized once
+    std::unique_ptr<Closing[]> closing_;  // circular, sized once
+    size_t closing_size_ = 0;
     size_t closing_head_ = 0, closing_count_ = 0;
     void closing_push(FlowEntry* e);
 };

@@ -32,9 +32,9 @@ void FlowMap::format(void* mem, uint32_t capacity) {
     h->magic = kFlowMapMagic;
     h->capacity = capacity;
     h->bucket_count = buckets_for(capacity);
+    h->high_water.store(0, std::memory_order_relaxed);
     FlowMap m(mem);
-    std::memset(static_cast<void*>(m.entries_), 0, size_t{capacity} * sizeof(FlowEntry));
-    m.recover();
+    m.recover();  // entries are never read above high_water: nothing to clear
 }
 
 FlowMap::FlowMap(void* mem) {
@@ -58,7 +58,8 @@ void FlowMap::recover() {
     hdr_->lru_newest = hdr_->lru_oldest = kNoEntry;
     std::vector<uint32_t> live;  // once per attach, not per packet
     uint32_t retired = 0;
-    for (uint32_t i = hdr_->capacity; i-- > 0;) {
+    const uint32_t hw = std::min(hdr_->high_water.load(std::memory_order_relaxed), hdr_->capacity);
+    for (uint32_t i = hw; i-- > 0;) {
         FlowEntry& e = entries_[i];
         if (e.in_use && e.ending && !id_in_use(e.flow_id)) {
             // Retired: ID stays reserved until procd has (re)published its flow_end.
@@ -140,10 +141,17 @@ void FlowMap::link(uint32_t i, uint32_t key_hash) {
 FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id,
                            uint64_t ts_ns) {
     uint32_t i = hdr_->free_head;
-    if (i == kNoEntry) return nullptr;
+    const uint32_t hw = hdr_->high_water.load(std::memory_order_relaxed);
+    if (i == kNoEntry && hw >= hdr_->capacity) return nullptr;
     uint32_t id = wanted_id;
     while (id_in_use(id)) ++id;  // terminates: fewer live flows than 2^32
-    hdr_->free_head = entries_[i].next_by_key;
+    if (i != kNoEntry) {
+        hdr_->free_head = entries_[i].next_by_key;
+    } else {
+        i = hw;
+        entries_[i].in_use = 0;  // never used: whatever the memory held is not a flow
+        hdr_->high_water.store(hw + 1, std::memory_order_release);
+    }
     FlowEntry& e = entries_[i];
     e = FlowEntry{};
     e.key = k;

@@ -51,6 +51,9 @@ struct FlowMapHeader {
     uint32_t lru_newest;
     uint32_t lru_oldest;
     uint32_t retired;            // entries retired and not yet released
+    // Entries at or above this index have never been used: they count as free without being
+    // on the free list, so creating a large map and attaching to it cost nothing per entry.
+    std::atomic<uint32_t> high_water{0};
     std::atomic<uint64_t> generation{0};  // bumped on every insert/erase (for readers)
 };
 
@@ -89,8 +92,10 @@ public:
     uint32_t live() const { return hdr_->live.load(std::memory_order_relaxed); }
     uint32_t capacity() const { return hdr_->capacity; }
     bool full() const { return live() >= hdr_->capacity; }
-    // For readers (angelctl flows): entry i, whether in use or not.
+    // For readers (angelctl flows): entry i, whether in use or not; only entries below
+    // high_water() have ever held a flow.
     const FlowEntry& entry(uint32_t i) const { return entries_[i]; }
+    uint32_t high_water() const { return hdr_->high_water.load(std::memory_order_acquire); }
     uint64_t generation() const { return hdr_->generation.load(std::memory_order_acquire); }
 
 private:

@@ -8,14 +8,14 @@ PREFIX=${3:-/usr/local}
 ROOT="$DESTDIR$PREFIX"
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 
-install -d "$ROOT/sbin" "$ROOT/bin" "$ROOT/etc/angel" "$ROOT/share/angel/rc.d" \
+install -d "$ROOT/sbin" "$ROOT/bin" "$ROOT/share/examples/angel" "$ROOT/share/angel/rc.d" \
     "$ROOT/share/man/man1" "$ROOT/share/man/man5" "$ROOT/share/man/man8" "$DESTDIR/etc/init.d"
 for b in angel-ctld angel-capd angel-procd angel-netd angelctl; do
     install -m 0755 "$BIN/$b" "$ROOT/sbin/$b"
 done
 install -m 0755 "$BIN/angel-sink" "$ROOT/bin/angel-sink"
 [ -x "$BIN/angel-gen-trace" ] && install -m 0755 "$BIN/angel-gen-trace" "$ROOT/bin/angel-gen-trace"
-install -m 0644 "$SRC/docs/flowmeter.conf.sample" "$ROOT/etc/angel/flowmeter.conf.sample"
+install -m 0644 "$SRC/docs/flowmeter.conf.sample" "$ROOT/share/examples/angel/flowmeter.conf.sample"
 [ -f "$SRC/db/schema.sql" ] && install -m 0644 "$SRC/db/schema.sql" "$ROOT/share/angel/schema.sql"
 install -m 0644 "$SRC/docs/angel-flowmeter.conf.5" "$ROOT/share/man/man5/angel-flowmeter.conf.5"
 install -m 0644 "$SRC/docs/angel-ctld.8" "$ROOT/share/man/man8/angel-ctld.8"
