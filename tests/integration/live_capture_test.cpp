@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/test_support.hpp"
 #include "netns_fixture.hpp"
 
 namespace fs = std::filesystem;
@@ -57,7 +58,8 @@ std::string env_or(const char* name, const std::string& fallback) {
     return v && *v ? v : fallback;
 }
 
-std::string bin_dir() { return env_or("ANGEL_BIN_DIR", std::string(ANGEL_SOURCE_DIR) + "/build/bin"); }
+// Next to this test binary (build, build-clang, build-san), unless ANGEL_BIN_DIR says otherwise.
+std::string bin_dir() { return angel::itest::bin_dir().string(); }
 std::string source_dir() { return env_or("ANGEL_SOURCE_DIR", ANGEL_SOURCE_DIR); }
 
 std::string read_text(const fs::path& p) {

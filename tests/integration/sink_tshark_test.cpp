@@ -23,6 +23,7 @@
 
 // The exporter lives in netd/ (an executable, not a library): compile it into this test.
 #include "netd/ipfix_exporter.hpp"
+#include "tests/integration/test_support.hpp"
 
 namespace angel {
 namespace {
@@ -30,10 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string bin_dir() {
-    const char* d = std::getenv("ANGEL_BIN_DIR");
-    return d ? d : std::string(ANGEL_SOURCE_DIR) + "/build/bin";
-}
+std::string bin_dir() { return angel::itest::bin_dir().string(); }
 
 bool have_program(const char* name) {
     const std::string cmd = std::string("command -v ") + name + " >/dev/null 2>&1";
