@@ -1,0 +1,277 @@
+#include "ctld/db_flow_writer.hpp"
+
+#include <arpa/inet.h>
+
+#include <cstdio>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+#include <atomic>
+
+#include "ctld/db_connection.hpp"
+
+namespace angel {
+
+namespace {
+
+void append_addr(std::string& out, uint8_t version, const IpBytes& a) {
+    char buf[INET6_ADDRSTRLEN];
+    if (version == 4) inet_ntop(AF_INET, a.data(), buf, sizeof buf);
+    else inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
+    out += buf;
+}
+
+void append_u(std::string& out, uint64_t v) {
+    char buf[24];
+    const int n = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
+    out.append(buf, static_cast<size_t>(n));
+}
+
+// flow_id, ip_version, protocol, src_addr, src_port, dst_addr, dst_port, first_seen
+void append_tuple(std::string& out, uint32_t id, uint8_t ver, uint8_t proto, const IpBytes& src, uint16_t sport,
+                  const IpBytes& dst, uint16_t dport, uint64_t first_ns) {
+    append_u(out, id);
+    out += '\t';
+    append_u(out, ver);
+    out += '\t';
+    append_u(out, proto);
+    out += '\t';
+    append_addr(out, ver, src);
+    out += '\t';
+    append_u(out, sport);
+    out += '\t';
+    append_addr(out, ver, dst);
+    out += '\t';
+    append_u(out, dport);
+    out += '\t';
+    out += pg_timestamp(first_ns);
+}
+
+// last_seen, end_reason, packets, bytes
+void append_end(std::string& out, const Record& r) {
+    out += pg_timestamp(r.ts_ns);
+    out += '\t';
+    out += end_reason_name(static_cast<EndReason>(r.end.reason));
+    out += '\t';
+    append_u(out, r.end.packets[0] + r.end.packets[1]);
+    out += '\t';
+    append_u(out, r.end.bytes[0] + r.end.bytes[1]);
+}
+
+struct KeyHash {
+    size_t operator()(const std::pair<uint32_t, uint64_t>& k) const {
+        return std::hash<uint64_t>()(k.second * 0x9E3779B97F4A7C15ull ^ k.first);
+    }
+};
+
+const char* kTupleCols = "flow_id, ip_version, protocol, src_addr, src_port, dst_addr, dst_port, first_seen";
+const char* kEndCols = "last_seen, end_reason, packets, bytes";
+
+}  // namespace
+
+std::vector<LiveFlow> snapshot_live_flows(const FlowMap& fm) {
+    std::vector<LiveFlow> out;
+    out.reserve(fm.live());
+    const uint32_t hw = fm.high_water();
+    for (uint32_t i = 0; i < hw; ++i) {
+        const FlowEntry& e = fm.entry(i);
+        if (!e.in_use || e.ending) continue;
+        FlowEntry c;
+        std::memcpy(static_cast<void*>(&c), &e, sizeof c);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (!e.in_use || e.ending || e.flow_id != c.flow_id || e.first_ns != c.first_ns) continue;
+        LiveFlow f;
+        f.flow_id = c.flow_id;
+        f.ip_version = c.key.ip_version;
+        f.proto = c.key.proto;
+        const bool rev = c.first_reversed;
+        f.src = rev ? c.key.addr_hi : c.key.addr_lo;
+        f.dst = rev ? c.key.addr_lo : c.key.addr_hi;
+        f.sport = rev ? c.key.port_hi : c.key.port_lo;
+        f.dport = rev ? c.key.port_lo : c.key.port_hi;
+        f.first_ns = c.first_ns;
+        out.push_back(f);
+    }
+    return out;
+}
+
+void DbFlowWriter::prepare(DbConnection& db) {
+    db.exec(
+        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_start (flow_id bigint, ip_version smallint, protocol smallint, "
+        "  src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz) "
+        "  ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_end (flow_id bigint, first_seen timestamptz, "
+        "  last_seen timestamptz, end_reason text, packets bigint, bytes bigint) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_short (flow_id bigint, ip_version smallint, protocol smallint, "
+        "  src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz, "
+        "  last_seen timestamptz, end_reason text, packets bigint, bytes bigint) ON COMMIT DELETE ROWS;");
+}
+
+FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, size_t n) {
+    FlowWriteStats st;
+    // In event order: a start whose end follows in the same batch goes straight to history;
+    // repeated events (same flow ID and first-seen time) count once.
+    std::vector<const Record*> starts;
+    std::vector<const Record*> ends;
+    std::vector<std::pair<const Record*, const Record*>> shorts;
+    std::unordered_map<uint32_t, size_t> pending;  // flow_id -> index in starts
+    std::unordered_set<std::pair<uint32_t, uint64_t>, KeyHash> ended;
+    for (size_t i = 0; i < n; ++i) {
+        const Record& r = recs[i];
+        if (r.type == static_cast<uint8_t>(RecordType::flow_start)) {
+            if (ended.count({r.flow_id, r.ts_ns})) continue;
+            auto it = pending.find(r.flow_id);
+            if (it != pending.end()) starts[it->second] = &r;
+            else {
+                pending.emplace(r.flow_id, starts.size());
+                starts.push_back(&r);
+            }
+        } else if (r.type == static_cast<uint8_t>(RecordType::flow_end)) {
+            if (!ended.insert({r.flow_id, r.end.first_ns}).second) continue;
+            auto it = pending.find(r.flow_id);
+            if (it != pending.end() && starts[it->second] && starts[it->second]->ts_ns == r.end.first_ns) {
+                shorts.emplace_back(starts[it->second], &r);
+                starts[it->second] = nullptr;
+                pending.erase(it);
+            } else {
+                ends.push_back(&r);
+            }
+        }
+    }
+    buf_start_.clear();
+    buf_end_.clear();
+    buf_short_.clear();
+    for (const Record* r : starts) {
+        if (!r) continue;
+        append_tuple(buf_start_, r->flow_id, r->start.ip_version, r->start.proto, r->start.src, r->start.sport,
+                     r->start.dst, r->start.dport, r->ts_ns);
+        buf_start_ += '\n';
+        ++st.started;
+    }
+    for (const Record* r : ends) {
+        append_u(buf_end_, r->flow_id);
+        buf_end_ += '\t';
+        buf_end_ += pg_timestamp(r->end.first_ns);
+        buf_end_ += '\t';
+        append_end(buf_end_, *r);
+        buf_end_ += '\n';
+    }
+    st.ended = ends.size() + shorts.size();
+    st.short_lived = shorts.size();
+    if (history_) {
+        for (const auto& [s, e] : shorts) {
+            append_tuple(buf_short_, s->flow_id, s->start.ip_version, s->start.proto, s->start.src, s->start.sport,
+                         s->start.dst, s->start.dport, s->ts_ns);
+            buf_short_ += '\t';
+            append_end(buf_short_, *e);
+            buf_short_ += '\n';
+        }
+    }
+    if (buf_start_.empty() && buf_end_.empty() && buf_short_.empty()) return st;
+
+    const std::vector<std::string> m{meter_};
+    db.exec("BEGIN");
+    try {
+        if (!buf_end_.empty()) {
+            db.copy_in("COPY angel_tmp_end FROM STDIN", buf_end_);
+            if (history_) {
+                db.exec(std::string("WITH d AS (DELETE FROM angel.flows f USING angel_tmp_end e "
+                                    "  WHERE f.meter_id = $1 AND f.flow_id = e.flow_id AND f.first_seen = e.first_seen "
+                                    "  RETURNING f.*) "
+                                    "INSERT INTO angel.flow_history (meter_id, ") +
+                            kTupleCols + ", " + kEndCols +
+                            ") "
+                            "SELECT d.meter_id, d.flow_id, d.ip_version, d.protocol, d.src_addr, d.src_port, "
+                            "  d.dst_addr, d.dst_port, d.first_seen, e.last_seen, e.end_reason, e.packets, e.bytes "
+                            "FROM d JOIN angel_tmp_end e ON e.flow_id = d.flow_id AND e.first_seen = d.first_seen "
+                            "ON CONFLICT (meter_id, flow_id, first_seen) DO UPDATE SET last_seen = EXCLUDED.last_seen, "
+                            "  end_reason = EXCLUDED.end_reason, packets = EXCLUDED.packets, bytes = EXCLUDED.bytes",
+                        m);
+                // Rows a reconciliation moved to history before their end event arrived.
+                db.exec("UPDATE angel.flow_history h SET last_seen = e.last_seen, end_reason = e.end_reason, "
+                        "  packets = e.packets, bytes = e.bytes FROM angel_tmp_end e "
+                        "WHERE h.meter_id = $1 AND h.flow_id = e.flow_id AND h.first_seen = e.first_seen "
+                        "  AND h.end_reason IS NULL",
+                        m);
+            } else {
+                db.exec("DELETE FROM angel.flows f USING angel_tmp_end e "
+                        "WHERE f.meter_id = $1 AND f.flow_id = e.flow_id AND f.first_seen = e.first_seen",
+                        m);
+            }
+        }
+        if (!buf_short_.empty()) {
+            db.copy_in("COPY angel_tmp_short FROM STDIN", buf_short_);
+            db.exec(std::string("INSERT INTO angel.flow_history (meter_id, ") + kTupleCols + ", " + kEndCols +
+                        ") SELECT $1, * FROM angel_tmp_short ON CONFLICT (meter_id, flow_id, first_seen) DO NOTHING",
+                    m);
+        }
+        if (!buf_start_.empty()) {
+            db.copy_in("COPY angel_tmp_start FROM STDIN", buf_start_);
+            // A row of the same ID with an older first-seen time is a flow whose end was lost
+            // (event ring overflow): the newer flow replaces it.
+            db.exec(std::string("INSERT INTO angel.flows (meter_id, ") + kTupleCols + ") SELECT $1, * FROM angel_tmp_start "
+                        "ON CONFLICT (meter_id, flow_id) DO UPDATE SET ip_version = EXCLUDED.ip_version, "
+                        "  protocol = EXCLUDED.protocol, src_addr = EXCLUDED.src_addr, src_port = EXCLUDED.src_port, "
+                        "  dst_addr = EXCLUDED.dst_addr, dst_port = EXCLUDED.dst_port, first_seen = EXCLUDED.first_seen "
+                        "WHERE angel.flows.first_seen < EXCLUDED.first_seen",
+                    m);
+        }
+        db.exec("COMMIT");
+    } catch (const DbError&) {
+        if (db.ok()) {
+            try {
+                db.exec("ROLLBACK");
+            } catch (const DbError&) {
+            }
+        }
+        throw;
+    }
+    return st;
+}
+
+std::pair<uint64_t, uint64_t> DbFlowWriter::reconcile(DbConnection& db, const std::vector<LiveFlow>& live) {
+    buf_start_.clear();
+    for (const LiveFlow& f : live) {
+        append_tuple(buf_start_, f.flow_id, f.ip_version, f.proto, f.src, f.sport, f.dst, f.dport, f.first_ns);
+        buf_start_ += '\n';
+    }
+    const std::vector<std::string> m{meter_};
+    uint64_t deleted = 0, inserted = 0;
+    db.exec("BEGIN");
+    try {
+        db.copy_in("COPY angel_tmp_start FROM STDIN", buf_start_);
+        db.exec("ANALYZE angel_tmp_start");
+        const std::string not_live =
+            "NOT EXISTS (SELECT 1 FROM angel_tmp_start l WHERE l.flow_id = f.flow_id AND l.first_seen = f.first_seen)";
+        PgResult d;
+        if (history_) {
+            d = db.exec(std::string("WITH g AS (DELETE FROM angel.flows f WHERE f.meter_id = $1 AND ") + not_live +
+                            " RETURNING f.*), h AS (INSERT INTO angel.flow_history (meter_id, " + kTupleCols +
+                            ") SELECT * FROM g ON CONFLICT (meter_id, flow_id, first_seen) DO NOTHING) "
+                            "SELECT count(*) FROM g",
+                        m);
+        } else {
+            d = db.exec(std::string("WITH g AS (DELETE FROM angel.flows f WHERE f.meter_id = $1 AND ") + not_live +
+                            " RETURNING 1) SELECT count(*) FROM g",
+                        m);
+        }
+        deleted = std::stoull(d.text(0, 0));
+        PgResult i = db.exec(std::string("WITH i AS (INSERT INTO angel.flows (meter_id, ") + kTupleCols +
+                                 ") SELECT $1, * FROM angel_tmp_start ON CONFLICT (meter_id, flow_id) DO NOTHING "
+                                 "RETURNING 1) SELECT count(*) FROM i",
+                             m);
+        inserted = std::stoull(i.text(0, 0));
+        db.exec("COMMIT");
+    } catch (const DbError&) {
+        if (db.ok()) {
+            try {
+                db.exec("ROLLBACK");
+            } catch (const DbError&) {
+            }
+        }
+        throw;
+    }
+    return {deleted, inserted};
+}
+
+}  // namespace angel

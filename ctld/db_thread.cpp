@@ -1,0 +1,274 @@
+#include "ctld/db_thread.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/log.hpp"
+#include "shm/segment.hpp"
+
+namespace angel {
+
+namespace {
+
+uint64_t now_ms() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+}
+
+constexpr size_t kBatch = 50000;          // events per transaction at most
+constexpr size_t kPerRound = 200000;      // events per round before notifications are checked
+constexpr int kConnectTimeoutMs = 3000;
+constexpr int kBackoffFirstMs = 250;
+constexpr int kBackoffMaxMs = 5000;
+constexpr int kIdleWaitMs = 20;           // event-ring check pace when idle
+
+}  // namespace
+
+DbThread::DbThread(DbThreadOptions opt, Segment* seg, DbConfigValues initial)
+    : opt_(std::move(opt)), seg_(seg), writer_(opt_.meter_id, opt_.history), latest_(std::move(initial)) {
+    if (!seg_) opt_.write_flows = false;
+    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) throw std::runtime_error("eventfd failed");
+}
+
+DbThread::~DbThread() {
+    stop(0);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void DbThread::start() {
+    if (opt_.write_flows) batch_.reserve(kBatch);
+    thread_ = std::thread([this] { run(); });
+}
+
+std::optional<DbConfigValues> DbThread::take_config_change() {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!config_changed_) return std::nullopt;
+    config_changed_ = false;
+    return latest_;
+}
+
+DbConfigValues DbThread::config() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return latest_;
+}
+
+void DbThread::request_refresh() {
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        refresh_ = true;
+    }
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+}
+
+DbThreadStats DbThread::stats() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return stats_;
+}
+
+void DbThread::stop(int drain_ms) {
+    if (!thread_.joinable()) return;
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        if (!stop_) {
+            stop_ = true;
+            drain_deadline_ms_ = now_ms() + static_cast<uint64_t>(drain_ms);
+        }
+    }
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+    {
+        std::unique_lock<std::mutex> g(mu_);
+        if (!finished_cv_.wait_for(g, std::chrono::milliseconds(drain_ms + 1000), [&] { return finished_; })) {
+            g.unlock();
+            log_warn("database: a query still hangs at stop; breaking the connection");
+            db_.interrupt();
+        }
+    }
+    thread_.join();
+}
+
+void DbThread::wait_wake(int timeout_ms, int sock) {
+    pollfd p[2] = {{wake_fd_, POLLIN, 0}, {sock, POLLIN, 0}};
+    if (poll(p, sock >= 0 ? 2 : 1, timeout_ms) > 0 && (p[0].revents & POLLIN)) {
+        uint64_t v;
+        [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof v);
+    }
+}
+
+void DbThread::publish_config(const DbConfigValues& v) {
+    std::lock_guard<std::mutex> g(mu_);
+    ++stats_.config_reads;
+    if (!(v == latest_)) {
+        latest_ = v;
+        config_changed_ = true;
+    }
+}
+
+bool DbThread::drain_events(DbConnection& db, size_t max_events) {
+    size_t total = 0;
+    while (total < max_events) {
+        batch_.clear();
+        const Record* p = nullptr;
+        size_t k;
+        while (batch_.size() < kBatch && (k = ring_.peek(&p, kBatch - batch_.size())) > 0) {
+            batch_.insert(batch_.end(), p, p + k);
+            ring_.advance(k);
+        }
+        if (batch_.empty()) return true;
+        const FlowWriteStats st = writer_.write_batch(db, batch_.data(), batch_.size());
+        ring_.commit();  // only now: a failed transaction leaves the events in the ring
+        total += batch_.size();
+        std::lock_guard<std::mutex> g(mu_);
+        ++stats_.batches;
+        stats_.flows_inserted += st.started + st.short_lived;
+        stats_.flows_ended += st.ended;
+    }
+    return false;
+}
+
+void DbThread::reconcile(DbConnection& db) {
+    const uint64_t t0 = now_ms();
+    const auto live = snapshot_live_flows(seg_->flow_map());
+    const auto [deleted, inserted] = writer_.reconcile(db, live);
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        ++stats_.reconciles;
+    }
+    if (deleted || inserted)
+        log_notice("database: angel.flows reconciled with the %zu live flows (%llu rows removed, %llu added, %llu ms)",
+                   live.size(), static_cast<unsigned long long>(deleted), static_cast<unsigned long long>(inserted),
+                   static_cast<unsigned long long>(now_ms() - t0));
+}
+
+void DbThread::run() {
+    const std::string masked = mask_conninfo(opt_.conninfo);
+    int backoff = kBackoffFirstMs;
+    bool need_reconcile = true;
+    bool reported_down = false;
+    uint64_t next_poll = 0;
+    uint64_t dropped_seen = 0;
+    auto events_dropped = [&]() -> uint64_t {
+        return seg_ ? seg_->stage(StageId::procd).counters[procd_events_dropped].load(std::memory_order_relaxed) : 0;
+    };
+    if (opt_.write_flows) ring_ = seg_->event_ring();
+    for (;;) {
+        bool stopping;
+        uint64_t deadline;
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            stopping = stop_;
+            deadline = drain_deadline_ms_;
+        }
+        const uint64_t now = now_ms();
+        if (stopping && now >= deadline) break;
+        if (!db_.ok()) {
+            std::string err;
+            int limit = kConnectTimeoutMs;
+            if (stopping) limit = static_cast<int>(std::min<uint64_t>(deadline - now, kConnectTimeoutMs));
+            bool up = db_.connect(opt_.conninfo, limit, stopping ? -1 : wake_fd_, &err);
+            if (up) {
+                try {
+                    db_.exec("SET client_min_messages = warning");
+                    db_.exec("LISTEN angel_config");
+                    if (opt_.write_flows) writer_.prepare(db_);
+                    publish_config(fetch_db_config(db_, opt_.meter_id));
+                } catch (const DbError& e) {
+                    err = e.what();
+                    db_.close();
+                    up = false;
+                }
+            }
+            if (!up) {
+                {
+                    std::lock_guard<std::mutex> g(mu_);
+                    stats_.connected = false;
+                    stats_.last_error = err;
+                }
+                if (!reported_down)
+                    log_warn("database %s unreachable: %s; retrying with backoff (events wait in the event ring)",
+                             masked.c_str(), err.c_str());
+                reported_down = true;
+                if (stopping) break;
+                wait_wake(backoff, -1);
+                backoff = std::min(backoff * 2, kBackoffMaxMs);
+                continue;
+            }
+            log_notice("database %s connected (meter %s)", masked.c_str(), opt_.meter_id.c_str());
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                stats_.connected = true;
+                ++stats_.connects;
+            }
+            reported_down = false;
+            backoff = kBackoffFirstMs;
+            need_reconcile = opt_.write_flows;
+            next_poll = now_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
+            if (opt_.write_flows) ring_ = seg_->event_ring();  // from the committed position
+        }
+        try {
+            bool refresh;
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                refresh = refresh_;
+                refresh_ = false;
+            }
+            if (PQconsumeInput(db_.raw()) == 0) throw DbError(pg_error_text(db_.raw()));
+            while (PGnotify* n = PQnotifies(db_.raw())) {
+                if (!n->extra || !*n->extra || opt_.meter_id == n->extra) refresh = true;
+                PQfreemem(n);
+            }
+            if (refresh || now_ms() >= next_poll) {
+                publish_config(fetch_db_config(db_, opt_.meter_id));
+                next_poll = now_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
+            }
+            bool empty = true;
+            if (opt_.write_flows) {
+                if (seg_->header()->role.load(std::memory_order_relaxed) == 1) {
+                    empty = drain_events(db_, kPerRound);
+                    const uint64_t dropped = events_dropped();
+                    if (empty && (need_reconcile || dropped != dropped_seen)) {
+                        if (dropped != dropped_seen)
+                            log_warn("database: %llu flow events were lost (event ring full); reconciling",
+                                     static_cast<unsigned long long>(dropped - dropped_seen));
+                        dropped_seen = dropped;
+                        reconcile(db_);
+                        need_reconcile = false;
+                    }
+                } else {
+                    // Backup: only the master writes; events are dropped here, and becoming master
+                    // reconciles from the FlowMap.
+                    const Record* p = nullptr;
+                    while (size_t k = ring_.peek(&p, kBatch)) ring_.advance(k);
+                    ring_.commit();
+                    need_reconcile = true;
+                }
+            }
+            if (stopping && empty) break;
+            if (empty) wait_wake(kIdleWaitMs, db_.socket());
+        } catch (const DbError& e) {
+            log_warn("database error: %s; reconnecting (events wait in the event ring)", e.what());
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                stats_.connected = false;
+                stats_.last_error = e.what();
+            }
+            db_.close();
+            if (opt_.write_flows) ring_ = seg_->event_ring();
+            need_reconcile = true;
+        }
+    }
+    db_.close();
+    std::lock_guard<std::mutex> g(mu_);
+    stats_.connected = false;
+    finished_ = true;
+    finished_cv_.notify_all();
+}
+
+}  // namespace angel

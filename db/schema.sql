@@ -1,0 +1,107 @@
+-- ANGEL Flow Meter: the PostgreSQL schema (issue 5).
+--
+-- Create or upgrade with `angelctl db-init -c FILE` (it runs this text in one transaction), or
+-- with `psql -v ON_ERROR_STOP=1 -1 -f db/schema.sql`. Every statement is idempotent: running it
+-- again on a database at this version changes nothing; on an older version it adds what is
+-- missing. angel.schema_version says which version is installed.
+--
+-- Configuration: one angel.meter_config row per meter (meter_id = database.meter_id, default the
+-- instance name). A NULL column means "not set here": the meter's local file applies. Rows of
+-- angel.customer_networks for a meter replace the file's customers.networks; no row = the file's
+-- list. Any committed change NOTIFYs channel angel_config (payload: the meter_id, empty for a
+-- TRUNCATE), which angel-ctld LISTENs on.
+--
+-- Flows: angel.flows holds the live flows of each meter, keyed by (meter_id, flow_id) (a flow ID is
+-- unique among a meter's live flows, reused once the flow ended). src/sport is the side that sent
+-- the flow's first packet. When a flow ends the row moves to angel.flow_history (database.history
+-- = true) with the end reason, last-seen time and the packet and byte counters, so a late lookup
+-- of a flow ID (with a time) still resolves. A history row whose end_reason is NULL was removed
+-- when angel-ctld reconciled the table with its live flows after a database outage and its end
+-- was never seen (the event ring overflowed).
+
+CREATE SCHEMA IF NOT EXISTS angel;
+
+CREATE TABLE IF NOT EXISTS angel.schema_version (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS angel.meter_config (
+    meter_id        text PRIMARY KEY,
+    classifier_host text,
+    classifier_port integer CHECK (classifier_port BETWEEN 1 AND 65535),
+    flow_timeout    integer CHECK (flow_timeout > 0),
+    capture_snaplen integer CHECK (capture_snaplen BETWEEN 64 AND 65535),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS angel.customer_networks (
+    meter_id text NOT NULL,
+    network  cidr NOT NULL,
+    PRIMARY KEY (meter_id, network)
+);
+
+CREATE TABLE IF NOT EXISTS angel.flows (
+    meter_id   text NOT NULL,
+    flow_id    bigint NOT NULL,           -- the 32-bit flow ID (unsigned)
+    ip_version smallint NOT NULL,
+    protocol   smallint NOT NULL,
+    src_addr   inet NOT NULL,
+    src_port   integer NOT NULL,          -- 0 where the protocol has no ports
+    dst_addr   inet NOT NULL,
+    dst_port   integer NOT NULL,
+    first_seen timestamptz NOT NULL,
+    PRIMARY KEY (meter_id, flow_id)
+);
+
+CREATE TABLE IF NOT EXISTS angel.flow_history (
+    meter_id   text NOT NULL,
+    flow_id    bigint NOT NULL,
+    ip_version smallint NOT NULL,
+    protocol   smallint NOT NULL,
+    src_addr   inet NOT NULL,
+    src_port   integer NOT NULL,
+    dst_addr   inet NOT NULL,
+    dst_port   integer NOT NULL,
+    first_seen timestamptz NOT NULL,
+    last_seen  timestamptz,
+    end_reason text,                      -- idle, tcp_close, end_of_input, shutdown, evicted
+    packets    bigint,
+    bytes      bigint,
+    ended_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (meter_id, flow_id, first_seen)
+);
+CREATE INDEX IF NOT EXISTS flow_history_ended_at ON angel.flow_history (ended_at);
+
+CREATE OR REPLACE FUNCTION angel.notify_config() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN
+        IF TG_OP = 'DELETE' THEN
+            PERFORM pg_notify('angel_config', OLD.meter_id);
+        ELSE
+            PERFORM pg_notify('angel_config', NEW.meter_id);
+            IF TG_OP = 'UPDATE' AND OLD.meter_id IS DISTINCT FROM NEW.meter_id THEN
+                PERFORM pg_notify('angel_config', OLD.meter_id);
+            END IF;
+        END IF;
+    ELSE
+        PERFORM pg_notify('angel_config', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS meter_config_notify ON angel.meter_config;
+CREATE TRIGGER meter_config_notify AFTER INSERT OR UPDATE OR DELETE ON angel.meter_config
+    FOR EACH ROW EXECUTE FUNCTION angel.notify_config();
+DROP TRIGGER IF EXISTS meter_config_notify_truncate ON angel.meter_config;
+CREATE TRIGGER meter_config_notify_truncate AFTER TRUNCATE ON angel.meter_config
+    FOR EACH STATEMENT EXECUTE FUNCTION angel.notify_config();
+DROP TRIGGER IF EXISTS customer_networks_notify ON angel.customer_networks;
+CREATE TRIGGER customer_networks_notify AFTER INSERT OR UPDATE OR DELETE ON angel.customer_networks
+    FOR EACH ROW EXECUTE FUNCTION angel.notify_config();
+DROP TRIGGER IF EXISTS customer_networks_notify_truncate ON angel.customer_networks;
+CREATE TRIGGER customer_networks_notify_truncate AFTER TRUNCATE ON angel.customer_networks
+    FOR EACH STATEMENT EXECUTE FUNCTION angel.notify_config();
+
+INSERT INTO angel.schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;
