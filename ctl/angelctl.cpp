@@ -1,5 +1,8 @@
 // angelctl: the operator's tool. Sends one command to angel-ctld over its control socket
 // and prints the answer: status, stats, flows [--top N], reload, restart STAGE, stop, role.
+// `angelctl db-init -c FILE` creates or upgrades the database schema: it runs
+// `angel-ctld --db-init -c FILE` from its own folder (ctld is the one program linked with libpq;
+// the conninfo is read from FILE, never passed on a command line).
 #include <getopt.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -22,7 +25,8 @@ namespace {
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: angelctl [-c FILE | -s SOCKET] COMMAND [--json]\n"
-                 "commands: status | stats | flows [--top N] | reload | restart capd|procd|netd | stop | role\n");
+                 "commands: status | stats | flows [--top N] | reload | restart capd|procd|netd | stop | role\n"
+                 "          db-init (create or upgrade the database schema; needs no running meter)\n");
     std::exit(EX_USAGE);
 }
 
@@ -45,6 +49,17 @@ int main(int argc, char** argv) {
         }
     }
     if (optind >= argc) usage();
+    if (std::string(argv[optind]) == "db-init") {
+        if (optind + 1 != argc) usage();
+        char exe[4096];
+        const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        std::string dir = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string("./angelctl");
+        dir = dir.substr(0, dir.rfind('/'));
+        const std::string ctld = dir + "/angel-ctld";
+        execl(ctld.c_str(), "angel-ctld", "--db-init", "-c", config_path.c_str(), static_cast<char*>(nullptr));
+        std::fprintf(stderr, "angelctl: cannot run %s: %s\n", ctld.c_str(), strerror(errno));
+        return EX_UNAVAILABLE;
+    }
     std::string line;
     for (int i = optind; i < argc; ++i) line += (line.empty() ? "" : " ") + std::string(argv[i]);
     if (socket_path.empty()) {

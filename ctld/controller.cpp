@@ -1,4 +1,5 @@
 #include "ctld/controller.hpp"
+#include "ctld/db_thread.hpp"
 
 #include <grp.h>
 #include <poll.h>
@@ -124,8 +125,10 @@ int Controller::run() {
     seg_->stage(StageId::ctld).pid.store(getpid());
     seg_->stage(StageId::ctld).state.store(static_cast<uint32_t>(StageState::ready));
 
+    start_database();
     start_stages();
     loop();
+    stop_database();  // writes the last flow events (procd has finished) before the segment goes
 
     log_final_counters(*seg_, cfg_.instance);
     control_.reset();
@@ -208,6 +211,7 @@ void Controller::loop() {
         for (auto& s : stages_) s->tick(now);
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
         drive_gc(now);
+        apply_database_changes();
         bool all_done = true;
         for (auto& s : stages_) all_done = all_done && s->done();
         if (all_done) return;  // replay finished, or an orderly stop completed
@@ -222,14 +226,17 @@ void Controller::loop() {
     }
 }
 
-std::string Controller::reload(bool* ok) {
+std::string Controller::reload(bool* ok, bool db_only) {
     *ok = false;
     Config next;
     try {
-        next = load_config(opt_.config_path);
+        next = db_only ? file_cfg_ : load_config(opt_.config_path);
     } catch (const ConfigError& e) {
         return std::string("reload refused, running configuration kept: ") + e.what();
     }
+    if (db_ && !db_only) db_->request_refresh();  // a changed database row follows within a moment
+    const Config file_next = next;
+    next = merge_database(file_next);
     const auto missing = missing_required(next, !opt_.replay.empty());
     if (!missing.empty()) return "reload refused, running configuration kept: required value missing: " + join(missing);
     const ReloadPlan plan = plan_reload(cfg_, next);
@@ -238,6 +245,7 @@ std::string Controller::reload(bool* ok) {
                " changed, which needs a restart of the meter";
     if (plan.live_changes.empty()) {
         *ok = true;
+        file_cfg_ = file_next;
         return "reloaded: no change";
     }
     LiveConfig live;
@@ -248,6 +256,7 @@ std::string Controller::reload(bool* ok) {
     }
     write_live_config(seg_->header()->config, live);
     cfg_ = next;
+    file_cfg_ = file_next;
     *ok = true;
     return "reloaded (generation " + std::to_string(seg_->header()->config.generation.load()) +
            "): " + join(plan.live_changes);

@@ -7,10 +7,13 @@
 
 #include "common/config.hpp"
 #include "ctld/control_server.hpp"
+#include "ctld/db_config_source.hpp"
 #include "ctld/stage_supervisor.hpp"
 #include "shm/segment.hpp"
 
 namespace angel {
+
+class DbThread;
 
 struct ControllerOptions {
     std::string config_path;
@@ -25,13 +28,21 @@ public:
     // Creates the segment, starts the stages and supervises until the meter has stopped.
     // Returns the process exit code.
     int run();
+    // The file's own values and the database's values read at start (before merging), when a
+    // database is configured (ctld/db_hooks.cpp).
+    void set_database(Config file_cfg, DbConfigValues at_start);
 
 private:
     void start_stages();
     void loop();
     void handle_signals();
     ControlReply handle_command(const std::string& line);
-    std::string reload(bool* ok);
+    std::string reload(bool* ok, bool db_only = false);  // db_only: the database changed, not the file
+    // ctld/db_hooks.cpp: the database thread and configuration from the database.
+    void start_database();
+    void stop_database();
+    void apply_database_changes();
+    Config merge_database(const Config& file) const;
     void begin_stop(const char* why);
     void drive_gc(uint64_t now);
     int stage_gid() const;
@@ -42,6 +53,10 @@ private:
     std::unique_ptr<Segment> seg_;
     std::array<std::unique_ptr<StageSupervisor>, 3> stages_;
     std::unique_ptr<ControlServer> control_;
+    std::unique_ptr<DbThread> db_;
+    Config file_cfg_;            // the file's values, before the database's are merged
+    bool have_file_cfg_ = false;
+    DbConfigValues db_start_;
     int signal_fd_ = -1;
     bool stopping_ = false;
     bool force_stop_ = false;

@@ -39,7 +39,7 @@ LiveConfig build_live_config(const Config& c, const std::string& replay_file, co
         lc.interface_count = static_cast<uint32_t>(c.capture.interfaces.size());
     }
     lc.foreground = foreground ? 1 : 0;
-    lc.db_events = 0;
+    lc.db_events = c.database.conninfo.empty() ? 0 : 1;  // procd feeds ctld's database thread
     lc.snaplen = static_cast<uint32_t>(c.capture.snaplen);
     lc.buffer_size = static_cast<uint32_t>(c.capture.buffer_size);
     lc.promiscuous = c.capture.promiscuous ? 1 : 0;

@@ -16,6 +16,8 @@
 #include "common/log.hpp"
 #include "ctld/controller.hpp"
 #include "ctld/daemonize.hpp"
+#include "ctld/db_config_source.hpp"
+#include "ctld/db_schema.hpp"
 
 using namespace angel;
 
@@ -26,10 +28,11 @@ struct Options {
     bool check_only = false;
     bool verbose = false;
     bool print_pidfile = false;  // for service scripts: where the pidfile of this config is
+    bool db_init = false;        // create or upgrade the database schema (angelctl db-init) and exit
 };
 
 [[noreturn]] void usage() {
-    std::fprintf(stderr, "usage: angel-ctld [-f] [-t [-v]] [-c FILE] [--replay PCAP] [--pidfile-path]\n");
+    std::fprintf(stderr, "usage: angel-ctld [-f] [-t [-v]] [-c FILE] [--replay PCAP] [--pidfile-path] [--db-init]\n");
     std::exit(EX_USAGE);
 }
 
@@ -39,6 +42,7 @@ Options parse_args(int argc, char** argv) {
                                       {"foreground", no_argument, nullptr, 'f'},
                                       {"check", no_argument, nullptr, 't'},
                                       {"pidfile-path", no_argument, nullptr, 'P'},
+                                      {"db-init", no_argument, nullptr, 'D'},
                                       {"help", no_argument, nullptr, 'h'},
                                       {nullptr, 0, nullptr, 0}};
     Options o;
@@ -52,6 +56,7 @@ Options parse_args(int argc, char** argv) {
             case 'v': o.verbose = true; break;
             case 'r': o.ctl.replay = optarg; break;
             case 'P': o.print_pidfile = true; break;
+            case 'D': o.db_init = true; break;
             default: usage();
         }
     }
@@ -81,6 +86,30 @@ int main(int argc, char** argv) {
     if (opt.print_pidfile) {
         std::printf("%s/%s.pid\n", cfg.runtime_dir.c_str(), cfg.instance.c_str());
         return 0;
+    }
+    if (opt.db_init) {
+        warn_readable_secrets(cfg, opt.ctl.config_path);
+        bool ok = false;
+        const std::string msg = db_init(cfg.database.conninfo, 10000, &ok);
+        if (ok) std::printf("%s\n", msg.c_str());
+        else log_err("%s", msg.c_str());
+        return ok ? 0 : (cfg.database.conninfo.empty() ? kExitConfig : EX_UNAVAILABLE);
+    }
+    // Values the database sets override the file's; they are read (bounded) before deciding
+    // whether something required is missing. Unreachable: the file's values, if complete.
+    const Config file_cfg = cfg;
+    DbConfigValues db_values;
+    if (!cfg.database.conninfo.empty()) {
+        std::string err;
+        db_values = fetch_db_config_at_start(cfg, 2500, &err);
+        if (!db_values.fetched) {
+            log_warn("database %s unreachable at start (%s): running on the file's values; retrying in the "
+                     "background", mask_conninfo(cfg.database.conninfo).c_str(), err.c_str());
+        } else {
+            std::vector<std::string> notes;
+            cfg = merge_db_config(file_cfg, db_values, &notes);
+            for (const auto& n : notes) log_warn("%s", n.c_str());
+        }
     }
     const bool replay = !opt.ctl.replay.empty();
     const auto missing = missing_required(cfg, replay);
@@ -115,5 +144,6 @@ int main(int argc, char** argv) {
     PidFile pid_guard(cfg.runtime_dir + "/" + cfg.instance + ".pid");
     if (!pid_guard.acquired()) return EX_TEMPFAIL;
     Controller ctl(opt.ctl, cfg);
+    ctl.set_database(file_cfg, db_values);
     return ctl.run();
 }
