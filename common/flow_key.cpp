@@ -2,6 +2,8 @@
 // byte in docs/flow-id.md; tools/flow_id_reference.py is an independent implementation of it.
 #include "common/flow_key.hpp"
 
+#include <cstring>
+
 #include <bit>
 
 namespace angel {
@@ -148,6 +150,24 @@ uint32_t flow_id_hash(const FlowKey& k, const FlowIdKey& key) {
     uint8_t buf[kFlowKeySerializedMax];
     size_t n = serialize_flow_key(k, buf);
     return static_cast<uint32_t>(siphash24(key, buf, n));
+}
+
+namespace {
+// 64x64 -> 128-bit multiply folded to 64 bits: every input bit reaches every output bit.
+inline uint64_t fold_mul(uint64_t a, uint64_t b) {
+    const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
+    return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+}  // namespace
+
+uint32_t flow_bucket_hash(const FlowKey& k, const FlowIdKey& key) {
+    static_assert(sizeof(FlowKey) == 40);
+    uint64_t w[5];
+    std::memcpy(w, &k, sizeof w);
+    uint64_t h = key.k0;
+    for (int i = 0; i < 5; ++i) h = fold_mul(h ^ w[i], key.k1 ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i + 1)));
+    h = fold_mul(h, 0xD6E8FEB86659FD93ull ^ key.k0);
+    return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
 uint64_t siphash24(const FlowIdKey& key, const void* data, size_t len) {

@@ -51,6 +51,12 @@ uint32_t flow_id_hash(const FlowKey& k, const FlowIdKey& key);
 inline constexpr size_t kFlowKeySerializedMax = 38;
 size_t serialize_flow_key(const FlowKey& k, uint8_t out[kFlowKeySerializedMax]);
 
+// A fast keyed hash of the canonical key for hash-table buckets, used on every packet.
+// Not the flow ID (that is flow_id_hash, computed once per new flow): this one only has to
+// spread keys and be unpredictable without the key, so that crafted tuples cannot pile
+// into one bucket. Multiply-fold mixing of the key's five 64-bit words with the secret key.
+uint32_t flow_bucket_hash(const FlowKey& k, const FlowIdKey& key);
+
 // SipHash-2-4 over arbitrary bytes (exposed for test vectors).
 uint64_t siphash24(const FlowIdKey& key, const void* data, size_t len);
 

@@ -101,7 +101,8 @@ void FlowTracker::emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_
 
 FlowEntry* FlowTracker::start_flow(const FlowKey& k, uint32_t hash, const ParsedPacket& p,
                                    bool reversed, uint64_t ts_ns, uint64_t pos) {
-    FlowEntry* e = map_.insert(k, hash, hash, ts_ns);
+    const uint32_t wanted_id = flow_id_hash(k, id_key_);
+    FlowEntry* e = map_.insert(k, hash, wanted_id, ts_ns);
     if (!e) {
         // Full: the least recently active flow makes room (counted as evicted). Its entry
         // is only retired, so release the retired ones first if that is what fills the map.
@@ -109,11 +110,11 @@ FlowEntry* FlowTracker::start_flow(const FlowKey& k, uint32_t hash, const Parsed
             end_flow(victim, EndReason::evicted);
             bump(procd_flows_evicted);
         }
-        e = map_.insert(k, hash, hash, ts_ns);
+        e = map_.insert(k, hash, wanted_id, ts_ns);
         if (!e) {
             out_.publish();
             release_ended();
-            e = map_.insert(k, hash, hash, ts_ns);
+            e = map_.insert(k, hash, wanted_id, ts_ns);
         }
     }
     e->first_reversed = reversed ? 1 : 0;
@@ -139,7 +140,8 @@ void FlowTracker::release_ended() {
 bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos) {
     bool reversed = false;
     const FlowKey k = make_flow_key(p, &reversed);
-    const uint32_t hash = flow_id_hash(k, id_key_);
+    // The bucket hash is cheap and runs per packet; the SipHash flow ID only for new flows.
+    const uint32_t hash = flow_bucket_hash(k, id_key_);
     FlowEntry* e = map_.find(k, hash);
     if (e && pos <= e->last_pos && pos >= e->created_pos) {
         // Repeated after a predecessor's crash: already counted; re-emit only.

@@ -47,7 +47,7 @@ public:
         std::memcpy(buf_ + idx, &hdr, sizeof hdr);
         // A header-only entry may come with data == nullptr: memcpy from null is undefined
         // even for 0 bytes.
-        if (hdr.caplen != 0) std::memcpy(buf_ + idx + sizeof hdr, data, hdr.caplen);
+        if (hdr.caplen != 0 && data != nullptr) std::memcpy(buf_ + idx + sizeof hdr, data, hdr.caplen);
         write_ += need;
         ++pending_;
         return true;
