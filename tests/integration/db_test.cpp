@@ -1,0 +1,525 @@
+// PostgreSQL end to end (issue 5), against a real server the test starts (pg_server.hpp):
+//  - SchemaAndDbInit: db/schema.sql equals the text compiled into angel-ctld; `angelctl db-init`
+//    creates the schema and is idempotent.
+//  - MissingRequiredRefused: a required value in neither the file nor the database -> exit 78
+//    naming it; the database can supply it; an unreachable database with a complete file is fine.
+//  - FlowsFollowFlowMap: a real pcap is fed to `angel-ctld --replay` through a FIFO in chunks, so
+//    the meter pauses between them; at each pause angel.flows equals the FlowMap's live flows
+//    (`angelctl flows --json`); after the end every flow sits in angel.flow_history with the
+//    counters of the sink's flow_end record, and angel.flows is empty.
+//  - ConfigChangeWithinOneSecond: the classifier port is moved in angel.meter_config while the
+//    meter runs; the live config follows within 1 s and the two sinks together got every record.
+//  - OutageNoLoss: the server is stopped mid-run (immediate) and restarted: every packet record
+//    reaches the sink, angel.flows is reconciled with the FlowMap, history is complete.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "ctld/db_schema.hpp"
+#include "pg_server.hpp"
+#include "test_support.hpp"
+
+namespace angel::itest {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// ---- a pcap fed through a FIFO, chunk by chunk ---------------------------------------------
+
+// capd publishes replayed packets to procd every 64 packets or at the end of the input, and a
+// FIFO read blocks inside libpcap: chunks of a multiple of 64 packets are processed completely.
+class PcapFeeder {
+public:
+    // Reads a classic pcap (either byte order, micro- or nanosecond magic).
+    explicit PcapFeeder(const fs::path& pcap) {
+        const std::string all = read_file(pcap);
+        if (all.size() < 24) throw std::runtime_error("not a pcap: " + pcap.string());
+        uint32_t magic;
+        std::memcpy(&magic, all.data(), 4);
+        bool swap;
+        if (magic == 0xa1b2c3d4u || magic == 0xa1b23c4du) swap = false;
+        else if (magic == 0xd4c3b2a1u || magic == 0x4d3cb2a1u) swap = true;
+        else throw std::runtime_error("not a classic pcap: " + pcap.string());
+        header_ = all.substr(0, 24);
+        size_t off = 24;
+        while (off + 16 <= all.size()) {
+            uint32_t incl;
+            std::memcpy(&incl, all.data() + off + 8, 4);
+            if (swap) incl = __builtin_bswap32(incl);
+            if (off + 16 + incl > all.size()) break;
+            records_.push_back(all.substr(off, 16 + incl));
+            off += 16 + incl;
+        }
+    }
+    ~PcapFeeder() {
+        if (fd_ >= 0) close(fd_);
+    }
+    size_t size() const { return records_.size(); }
+    size_t written() const { return next_; }
+
+    void make_fifo(const fs::path& p) {
+        path_ = p;
+        if (mkfifo(p.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+    }
+    // Waits (bounded) for the reader (capd) and writes the file header.
+    bool open_and_start(Millis timeout) {
+        const auto end = Clock::now() + timeout;
+        while (Clock::now() < end) {
+            fd_ = open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+            if (fd_ >= 0) return write_all(header_, Millis(5000));
+            if (errno != ENXIO) return false;
+            usleep(10000);
+        }
+        return false;
+    }
+    // Writes the next n records (or what is left).
+    bool feed(size_t n, Millis timeout = Millis(30000)) {
+        std::string buf;
+        const size_t end = std::min(records_.size(), next_ + n);
+        for (; next_ < end; ++next_) buf += records_[next_];
+        return write_all(buf, timeout);
+    }
+    void finish() {
+        if (fd_ >= 0) close(fd_);
+        fd_ = -1;
+    }
+
+private:
+    bool write_all(const std::string& s, Millis timeout) {
+        const auto end = Clock::now() + timeout;
+        size_t off = 0;
+        while (off < s.size()) {
+            const ssize_t w = write(fd_, s.data() + off, s.size() - off);
+            if (w > 0) {
+                off += static_cast<size_t>(w);
+                continue;
+            }
+            if (w < 0 && errno != EAGAIN) return false;
+            if (Clock::now() >= end) return false;
+            pollfd p{fd_, POLLOUT, 0};
+            poll(&p, 1, 50);
+        }
+        return true;
+    }
+    std::string header_;
+    std::vector<std::string> records_;
+    fs::path path_;
+    int fd_ = -1;
+    size_t next_ = 0;
+};
+
+// ---- tiny readers for flat JSON objects ------------------------------------------------------
+
+// Objects of a JSON array of flat objects: key -> raw value (strings without quotes).
+std::vector<std::map<std::string, std::string>> flat_objects(const std::string& s) {
+    std::vector<std::map<std::string, std::string>> out;
+    size_t i = 0;
+    while ((i = s.find('{', i)) != std::string::npos) {
+        const size_t end = s.find('}', i);
+        if (end == std::string::npos) break;
+        std::map<std::string, std::string> obj;
+        size_t p = i + 1;
+        while (p < end) {
+            const size_t k0 = s.find('"', p);
+            if (k0 == std::string::npos || k0 >= end) break;
+            const size_t k1 = s.find('"', k0 + 1);
+            const std::string key = s.substr(k0 + 1, k1 - k0 - 1);
+            size_t v = s.find(':', k1) + 1;
+            std::string val;
+            if (s[v] == '"') {
+                const size_t v1 = s.find('"', v + 1);
+                val = s.substr(v + 1, v1 - v - 1);
+                p = v1 + 1;
+            } else {
+                size_t v1 = s.find_first_of(",}", v);
+                val = s.substr(v, v1 - v);
+                p = v1;
+            }
+            obj[key] = val;
+            p = s.find_first_of(",}", p);
+            if (p == std::string::npos || p >= end) break;
+            ++p;
+        }
+        out.push_back(std::move(obj));
+        i = end + 1;
+    }
+    return out;
+}
+
+// The number after "\"name\":" following the first occurrence of "\"section\"" (0 if absent).
+uint64_t json_number_in(const std::string& s, const std::string& section, const std::string& name) {
+    size_t a = s.find("\"" + section + "\"");
+    if (a == std::string::npos) return 0;
+    a = s.find("\"" + name + "\":", a);
+    if (a == std::string::npos) return 0;
+    return std::strtoull(s.c_str() + a + name.size() + 3, nullptr, 10);
+}
+
+std::string norm_addr(const std::string& text) {
+    unsigned char b[16];
+    char out[INET6_ADDRSTRLEN];
+    if (inet_pton(AF_INET, text.c_str(), b) == 1) return inet_ntop(AF_INET, b, out, sizeof out);
+    if (inet_pton(AF_INET6, text.c_str(), b) == 1) return inet_ntop(AF_INET6, b, out, sizeof out);
+    return "?" + text;
+}
+
+// flow_id, proto, src, sport, dst, dport, first-seen in microseconds
+using FlowRow = std::tuple<uint64_t, int, std::string, int, std::string, int, uint64_t>;
+
+std::string describe(const FlowRow& f) {
+    return "id " + std::to_string(std::get<0>(f)) + " proto " + std::to_string(std::get<1>(f)) + " " +
+           std::get<2>(f) + ":" + std::to_string(std::get<3>(f)) + " -> " + std::get<4>(f) + ":" +
+           std::to_string(std::get<5>(f)) + " first_us " + std::to_string(std::get<6>(f));
+}
+
+// ---- one meter run with sinks and a database -------------------------------------------------
+
+struct Sink {
+    Process proc;
+    uint16_t port = 0;
+    fs::path out, err;
+    size_t lines() const {
+        const std::string s = read_file(out);
+        return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+    }
+};
+
+std::unique_ptr<Sink> start_sink(const fs::path& dir, const std::string& name) {
+    auto s = std::make_unique<Sink>();
+    s->out = dir / (name + ".jsonl");
+    s->err = dir / (name + ".stderr");
+    s->proc = Process({{binary("angel-sink").string(), "--listen", "127.0.0.1:0", "--idle", "120", "--out",
+                        s->out.string()},
+                       dir / (name + ".stdout"),
+                       s->err,
+                       {}});
+    const std::string kListening = "listening on 127.0.0.1:";
+    if (!wait_until([&] { return read_file(s->err).find(kListening) != std::string::npos; }, Millis(10000)))
+        throw std::runtime_error("angel-sink did not start: " + read_file(s->err));
+    const std::string e = read_file(s->err);
+    s->port = static_cast<uint16_t>(std::strtoul(e.c_str() + e.find(kListening) + kListening.size(), nullptr, 10));
+    return s;
+}
+
+class DbTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (const std::string why = PgServer::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+        signal(SIGPIPE, SIG_IGN);
+        pg_ = std::make_unique<PgServer>();
+        instance_ = unique_name("db");
+        shm_ = std::make_unique<ShmGuard>(instance_);
+        fs::create_directories(dir_.path() / "run");
+    }
+
+    // A configuration file: the database section plus `extra`.
+    fs::path write_config(const std::string& extra, const std::string& conninfo = "") {
+        const fs::path p = dir_ / "meter.conf";
+        write_file(p, "instance = \"" + instance_ + "\";\nruntime_dir = \"" + (dir_.path() / "run").string() +
+                          "\";\nsupervisor = { hang_timeout = 300; };\n"
+                          "database = { conninfo = \"" +
+                          (conninfo.empty() ? pg_->conninfo() : conninfo) + "\"; meter_id = \"" + instance_ +
+                          "\"; poll_interval = 60; };\n" + extra + "\n");
+        chmod(p.c_str(), 0600);
+        return p;
+    }
+
+    CommandResult ctl(const fs::path& conf, std::vector<std::string> args) {
+        args.insert(args.begin(), {binary("angelctl").string(), "-c", conf.string()});
+        return run_command(args, Millis(20000));
+    }
+
+    void db_init(const fs::path& conf) {
+        const CommandResult r = ctl(conf, {"db-init"});
+        ASSERT_TRUE(r.ok()) << r.describe();
+    }
+
+    std::set<FlowRow> flowmap(const fs::path& conf) {
+        const CommandResult r = ctl(conf, {"flows", "--json"});
+        EXPECT_TRUE(r.ok()) << r.describe();
+        std::set<FlowRow> out;
+        for (const auto& o : flat_objects(r.out))
+            out.emplace(std::stoull(o.at("flow_id")), std::stoi(o.at("proto")), norm_addr(o.at("src")),
+                        std::stoi(o.at("sport")), norm_addr(o.at("dst")), std::stoi(o.at("dport")),
+                        std::stoull(o.at("first_ns")) / 1000);
+        return out;
+    }
+
+    std::set<FlowRow> db_flows() {
+        std::set<FlowRow> out;
+        for (const auto& r : pg_->query("SELECT flow_id, protocol, host(src_addr), src_port, host(dst_addr), dst_port, "
+                                        "(extract(epoch FROM first_seen) * 1000000)::bigint FROM angel.flows "
+                                        "WHERE meter_id = '" + instance_ + "'"))
+            out.emplace(std::stoull(r[0]), std::stoi(r[1]), norm_addr(r[2]), std::stoi(r[3]), norm_addr(r[4]),
+                        std::stoi(r[5]), std::stoull(r[6]));
+        return out;
+    }
+
+    // Waits until the meter has taken in `packets` packets and angel.flows equals the FlowMap
+    // (bounded); reports the difference otherwise.
+    bool flows_match(const fs::path& conf, uint64_t packets, Millis timeout, std::string* why) {
+        const auto end = Clock::now() + timeout;
+        std::set<FlowRow> fm, db;
+        for (;;) {
+            const CommandResult st = ctl(conf, {"stats", "--json"});
+            const bool taken = st.ok() && json_number_in(st.out, "procd", "packets") >= packets &&
+                               json_number_in(st.out, "event", "fill") == 0;
+            if (taken) {
+                fm = flowmap(conf);
+                db = db_flows();
+                if (fm == db && !fm.empty()) return true;
+            }
+            if (Clock::now() >= end) break;
+            usleep(100000);
+        }
+        std::string d = "FlowMap " + std::to_string(fm.size()) + " flows, angel.flows " + std::to_string(db.size()) + " rows";
+        int shown = 0;
+        for (const auto& f : fm)
+            if (!db.count(f) && shown++ < 10) d += "\n  only in FlowMap: " + describe(f);
+        for (const auto& f : db)
+            if (!fm.count(f) && shown++ < 20) d += "\n  only in angel.flows: " + describe(f);
+        *why = d;
+        return false;
+    }
+
+    // After the end: angel.flows is empty and history holds exactly the sink's flow_end records.
+    void expect_history_matches(const Sink& sink) {
+        std::map<std::pair<uint64_t, uint64_t>, std::tuple<uint64_t, uint64_t, std::string>> ends;
+        for (const auto& line : read_lines(sink.out)) {
+            std::string err;
+            auto r = parse_sink_line(line, &err);
+            ASSERT_TRUE(r) << err << ": " << line;
+            if (r->type == SinkRecord::Type::flow_end)
+                ends[{r->flow_id, r->first_ns / 1000}] = {r->packets, r->bytes, r->reason};
+        }
+        ASSERT_FALSE(ends.empty());
+        EXPECT_EQ(pg_->query("SELECT count(*) FROM angel.flows WHERE meter_id = '" + instance_ + "'")[0][0], "0");
+        std::map<std::pair<uint64_t, uint64_t>, std::tuple<uint64_t, uint64_t, std::string>> hist;
+        for (const auto& r : pg_->query("SELECT flow_id, (extract(epoch FROM first_seen) * 1000000)::bigint, "
+                                        "coalesce(packets, -1), coalesce(bytes, -1), coalesce(end_reason, 'NULL') "
+                                        "FROM angel.flow_history WHERE meter_id = '" + instance_ + "'"))
+            hist[{std::stoull(r[0]), std::stoull(r[1])}] = {std::stoull(r[2]), std::stoull(r[3]), r[4]};
+        EXPECT_EQ(hist.size(), ends.size());
+        size_t bad = 0;
+        for (const auto& [k, v] : ends) {
+            auto it = hist.find(k);
+            if (it == hist.end() || it->second != v) {
+                if (bad++ < 10)
+                    ADD_FAILURE() << "flow " << k.first << " first_us " << k.second << ": sink packets "
+                                  << std::get<0>(v) << " bytes " << std::get<1>(v) << " " << std::get<2>(v)
+                                  << (it == hist.end() ? " -- not in history"
+                                                       : " -- history packets " + std::to_string(std::get<0>(it->second)) +
+                                                             " bytes " + std::to_string(std::get<1>(it->second)) + " " +
+                                                             std::get<2>(it->second));
+            }
+        }
+        EXPECT_EQ(bad, 0u);
+    }
+
+    Process start_ctld(const fs::path& conf, const fs::path& replay) {
+        return Process({{binary("angel-ctld").string(), "-f", "-c", conf.string(), "--replay", replay.string()},
+                        dir_ / "ctld.stdout",
+                        dir_ / "ctld.stderr",
+                        {}});
+    }
+    std::string ctld_log() { return read_file(dir_ / "ctld.stderr"); }
+
+    fs::path gen_trace(uint64_t packets, uint64_t flows) {
+        const fs::path p = dir_ / "trace.pcap";
+        const CommandResult r = run_command({binary("angel-gen-trace").string(), "--out", p.string(), "--packets",
+                                             std::to_string(packets), "--flows", std::to_string(flows), "--pps", "20000"},
+                                            Millis(60000));
+        if (!r.ok()) throw std::runtime_error("angel-gen-trace: " + r.describe());
+        return p;
+    }
+
+    std::unique_ptr<PgServer> pg_;
+    TempDir dir_{"angel-db"};
+    std::string instance_;
+    std::unique_ptr<ShmGuard> shm_;
+};
+
+TEST_F(DbTest, SchemaAndDbInit) {
+    std::string embedded = schema_sql();
+    if (!embedded.empty() && embedded[0] == '\n') embedded.erase(0, 1);
+    EXPECT_EQ(embedded, read_file(source_dir() / "db" / "schema.sql"))
+        << "ctld/db_schema_text.cpp is out of date: run db/embed-schema.sh";
+    const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; };");
+    CommandResult r = ctl(conf, {"db-init"});
+    ASSERT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.out.find("created at version"), std::string::npos) << r.out;
+    r = ctl(conf, {"db-init"});
+    ASSERT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.out.find("nothing missing"), std::string::npos) << r.out;
+    EXPECT_EQ(pg_->query("SELECT max(version) FROM angel.schema_version")[0][0], std::to_string(kSchemaVersion));
+    for (const char* t : {"meter_config", "customer_networks", "flows", "flow_history"})
+        EXPECT_EQ(pg_->query(std::string("SELECT to_regclass('angel.") + t + "') IS NOT NULL")[0][0], "t") << t;
+    // The conninfo never appears in what db-init prints.
+    EXPECT_EQ(r.out.find(pg_->socket_dir().string()), std::string::npos);
+    EXPECT_EQ(r.err.find(pg_->socket_dir().string()), std::string::npos);
+}
+
+TEST_F(DbTest, MissingRequiredRefused) {
+    const fs::path pcap = gen_trace(10, 2);
+    fs::path conf = write_config("");
+    db_init(conf);
+    auto check = [&] {
+        return run_command({binary("angel-ctld").string(), "-t", "-c", conf.string(), "--replay", pcap.string()},
+                           Millis(20000));
+    };
+    CommandResult r = check();
+    EXPECT_EQ(r.status.code(), 78) << r.describe();
+    EXPECT_NE(r.err.find("classifier.host"), std::string::npos) << r.err;
+    // The database supplies it.
+    pg_->query("INSERT INTO angel.meter_config (meter_id, classifier_host) VALUES ('" + instance_ + "', '127.0.0.1')");
+    r = check();
+    EXPECT_TRUE(r.ok()) << r.describe();
+    // A real start refuses too, naming the value, when neither place has it.
+    pg_->query("UPDATE angel.meter_config SET classifier_host = NULL");
+    r = run_command({binary("angel-ctld").string(), "-f", "-c", conf.string(), "--replay", pcap.string()},
+                    Millis(20000));
+    EXPECT_EQ(r.status.code(), 78) << r.describe();
+    EXPECT_NE(r.err.find("classifier.host"), std::string::npos) << r.err;
+    // Unreachable database: the file's values, if complete; otherwise refused.
+    const std::string nowhere =
+        "host=" + (dir_.path() / "nowhere").string() + " user=postgres password=s3cr3t-word dbname=postgres";
+    conf = write_config("", nowhere);
+    r = check();
+    EXPECT_EQ(r.status.code(), 78) << r.describe();
+    conf = write_config("classifier = { host = \"127.0.0.1\"; };", nowhere);
+    r = check();
+    EXPECT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.err.find("unreachable"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("s3cr3t-word"), std::string::npos) << "a password in a log line: " << r.err;
+}
+
+TEST_F(DbTest, FlowsFollowFlowMap) {
+    fs::path pcap = shared_pcaps_dir("real") / "ndpi__teams.pcap";
+    if (!fs::exists(pcap)) GTEST_SKIP() << "missing " << pcap;
+    PcapFeeder feed(pcap);
+    ASSERT_GT(feed.size(), 1000u);
+    auto sink = start_sink(dir_.path(), "sink");
+    const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; port = " + std::to_string(sink->port) + "; };");
+    db_init(conf);
+    feed.make_fifo(dir_ / "replay.fifo");
+    Process ctld = start_ctld(conf, dir_ / "replay.fifo");
+    ASSERT_TRUE(feed.open_and_start(Millis(15000))) << ctld_log();
+    const size_t kSamples = 8;
+    const size_t chunk = (feed.size() / kSamples / 64 + 1) * 64;  // see PcapFeeder
+    size_t samples = 0;
+    while (feed.written() < feed.size()) {
+        ASSERT_TRUE(feed.feed(chunk)) << ctld_log();
+        std::string why;
+        ASSERT_TRUE(flows_match(conf, feed.written(), Millis(10000), &why))
+            << "after " << feed.written() << " packets: " << why << "\n" << ctld_log();
+        ++samples;
+    }
+    feed.finish();
+    auto st = ctld.wait_for(Millis(60000));
+    ASSERT_TRUE(st) << ctld_log();
+    ASSERT_TRUE(st->ok()) << st->describe() << "\n" << ctld_log();
+    const auto stop = find_stop_line(ctld_log(), instance_);
+    ASSERT_TRUE(stop);
+    const uint64_t sent = parse_counters(*stop)["records_sent"];
+    ASSERT_TRUE(wait_until([&] { return sink->lines() >= sent; }, Millis(10000)));
+    EXPECT_EQ(sink->lines(), sent);
+    expect_history_matches(*sink);
+    std::printf("[ db      ] %s: %zu packets, %zu samples equal, %zu history rows\n", pcap.filename().c_str(),
+                feed.size(), samples,
+                static_cast<size_t>(std::stoull(pg_->query("SELECT count(*) FROM angel.flow_history")[0][0])));
+}
+
+TEST_F(DbTest, ConfigChangeWithinOneSecond) {
+    PcapFeeder feed(gen_trace(40000, 4000));
+    auto a = start_sink(dir_.path(), "sinkA");
+    auto b = start_sink(dir_.path(), "sinkB");
+    // The classifier comes from the database only.
+    const fs::path conf = write_config("");
+    db_init(conf);
+    pg_->query("INSERT INTO angel.meter_config (meter_id, classifier_host, classifier_port) VALUES ('" + instance_ +
+               "', '127.0.0.1', " + std::to_string(a->port) + ")");
+    feed.make_fifo(dir_ / "replay.fifo");
+    Process ctld = start_ctld(conf, dir_ / "replay.fifo");
+    ASSERT_TRUE(feed.open_and_start(Millis(15000))) << ctld_log();
+    ASSERT_TRUE(feed.feed(feed.size() / 2 / 64 * 64));
+    ASSERT_TRUE(wait_until([&] { return a->lines() > 0; }, Millis(10000))) << ctld_log();
+    auto generation = [&] {
+        return json_number_in(ctl(conf, {"status", "--json"}).out, "instance", "config_generation");
+    };
+    const uint64_t gen0 = generation();
+    const auto t0 = Clock::now();
+    pg_->query("UPDATE angel.meter_config SET classifier_port = " + std::to_string(b->port) + " WHERE meter_id = '" +
+               instance_ + "'");
+    ASSERT_TRUE(wait_until([&] { return generation() > gen0; }, Millis(3000), Millis(20))) << ctld_log();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    EXPECT_LE(ms, 1000) << "the change took " << ms << " ms to reach the live config";
+    ASSERT_TRUE(feed.feed(feed.size()));
+    feed.finish();
+    auto st = ctld.wait_for(Millis(60000));
+    ASSERT_TRUE(st && st->ok()) << ctld_log();
+    const auto stop = find_stop_line(ctld_log(), instance_);
+    ASSERT_TRUE(stop);
+    const uint64_t sent = parse_counters(*stop)["records_sent"];
+    ASSERT_TRUE(wait_until([&] { return a->lines() + b->lines() >= sent; }, Millis(10000)));
+    EXPECT_EQ(a->lines() + b->lines(), sent) << "sink A " << a->lines() << ", sink B " << b->lines();
+    EXPECT_GT(b->lines(), 0u);
+    EXPECT_NE(ctld_log().find("classifier.port"), std::string::npos);
+    std::printf("[ db      ] classifier port moved in %lld ms; sink A %zu + sink B %zu records = %llu sent\n",
+                static_cast<long long>(ms), a->lines(), b->lines(), static_cast<unsigned long long>(sent));
+}
+
+TEST_F(DbTest, OutageNoLoss) {
+    PcapFeeder feed(gen_trace(60000, 6000));
+    auto sink = start_sink(dir_.path(), "sink");
+    const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; port = " + std::to_string(sink->port) + "; };");
+    db_init(conf);
+    feed.make_fifo(dir_ / "replay.fifo");
+    Process ctld = start_ctld(conf, dir_ / "replay.fifo");
+    ASSERT_TRUE(feed.open_and_start(Millis(15000))) << ctld_log();
+    const size_t third = feed.size() / 3 / 64 * 64;  // see PcapFeeder
+    ASSERT_TRUE(feed.feed(third));
+    std::string why;
+    ASSERT_TRUE(flows_match(conf, feed.written(), Millis(10000), &why)) << why << "\n" << ctld_log();
+    ASSERT_TRUE(pg_->stop()) << pg_->log();
+    const size_t before = sink->lines();
+    ASSERT_TRUE(feed.feed(third));
+    // Capture and export go on while the database is away.
+    ASSERT_TRUE(wait_until([&] {
+        const CommandResult s = ctl(conf, {"stats", "--json"});
+        return json_number_in(s.out, "procd", "packets") >= feed.written();
+    }, Millis(10000))) << ctld_log();
+    ASSERT_TRUE(wait_until([&] { return sink->lines() > before + third; }, Millis(10000)));
+    const CommandResult s = ctl(conf, {"stats", "--json"});
+    EXPECT_GT(json_number_in(s.out, "event", "fill"), 0u) << "events should wait in the ring: " << s.out;
+    ASSERT_TRUE(pg_->start()) << pg_->log();
+    ASSERT_TRUE(flows_match(conf, feed.written(), Millis(20000), &why)) << "after the restart: " << why << "\n" << ctld_log();
+    ASSERT_TRUE(feed.feed(feed.size()));
+    feed.finish();
+    auto st = ctld.wait_for(Millis(60000));
+    ASSERT_TRUE(st && st->ok()) << ctld_log();
+    const auto stop = find_stop_line(ctld_log(), instance_);
+    ASSERT_TRUE(stop);
+    auto c = parse_counters(*stop);
+    EXPECT_EQ(c["procd_packets"], feed.size());
+    ASSERT_TRUE(wait_until([&] { return sink->lines() >= c["records_sent"]; }, Millis(10000)));
+    EXPECT_EQ(sink->lines(), c["records_sent"]);
+    EXPECT_EQ(c["records_sent"], c["ip_packets"] + c["flows_started"] + c["flows_ended"]);
+    expect_history_matches(*sink);
+    EXPECT_NE(ctld_log().find("connected"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace angel::itest
