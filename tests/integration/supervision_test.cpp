@@ -553,6 +553,8 @@ void run_under_load(How how) {
                 (unsigned long long)s.ends, (unsigned long long)s.dup_ends, (unsigned long long)gaps);
     std::fflush(stdout);
 
+    EXPECT_EQ(C["captured"] + C["pcap_dropped"] + C["pcap_ifdropped"], kFramesPerLoop * kLoops)
+        << "frames sent that the capture never accounted for";
     EXPECT_GT(C["ip_packets"], 1'000'000u) << "the load was not steady";
     // Every packet record arrived; what arrived twice is within the in-flight bound.
     EXPECT_EQ(s.distinct_packets(), C["ip_packets"]);
