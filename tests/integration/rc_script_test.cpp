@@ -1,0 +1,207 @@
+// The Linux service script rc.d/angel-flowmeter end to end, as an operator uses it: the real
+// angel-ctld detaches (pidfile, syslog) inside a test namespace (capture on a veth that carries
+// nothing), with `user = "nobody"` so that privilege separation is visible.
+//
+// Asserted, with LSB exit codes:
+//   start -> 0; status -> 0 while running; reload -> 0; stop -> 0; status -> 3 after the stop;
+//   start with a configuration that does not parse -> 6 (and no daemon).
+//   While running: `ps -o user=,comm=` shows four distinct command names (angel-ctld, angel-capd,
+//   angel-procd, angel-netd); ctld runs as root, procd, netd and capd (after opening its capture)
+//   as nobody. angelctl run by a user outside the meter's group (daemon) is refused: non-zero
+//   exit, "permission denied". After the stop the pidfile, the control socket and the segment are gone.
+// Everything (namespace and the processes in it, temp dir, /dev/shm segment) is removed on failure too.
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "netns_fixture.hpp"
+
+namespace fs = std::filesystem;
+using angel::netns::CommandResult;
+using angel::netns::NetnsLab;
+using angel::netns::NetnsPair;
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+    const char* v = std::getenv(name);
+    return v && *v ? v : fallback;
+}
+std::string bin_dir() { return env_or("ANGEL_BIN_DIR", std::string(ANGEL_SOURCE_DIR) + "/build/bin"); }
+std::string source_dir() { return env_or("ANGEL_SOURCE_DIR", ANGEL_SOURCE_DIR); }
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+int exit_code(const CommandResult& r) { return r.status >= 0 && WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1; }
+
+// Temp dir (0755: only the meter's own permissions decide who gets in) and the segment; a
+// daemon still running from this config is killed (pidfile), whatever happened in the test.
+struct RcScratch {
+    fs::path dir;
+    std::string instance;
+    RcScratch() {
+        static std::atomic<unsigned> seq{0};
+        instance = "rc" + std::to_string(getpid()) + "x" + std::to_string(seq++);
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator("/tmp", ec)) {
+            const std::string name = e.path().filename().string();
+            if (name.rfind("angel-rc-", 0) != 0) continue;
+            const long pid = std::strtol(name.c_str() + 9, nullptr, 10);
+            if (pid > 0 && pid != getpid() && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+                fs::remove_all(e.path(), ec);
+        }
+        std::string tmpl = "/tmp/angel-rc-" + std::to_string(getpid()) + "-XXXXXX";
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        dir = tmpl;
+        chmod(dir.c_str(), 0755);
+    }
+    pid_t daemon_pid() const {
+        const long pid = std::strtol(read_text(dir / "run" / (instance + ".pid")).c_str(), nullptr, 10);
+        return pid > 0 && kill(static_cast<pid_t>(pid), 0) == 0 ? static_cast<pid_t>(pid) : -1;
+    }
+    ~RcScratch() {
+        // The namespace's own cleanup kills the stages; ctld first, so that it restarts nothing.
+        if (const pid_t pid = daemon_pid(); pid > 0) {
+            kill(pid, SIGKILL);
+            for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        fs::remove("/dev/shm/angel." + instance, ec);
+    }
+};
+
+TEST(RcScript, LinuxServiceLifecycle) {
+    if (const std::string why = angel::netns::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+    const std::string script = source_dir() + "/rc.d/angel-flowmeter";
+    if (!fs::exists(script)) GTEST_SKIP() << "missing " << script;
+    if (!getpwnam("nobody") || !getpwnam("daemon")) GTEST_SKIP() << "needs the users nobody and daemon";
+    ASSERT_TRUE(fs::exists(bin_dir() + "/angel-ctld")) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
+
+    NetnsPair lab("rc");  // first: destroyed last, killing whatever still runs in it
+    RcScratch scratch;
+    const fs::path conf = scratch.dir / "flowmeter.conf";
+    const fs::path run_dir = scratch.dir / "run";
+    const fs::path sock = run_dir / (scratch.instance + ".sock");
+    auto write_conf = [&](const std::string& extra) {
+        std::ofstream c(conf);
+        c << "instance = \"" << scratch.instance << "\";\n"
+          << "user = \"nobody\";\n"
+          << "runtime_dir = \"" << run_dir.string() << "\";\n"
+          << "capture = { interface = \"" << NetnsPair::kMeterIf << "\"; };\n"
+          << "classifier = { host = \"127.0.0.1\"; port = 4739; };\n"
+          << extra << "\n";
+    };
+    write_conf("");
+    auto rc = [&](const std::string& action) {
+        return angel::netns::run(NetnsLab::in(lab.meter(), {"env", "ANGEL_CONF=" + conf.string(),
+                                                            "ANGEL_SBIN=" + bin_dir(), "sh", script, action}),
+                                 90);
+    };
+
+    // start: 0, and the daemon is up with its stages.
+    CommandResult r = rc("start");
+    ASSERT_EQ(exit_code(r), 0) << r.describe() << r.out << r.err;
+    ASSERT_GT(scratch.daemon_pid(), 0) << "no live pid in the pidfile";
+    const pid_t ctld = scratch.daemon_pid();
+
+    r = rc("status");
+    EXPECT_EQ(exit_code(r), 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("capd"), std::string::npos) << r.out;
+
+    // Every stage ready (capd has opened its capture and dropped root).
+    std::map<std::string, long> pids;
+    for (int i = 0; i < 100; ++i) {  // at most ~10 s
+        const CommandResult st = angel::netns::run({bin_dir() + "/angelctl", "-s", sock.string(), "status", "--json"}, 15);
+        static const std::regex stage_re(R"re("stage":"(\w+)","pid":(-?\d+),"state":"running")re");
+        pids.clear();
+        for (auto it = std::sregex_iterator(st.out.begin(), st.out.end(), stage_re); it != std::sregex_iterator(); ++it)
+            pids[(*it)[1]] = std::stol((*it)[2]);
+        if (pids.size() == 3) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_EQ(pids.size(), 3u) << "not every stage is running";
+
+    // ps: four command names, who runs as whom.
+    std::string pid_list = std::to_string(ctld);
+    for (const auto& [stage, pid] : pids) pid_list += "," + std::to_string(pid);
+    const CommandResult ps = angel::netns::run({"ps", "-o", "pid=,user=,comm=", "-p", pid_list}, 10);
+    ASSERT_TRUE(ps.ok()) << ps.describe();
+    std::printf("[ rc      ] ps -o pid,user,comm:\n%s", ps.out.c_str());
+    std::map<std::string, std::string> user_of;  // command name -> user
+    {
+        std::istringstream in(ps.out);
+        std::string pid, user, comm;
+        while (in >> pid >> user >> comm) user_of[comm] = user;
+    }
+    EXPECT_EQ(user_of.size(), 4u) << ps.out;
+    EXPECT_EQ(user_of["angel-ctld"], "root") << ps.out;
+    for (const char* comm : {"angel-capd", "angel-procd", "angel-netd"}) EXPECT_EQ(user_of[comm], "nobody") << ps.out;
+
+    // The control socket refuses a user outside the meter's group.
+    struct stat ss{};
+    ASSERT_EQ(stat(sock.c_str(), &ss), 0);
+    EXPECT_EQ(ss.st_mode & 0777, 0660u);
+    const CommandResult denied =
+        angel::netns::run({"runuser", "-u", "daemon", "--", bin_dir() + "/angelctl", "-s", sock.string(), "status"}, 15);
+    EXPECT_NE(exit_code(denied), 0) << denied.out;
+    EXPECT_NE(denied.err.find("permission denied"), std::string::npos) << denied.describe() << denied.err;
+    EXPECT_EQ(denied.out, "");
+
+    // reload: 0 (nothing changed), and again after a live change.
+    r = rc("reload");
+    EXPECT_EQ(exit_code(r), 0) << r.out << r.err;
+    write_conf("export = { flush_ms = 20; };");
+    r = rc("reload");
+    EXPECT_EQ(exit_code(r), 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("reloaded"), std::string::npos) << r.out;
+    EXPECT_EQ(scratch.daemon_pid(), ctld) << "reload restarted the daemon";
+
+    // stop: 0, and nothing left behind.
+    r = rc("stop");
+    EXPECT_EQ(exit_code(r), 0) << r.out << r.err;
+    EXPECT_EQ(scratch.daemon_pid(), -1) << "angel-ctld still runs";
+    EXPECT_EQ(kill(ctld, 0), -1);
+    for (const auto& [stage, pid] : pids) EXPECT_EQ(kill(static_cast<pid_t>(pid), 0), -1) << stage << " still runs";
+    EXPECT_FALSE(fs::exists(sock));
+    EXPECT_FALSE(fs::exists(run_dir / (scratch.instance + ".pid")));
+    EXPECT_FALSE(fs::exists("/dev/shm/angel." + scratch.instance));
+
+    r = rc("status");
+    EXPECT_EQ(exit_code(r), 3) << r.out << r.err;
+    r = rc("stop");  // stopping a stopped service is a success (LSB)
+    EXPECT_EQ(exit_code(r), 0) << r.out << r.err;
+
+    // A configuration that does not parse: start refuses with 6 and starts nothing.
+    {
+        std::ofstream c(conf, std::ios::app);
+        c << "capture = {\n";
+    }
+    r = rc("start");
+    EXPECT_EQ(exit_code(r), 6) << r.out << r.err;
+    EXPECT_EQ(scratch.daemon_pid(), -1);
+}
+
+}  // namespace
