@@ -175,7 +175,7 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
         if (!buf_end_.empty()) {
             db.copy_in("COPY angel_tmp_end FROM STDIN", buf_end_);
             if (history_) {
-                db.exec(std::string("WITH d AS (DELETE FROM angel.flows f USING angel_tmp_end e "
+                PgResult moved = db.exec(std::string("WITH d AS (DELETE FROM angel.flows f USING angel_tmp_end e "
                                     "  WHERE f.meter_id = $1 AND f.flow_id = e.flow_id AND f.first_seen = e.first_seen "
                                     "  RETURNING f.*) "
                                     "INSERT INTO angel.flow_history (meter_id, ") +
@@ -187,8 +187,11 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
                             "ON CONFLICT (meter_id, flow_id, first_seen) DO UPDATE SET last_seen = EXCLUDED.last_seen, "
                             "  end_reason = EXCLUDED.end_reason, packets = EXCLUDED.packets, bytes = EXCLUDED.bytes",
                         m);
-                // Rows a reconciliation moved to history before their end event arrived.
-                db.exec("UPDATE angel.flow_history h SET last_seen = e.last_seen, end_reason = e.end_reason, "
+                // Rows a reconciliation moved to history before their end event arrived (only
+                // when some end found no live row).
+                const char* n = PQcmdTuples(moved.get());
+                if (std::strtoull(n, nullptr, 10) < ends.size())
+                    db.exec("UPDATE angel.flow_history h SET last_seen = e.last_seen, end_reason = e.end_reason, "
                         "  packets = e.packets, bytes = e.bytes FROM angel_tmp_end e "
                         "WHERE h.meter_id = $1 AND h.flow_id = e.flow_id AND h.first_seen = e.first_seen "
                         "  AND h.end_reason IS NULL",

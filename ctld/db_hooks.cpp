@@ -4,6 +4,7 @@
 #include "common/log.hpp"
 #include "ctld/controller.hpp"
 #include "ctld/db_thread.hpp"
+#include "shm/segment.hpp"
 
 namespace angel {
 
@@ -31,12 +32,17 @@ void Controller::start_database() {
 
 void Controller::stop_database() {
     if (!db_) return;
+    const uint64_t t0 = monotonic_ns();
     db_->stop(5000);
+    const uint64_t drain_ms = (monotonic_ns() - t0) / 1000000;
     const DbThreadStats s = db_->stats();
-    log_notice("database: %llu flows written, %llu ended, %llu batches, %llu reconciliations, %llu connects",
-               static_cast<unsigned long long>(s.flows_inserted), static_cast<unsigned long long>(s.flows_ended),
-               static_cast<unsigned long long>(s.batches), static_cast<unsigned long long>(s.reconciles),
-               static_cast<unsigned long long>(s.connects));
+    const double busy_s = static_cast<double>(s.busy_ns) / 1e9;
+    auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+    log_notice("database: flows_written=%llu flows_ended=%llu batches=%llu reconciles=%llu connects=%llu "
+               "events_dropped=%llu busy_ms=%llu flows_per_s=%.0f final_drain_ms=%llu",
+               u(s.flows_inserted), u(s.flows_ended), u(s.batches), u(s.reconciles), u(s.connects),
+               u(seg_->stage(StageId::procd).counters[procd_events_dropped].load()), u(s.busy_ns / 1000000),
+               busy_s > 0 ? static_cast<double>(s.flows_inserted) / busy_s : 0.0, u(drain_ms));
     db_.reset();
 }
 

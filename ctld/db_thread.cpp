@@ -122,10 +122,12 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events) {
             ring_.advance(k);
         }
         if (batch_.empty()) return true;
+        const uint64_t t0 = monotonic_ns();
         const FlowWriteStats st = writer_.write_batch(db, batch_.data(), batch_.size());
         ring_.commit();  // only now: a failed transaction leaves the events in the ring
         total += batch_.size();
         std::lock_guard<std::mutex> g(mu_);
+        stats_.busy_ns += monotonic_ns() - t0;
         ++stats_.batches;
         stats_.flows_inserted += st.started + st.short_lived;
         stats_.flows_ended += st.ended;

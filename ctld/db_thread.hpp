@@ -46,6 +46,7 @@ struct DbThreadStats {
     uint64_t flows_inserted = 0;
     uint64_t flows_ended = 0;
     uint64_t reconciles = 0;
+    uint64_t busy_ns = 0;       // time spent writing flow batches (for flows per second)
     uint64_t config_reads = 0;
     std::string last_error;
 };
