@@ -365,7 +365,8 @@ void read_root(const Reader& r, const Setting& root, Config& c) {
         {"export", [&](const Setting& s) { read_export(r, s, c.export_); }},
         {"database", [&](const Setting& s) {
              read_database(r, s, c.database);
-             meter_id_set = !c.database.meter_id.empty();
+             // The default "default" is already there: only an explicit key counts as set.
+             meter_id_set = s.exists("meter_id");
          }},
         {"ha", [&](const Setting& s) { read_ha(r, s, c.ha); }},
         {"shm", [&](const Setting& s) { read_shm(r, s, c.shm); }},

@@ -442,3 +442,13 @@ TEST(ConfigOverride, DatabaseValuesPassTheSameChecks) {
 
 }  // namespace
 }  // namespace angel
+
+// A database section without meter_id: the meter ID is the instance name, not "default".
+TEST(ConfigTest, MeterIdDefaultsToInstanceInsideADatabaseSection) {
+    const angel::Config c = angel::parse_config_string(
+        "instance = \"edge7\"; database = { conninfo = \"host=/tmp\"; };", "t.conf");
+    EXPECT_EQ(c.database.meter_id, "edge7");
+    const angel::Config d = angel::parse_config_string(
+        "instance = \"edge7\"; database = { conninfo = \"host=/tmp\"; meter_id = \"m1\"; };", "t.conf");
+    EXPECT_EQ(d.database.meter_id, "m1");
+}
