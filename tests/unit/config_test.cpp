@@ -444,7 +444,7 @@ TEST(ConfigOverride, DatabaseValuesPassTheSameChecks) {
 }  // namespace angel
 
 // A database section without meter_id: the meter ID is the instance name, not "default".
-TEST(ConfigTest, MeterIdDefaultsToInstanceInsideADatabaseSection) {
+TEST(ConfigMeterId, DefaultsToInstanceInsideADatabaseSection) {
     const angel::Config c = angel::parse_config_string(
         "instance = \"edge7\"; database = { conninfo = \"host=/tmp\"; };", "t.conf");
     EXPECT_EQ(c.database.meter_id, "edge7");
