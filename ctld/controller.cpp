@@ -208,6 +208,12 @@ void Controller::loop() {
                 force_stop_ = true;  // nothing to drain into
             }
         }
+        // During an orderly stop a crash-looping stage that is down is not started again:
+        // it would not get up to drain anything, and waiting for it only ends in the forced
+        // stop after kStopDeadline. A single death is still restarted, so the drain completes.
+        if (stopping_)
+            for (auto& s : stages_)
+                if (s->state() == SupervisedState::backoff && s->crash_looping()) s->give_up();
         for (auto& s : stages_) s->tick(now);
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
         drive_gc(now);

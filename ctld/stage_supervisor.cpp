@@ -181,6 +181,13 @@ void StageSupervisor::request_restart(uint64_t now_ns) {
     signal(SIGTERM);
 }
 
+void StageSupervisor::give_up() {
+    if (pid_ > 0) return;
+    state_ = SupervisedState::finished;
+    log_warn("angel-%s is crash-looping; not started again during the stop (what it had queued is not sent)",
+             stage_name(id_));
+}
+
 void StageSupervisor::signal(int sig) const {
     if (pid_ > 0) kill(pid_, sig);
 }

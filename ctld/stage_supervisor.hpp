@@ -48,6 +48,8 @@ public:
     uint64_t up_since_ns() const { return started_ns_; }
     // The stage exited 0 after reporting finished: do not restart it.
     bool done() const { return state_ == SupervisedState::finished; }
+    // Down and not to be started again (the meter is stopping): counts as done.
+    void give_up();
 
 private:
     StageId id_;

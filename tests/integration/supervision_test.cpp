@@ -20,7 +20,8 @@
 //    batch boundary, so not one duplicate and not one repeat; restarts counted, last exit 0.
 //  - CrashLoopBackoff: netd cannot resolve its classifier and exits 68 at each start: the log
 //    shows the backoff doubling (0.5, 1, 2, 4 s), status shows "backoff", then "crash-looping",
-//    restarts increasing and last_exit "exit 68"; capd and procd are untouched.
+//    restarts increasing and last_exit "exit 68"; capd and procd are untouched; SIGTERM then stops
+//    the meter at once (the crash-looping netd is not started again during the stop).
 //  - HangDetected: procd frozen with SIGSTOP is killed after supervisor.hang_timeout and restarted.
 //  - ReloadMovesClassifier: `angelctl reload` and SIGHUP move the export between two sinks while
 //    traffic flows; the two sinks together hold every packet record exactly once; a bad file is
@@ -657,9 +658,15 @@ TEST(Supervision, CrashLoopBackoff) {
         EXPECT_EQ(st.stages.at(s).restarts, 0u) << st.raw;
         EXPECT_GT(st.stages.at(s).pid, 0) << st.raw;
     }
-    // No orderly stop is possible without an exporter to drain into: the lab kills the rest.
-    m.ctld->signal(SIGKILL);
-    m.ctld->wait(5);
+    // An orderly stop does not wait for the crash-looping netd (it would never drain anything):
+    // done in seconds, not after ctld's 60 s forced-stop deadline.
+    const auto t_stop = Clock::now();
+    m.ctld->signal(SIGTERM);
+    EXPECT_TRUE(m.ctld->wait(20)) << "angel-ctld did not stop within 20 s";
+    std::printf("[ sup     ] stopped in %.2f s\n", since(t_stop));
+    EXPECT_EQ(m.ctld->exit_code(), 0) << m.log();
+    EXPECT_NE(m.log().find("angel-netd is crash-looping; not started again during the stop"), std::string::npos)
+        << m.log();
 }
 
 // ---- HangDetected -----------------------------------------------------------------------------------------
