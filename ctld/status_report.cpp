@@ -80,6 +80,13 @@ std::string addr_text(uint8_t version, const IpBytes& a) {
 // Seconds from t to now; 0 when t was taken after now (another process's clock read).
 double age_s(uint64_t now, uint64_t t) { return now > t ? static_cast<double>(now - t) / 1e9 : 0.0; }
 
+// A stage that keeps dying shows as crash-looping while it is down; once it runs again it
+// shows as running (consecutive_failures in the JSON keeps the history until 60 s up).
+const char* state_text(const StageSupervisor& s) {
+    if (s.crash_looping() && s.state() != SupervisedState::running) return "crash-looping";
+    return supervised_state_name(s.state());
+}
+
 double ring_fill(const RingControl& r) {
     const uint64_t used = r.head.load() - r.tail.load();
     return r.capacity ? 100.0 * static_cast<double>(used) / static_cast<double>(r.capacity) : 0.0;
@@ -103,7 +110,7 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
             const uint64_t hb = st.heartbeat_ns.load();
             j.begin_object();
             j.field("stage", stage_name(s->id())).field("pid", static_cast<int64_t>(s->pid()));
-            j.field("state", s->crash_looping() ? "crash-looping" : supervised_state_name(s->state()));
+            j.field("state", state_text(*s)).field("consecutive_failures", s->consecutive_failures());
             j.field("uptime_s", s->alive() ? age_s(now, s->up_since_ns()) : 0.0);
             j.field("restarts", s->restarts()).field("last_exit", exit_text(s->last_exit_status()));
             j.field("cpu_user_s", u.user_s).field("cpu_sys_s", u.sys_s).field("rss_bytes", u.rss_bytes);
@@ -141,7 +148,7 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
         std::snprintf(line, sizeof line,
                       "%-6s %7d %-13s %9.1f %8u %-14s %8.2f %8.2f %8.1f %7.2f %12" PRIu64 " %12" PRIu64 " %9" PRIu64 "\n",
                       stage_name(s->id()), s->pid(),
-                      s->crash_looping() ? "crash-looping" : supervised_state_name(s->state()),
+                      state_text(*s),
                       s->alive() ? age_s(now, s->up_since_ns()) : 0.0, s->restarts(),
                       exit_text(s->last_exit_status()).c_str(), u.user_s, u.sys_s,
                       static_cast<double>(u.rss_bytes) / 1048576.0,
