@@ -356,7 +356,7 @@ TEST_F(DbTest, SchemaAndDbInit) {
     std::string embedded = schema_sql();
     if (!embedded.empty() && embedded[0] == '\n') embedded.erase(0, 1);
     EXPECT_EQ(embedded, read_file(source_dir() / "db" / "schema.sql"))
-        << "ctld/db_schema_text.cpp is out of date: run db/embed-schema.sh";
+        << "the schema compiled into angel-ctld differs from db/schema.sql (re-run cmake)";
     const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; };");
     CommandResult r = ctl(conf, {"db-init"});
     ASSERT_TRUE(r.ok()) << r.describe();
