@@ -1,0 +1,255 @@
+// procd's flow logic on a FlowMap in ordinary memory: the records it emits, their per-flow
+// order, and how flows end (idle split, TCP close after linger, eviction, end of input), and
+// that a batch repeated after a crash re-emits without counting twice.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "procd/flow_tracker.hpp"
+
+using namespace angel;
+
+namespace {
+
+constexpr uint64_t kSec = 1'000'000'000ull;
+
+struct Mem {
+    explicit Mem(uint32_t capacity) : bytes(FlowMap::bytes_for(capacity)) {
+        mem.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) & ~size_t{63})));
+        FlowMap::format(mem.get(), capacity);
+    }
+    struct Free {
+        void operator()(uint8_t* p) const { std::free(p); }
+    };
+    size_t bytes;
+    std::unique_ptr<uint8_t, Free> mem;
+};
+
+struct Collect : RecordSink {
+    std::vector<Record> records;
+    std::vector<Record> events;
+    void emit(const Record& r) override { records.push_back(r); }
+    void event(const Record& r) override { events.push_back(r); }
+    void publish() override {}
+};
+
+struct Fixture {
+    explicit Fixture(uint32_t capacity) : mem(capacity) {
+        map = FlowMap(mem.mem.get());
+        tracker = std::make_unique<FlowTracker>(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr);
+    }
+    Mem mem;
+    FlowMap map;
+    Collect out;
+    std::atomic<uint64_t> ctr[kStageCounters]{};
+    std::unique_ptr<FlowTracker> tracker;
+    uint64_t pos = 0;
+    void send(const ParsedPacket& p, uint64_t ts, uint32_t len = 100) {
+        tracker->packet(p, ts, len, pos += 64);
+        tracker->release_ended();
+    }
+};
+
+ParsedPacket pkt(uint8_t proto, uint8_t a, uint16_t sport, uint8_t b, uint16_t dport, uint8_t flags = 0) {
+    ParsedPacket p;
+    p.ip_version = 4;
+    p.proto = proto;
+    p.src = {198, 18, 0, a};
+    p.dst = {198, 19, 0, b};
+    p.sport = sport;
+    p.dport = dport;
+    p.tcp_flags = flags;
+    return p;
+}
+ParsedPacket reply(const ParsedPacket& p, uint8_t flags = 0) {
+    ParsedPacket r = p;
+    std::swap(r.src, r.dst);
+    std::swap(r.sport, r.dport);
+    r.tcp_flags = flags;
+    return r;
+}
+
+std::vector<const Record*> of_type(const std::vector<Record>& v, RecordType t) {
+    std::vector<const Record*> out;
+    for (const Record& r : v)
+        if (r.type == static_cast<uint8_t>(t)) out.push_back(&r);
+    return out;
+}
+
+// For every flow ID: flow_start, then its packets, then flow_end (IDs may be reused later).
+void expect_per_flow_order(const std::vector<Record>& v) {
+    std::map<uint32_t, int> state;  // 0 none, 1 open
+    for (const Record& r : v) {
+        int& s = state[r.flow_id];
+        switch (static_cast<RecordType>(r.type)) {
+            case RecordType::flow_start: EXPECT_EQ(s, 0) << "start of an open flow " << r.flow_id; s = 1; break;
+            case RecordType::packet: EXPECT_EQ(s, 1) << "packet outside its flow " << r.flow_id; break;
+            case RecordType::flow_end: EXPECT_EQ(s, 1) << "end of a closed flow " << r.flow_id; s = 0; break;
+        }
+    }
+}
+
+}  // namespace
+
+TEST(FlowTracker, BothDirectionsAreOneFlowWithDirections) {
+    Fixture f(16);
+    const ParsedPacket a = pkt(17, 1, 5000, 2, 53);
+    f.send(a, 1 * kSec, 80);
+    f.send(reply(a), 1 * kSec + 1000, 120);
+    f.send(a, 2 * kSec, 90);
+    f.tracker->end_all(EndReason::end_of_input);
+    auto pk = of_type(f.out.records, RecordType::packet);
+    ASSERT_EQ(pk.size(), 3u);
+    EXPECT_EQ(pk[0]->packet.dir, 0);
+    EXPECT_EQ(pk[0]->packet.new_flow, 1);
+    EXPECT_EQ(pk[1]->packet.dir, 1);
+    EXPECT_EQ(pk[1]->packet.new_flow, 0);
+    EXPECT_EQ(pk[2]->packet.dir, 0);
+    auto st = of_type(f.out.records, RecordType::flow_start);
+    ASSERT_EQ(st.size(), 1u);
+    EXPECT_EQ(st[0]->start.sport, 5000);  // the tuple as the first packet saw it
+    EXPECT_EQ(st[0]->start.dport, 53);
+    auto en = of_type(f.out.records, RecordType::flow_end);
+    ASSERT_EQ(en.size(), 1u);
+    EXPECT_EQ(en[0]->end.packets[0], 2u);
+    EXPECT_EQ(en[0]->end.packets[1], 1u);
+    EXPECT_EQ(en[0]->end.bytes[0], 170u);
+    EXPECT_EQ(en[0]->end.bytes[1], 120u);
+    EXPECT_EQ(en[0]->end.reason, static_cast<uint8_t>(EndReason::end_of_input));
+    EXPECT_EQ(en[0]->end.first_ns, 1 * kSec);
+    EXPECT_EQ(en[0]->ts_ns, 2 * kSec);
+    expect_per_flow_order(f.out.records);
+    EXPECT_EQ(f.out.events.size(), 2u);  // start and end for the database
+}
+
+TEST(FlowTracker, PacketAfterIdleTimeoutEndsTheFlowAndStartsANewOne) {
+    Fixture f(16);
+    const ParsedPacket a = pkt(17, 1, 5000, 2, 53);
+    f.send(a, 10 * kSec);
+    f.send(a, 10 * kSec + 61 * kSec);  // idle 61 s > 60 s, no GC in between
+    auto st = of_type(f.out.records, RecordType::flow_start);
+    auto en = of_type(f.out.records, RecordType::flow_end);
+    ASSERT_EQ(st.size(), 2u);
+    ASSERT_EQ(en.size(), 1u);
+    EXPECT_EQ(en[0]->end.reason, static_cast<uint8_t>(EndReason::idle));
+    // end first, then start
+    EXPECT_LT(en[0] - f.out.records.data(), st[1] - f.out.records.data());
+    expect_per_flow_order(f.out.records);
+}
+
+TEST(FlowTracker, GcEndsIdleFlowsOldestFirstAndKeepsActiveOnes) {
+    Fixture f(16);
+    f.send(pkt(17, 1, 1, 2, 2), 1 * kSec);
+    f.send(pkt(17, 3, 1, 4, 2), 30 * kSec);
+    f.tracker->expire(62 * kSec);  // only the first is idle past 60 s
+    f.tracker->release_ended();
+    auto en = of_type(f.out.records, RecordType::flow_end);
+    ASSERT_EQ(en.size(), 1u);
+    EXPECT_EQ(en[0]->end.reason, static_cast<uint8_t>(EndReason::idle));
+    EXPECT_EQ(f.map.live(), 1u);
+}
+
+TEST(FlowTracker, TcpCloseEndsAfterLingerAndALaterSegmentStartsANewFlow) {
+    Fixture f(16);
+    const ParsedPacket syn = pkt(6, 1, 40000, 2, 443, 0x02);
+    f.send(syn, 1 * kSec);
+    f.send(reply(syn, 0x12), 1 * kSec + 10);
+    f.send(pkt(6, 1, 40000, 2, 443, 0x11), 2 * kSec);       // FIN from the client
+    f.send(reply(syn, 0x11), 2 * kSec + 10);                 // FIN from the server: closed
+    f.send(pkt(6, 1, 40000, 2, 443, 0x10), 2 * kSec + 20);   // last ACK, within the linger
+    f.tracker->expire(3 * kSec);                             // linger (2 s) not over
+    EXPECT_TRUE(of_type(f.out.records, RecordType::flow_end).empty());
+    f.tracker->expire(4 * kSec + 20);
+    f.tracker->release_ended();
+    auto en = of_type(f.out.records, RecordType::flow_end);
+    ASSERT_EQ(en.size(), 1u);
+    EXPECT_EQ(en[0]->end.reason, static_cast<uint8_t>(EndReason::tcp_close));
+    EXPECT_EQ(en[0]->end.packets[0] + en[0]->end.packets[1], 5u);
+    f.send(syn, 5 * kSec);  // port reuse: a new flow
+    EXPECT_EQ(of_type(f.out.records, RecordType::flow_start).size(), 2u);
+    expect_per_flow_order(f.out.records);
+}
+
+TEST(FlowTracker, RstClosesWithoutWaitingForFins) {
+    Fixture f(16);
+    const ParsedPacket syn = pkt(6, 1, 40000, 2, 443, 0x02);
+    f.send(syn, 1 * kSec);
+    f.send(reply(syn, 0x04), 1 * kSec + 10);
+    f.send(syn, 3 * kSec + 100);  // past the linger: the RST-closed flow ends, a new one starts
+    auto en = of_type(f.out.records, RecordType::flow_end);
+    ASSERT_EQ(en.size(), 1u);
+    EXPECT_EQ(en[0]->end.reason, static_cast<uint8_t>(EndReason::tcp_close));
+    expect_per_flow_order(f.out.records);
+}
+
+TEST(FlowTracker, FullMapEvictsTheLeastRecentlyActiveFlow) {
+    Fixture f(4);
+    for (uint8_t i = 1; i <= 4; ++i) f.send(pkt(17, i, 1, 100, 2), i * kSec);
+    f.send(pkt(17, 1, 1, 100, 2), 5 * kSec);  // flow 1 is active again: flow 2 is the oldest now
+    f.send(pkt(17, 9, 1, 100, 2), 6 * kSec);  // a fifth flow
+    auto en = of_type(f.out.records, RecordType::flow_end);
+    ASSERT_EQ(en.size(), 1u);
+    EXPECT_EQ(en[0]->end.reason, static_cast<uint8_t>(EndReason::evicted));
+    EXPECT_EQ(en[0]->end.first_ns, 2 * kSec);
+    EXPECT_EQ(f.ctr[procd_flows_evicted].load(), 1u);
+    EXPECT_EQ(f.map.live(), 4u);
+    expect_per_flow_order(f.out.records);
+}
+
+TEST(FlowTracker, FlowIdsStayUniqueAmongLiveFlows) {
+    Fixture f(4096);
+    for (uint32_t i = 0; i < 3000; ++i) {
+        ParsedPacket p = pkt(17, static_cast<uint8_t>(i), static_cast<uint16_t>(i), static_cast<uint8_t>(i >> 8), 9);
+        f.send(p, kSec + i);
+    }
+    std::map<uint32_t, int> ids;
+    for (const Record* r : of_type(f.out.records, RecordType::flow_start)) EXPECT_EQ(++ids[r->flow_id], 1);
+    EXPECT_EQ(ids.size(), 3000u);
+}
+
+// A procd killed mid-batch: its successor sees the same packets again at the same ring
+// positions. Records come again (duplicates within the batch are allowed), counters do not.
+TEST(FlowTracker, RepeatedBatchReemitsWithoutCountingTwice) {
+    Fixture f(16);
+    const ParsedPacket a = pkt(17, 1, 5000, 2, 53);
+    f.tracker->packet(a, 1 * kSec, 100, 64);
+    f.tracker->packet(reply(a), 1 * kSec + 5, 200, 128);
+    // "Crash": a new tracker over the same map, the same two packets again.
+    Collect again;
+    std::atomic<uint64_t> ctr2[kStageCounters]{};
+    f.map.recover();
+    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2);
+    EXPECT_FALSE(t2.packet(a, 1 * kSec, 100, 64));
+    EXPECT_FALSE(t2.packet(reply(a), 1 * kSec + 5, 200, 128));
+    EXPECT_TRUE(t2.packet(a, 1 * kSec + 9, 50, 192));  // new
+    ASSERT_EQ(again.records.size(), 4u);  // start (re-emitted), packet, packet, packet
+    EXPECT_EQ(again.records[0].type, static_cast<uint8_t>(RecordType::flow_start));
+    EXPECT_EQ(ctr2[procd_repeated].load(), 2u);
+    t2.end_all(EndReason::shutdown);
+    auto en = of_type(again.records, RecordType::flow_end);
+    ASSERT_EQ(en.size(), 1u);
+    EXPECT_EQ(en[0]->end.packets[0], 2u);  // 100 + 50, not counted twice
+    EXPECT_EQ(en[0]->end.bytes[0], 150u);
+    EXPECT_EQ(en[0]->end.packets[1], 1u);
+    expect_per_flow_order(again.records);
+}
+
+// A flow ended in the batch that was in flight is re-ended by the successor.
+TEST(FlowTracker, RetiredFlowsAreEndedAgainAfterACrash) {
+    Fixture f(16);
+    f.tracker->packet(pkt(17, 1, 1, 2, 2), 1 * kSec, 100, 64);
+    f.tracker->expire(100 * kSec);  // ends it; "crash" before release_ended()
+    f.map.recover();
+    Collect again;
+    std::atomic<uint64_t> ctr2[kStageCounters]{};
+    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2);
+    ASSERT_EQ(again.records.size(), 1u);
+    EXPECT_EQ(again.records[0].type, static_cast<uint8_t>(RecordType::flow_end));
+    EXPECT_EQ(again.records[0].end.reason, static_cast<uint8_t>(EndReason::idle));
+    t2.release_ended();
+    EXPECT_EQ(f.map.live(), 0u);
+}
