@@ -121,52 +121,7 @@ private:
     size_t next_ = 0;
 };
 
-// ---- tiny readers for flat JSON objects ------------------------------------------------------
-
-// Objects of a JSON array of flat objects: key -> raw value (strings without quotes).
-std::vector<std::map<std::string, std::string>> flat_objects(const std::string& s) {
-    std::vector<std::map<std::string, std::string>> out;
-    size_t i = 0;
-    while ((i = s.find('{', i)) != std::string::npos) {
-        const size_t end = s.find('}', i);
-        if (end == std::string::npos) break;
-        std::map<std::string, std::string> obj;
-        size_t p = i + 1;
-        while (p < end) {
-            const size_t k0 = s.find('"', p);
-            if (k0 == std::string::npos || k0 >= end) break;
-            const size_t k1 = s.find('"', k0 + 1);
-            const std::string key = s.substr(k0 + 1, k1 - k0 - 1);
-            size_t v = s.find(':', k1) + 1;
-            std::string val;
-            if (s[v] == '"') {
-                const size_t v1 = s.find('"', v + 1);
-                val = s.substr(v + 1, v1 - v - 1);
-                p = v1 + 1;
-            } else {
-                size_t v1 = s.find_first_of(",}", v);
-                val = s.substr(v, v1 - v);
-                p = v1;
-            }
-            obj[key] = val;
-            p = s.find_first_of(",}", p);
-            if (p == std::string::npos || p >= end) break;
-            ++p;
-        }
-        out.push_back(std::move(obj));
-        i = end + 1;
-    }
-    return out;
-}
-
-// The number after "\"name\":" following the first occurrence of "\"section\"" (0 if absent).
-uint64_t json_number_in(const std::string& s, const std::string& section, const std::string& name) {
-    size_t a = s.find("\"" + section + "\"");
-    if (a == std::string::npos) return 0;
-    a = s.find("\"" + name + "\":", a);
-    if (a == std::string::npos) return 0;
-    return std::strtoull(s.c_str() + a + name.size() + 3, nullptr, 10);
-}
+// ---- flows as the FlowMap and the database show them -------------------------------------------
 
 std::string norm_addr(const std::string& text) {
     unsigned char b[16];
@@ -187,30 +142,11 @@ std::string describe(const FlowRow& f) {
 
 // ---- one meter run with sinks and a database -------------------------------------------------
 
-struct Sink {
-    Process proc;
-    uint16_t port = 0;
-    fs::path out, err;
-    size_t lines() const {
-        const std::string s = read_file(out);
-        return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
-    }
-};
+using Sink = LocalSink;
 
 std::unique_ptr<Sink> start_sink(const fs::path& dir, const std::string& name) {
     auto s = std::make_unique<Sink>();
-    s->out = dir / (name + ".jsonl");
-    s->err = dir / (name + ".stderr");
-    s->proc = Process({{binary("angel-sink").string(), "--listen", "127.0.0.1:0", "--idle", "120", "--out",
-                        s->out.string()},
-                       dir / (name + ".stdout"),
-                       s->err,
-                       {}});
-    const std::string kListening = "listening on 127.0.0.1:";
-    if (!wait_until([&] { return read_file(s->err).find(kListening) != std::string::npos; }, Millis(10000)))
-        throw std::runtime_error("angel-sink did not start: " + read_file(s->err));
-    const std::string e = read_file(s->err);
-    s->port = static_cast<uint16_t>(std::strtoul(e.c_str() + e.find(kListening) + kListening.size(), nullptr, 10));
+    if (std::string why = start_local_sink(*s, dir, name, 120); !why.empty()) throw std::runtime_error(why);
     return s;
 }
 
@@ -228,11 +164,13 @@ protected:
     // A configuration file: the database section plus `extra`.
     fs::path write_config(const std::string& extra, const std::string& conninfo = "") {
         const fs::path p = dir_ / "meter.conf";
-        write_file(p, "instance = \"" + instance_ + "\";\nruntime_dir = \"" + (dir_.path() / "run").string() +
-                          "\";\nsupervisor = { hang_timeout = 300; };\n"
-                          "database = { conninfo = \"" +
-                          (conninfo.empty() ? pg_->conninfo() : conninfo) + "\"; meter_id = \"" + instance_ +
-                          "\"; poll_interval = 60; };\n" + extra + "\n");
+        MeterConfig c;
+        c.instance = instance_;
+        c.runtime_dir = dir_.path() / "run";
+        c.extra = "supervisor = { hang_timeout = 300; };\ndatabase = { conninfo = \"" +
+                  (conninfo.empty() ? pg_->conninfo() : conninfo) + "\"; meter_id = \"" + instance_ +
+                  "\"; poll_interval = 60; };\n" + extra;
+        write_file(p, c.text());
         chmod(p.c_str(), 0600);
         return p;
     }
@@ -251,7 +189,7 @@ protected:
         const CommandResult r = ctl(conf, {"flows", "--json"});
         EXPECT_TRUE(r.ok()) << r.describe();
         std::set<FlowRow> out;
-        for (const auto& o : flat_objects(r.out))
+        for (const auto& o : json_flat_objects(r.out))
             out.emplace(std::stoull(o.at("flow_id")), std::stoi(o.at("proto")), norm_addr(o.at("src")),
                         std::stoi(o.at("sport")), norm_addr(o.at("dst")), std::stoi(o.at("dport")),
                         std::stoull(o.at("first_ns")) / 1000);
@@ -336,6 +274,18 @@ protected:
                         {}});
     }
     std::string ctld_log() { return read_file(dir_ / "ctld.stderr"); }
+
+    // Ends the input and waits for ctld: it must exit 0 (within 60 s) with its final counter
+    // line, whose values go to *counters.
+    void finish_replay(PcapFeeder& feed, Process& ctld, std::map<std::string, uint64_t>* counters) {
+        feed.finish();
+        const auto st = ctld.wait_for(Millis(60000));
+        ASSERT_TRUE(st) << ctld_log();
+        ASSERT_TRUE(st->ok()) << st->describe() << "\n" << ctld_log();
+        const auto stop = find_stop_line(ctld_log(), instance_);
+        ASSERT_TRUE(stop) << ctld_log();
+        *counters = parse_counters(*stop);
+    }
 
     fs::path gen_trace(uint64_t packets, uint64_t flows) {
         const fs::path p = dir_ / "trace.pcap";
@@ -428,13 +378,9 @@ TEST_F(DbTest, FlowsFollowFlowMap) {
             << "after " << feed.written() << " packets: " << why << "\n" << ctld_log();
         ++samples;
     }
-    feed.finish();
-    auto st = ctld.wait_for(Millis(60000));
-    ASSERT_TRUE(st) << ctld_log();
-    ASSERT_TRUE(st->ok()) << st->describe() << "\n" << ctld_log();
-    const auto stop = find_stop_line(ctld_log(), instance_);
-    ASSERT_TRUE(stop);
-    const uint64_t sent = parse_counters(*stop)["records_sent"];
+    std::map<std::string, uint64_t> c;
+    ASSERT_NO_FATAL_FAILURE(finish_replay(feed, ctld, &c));
+    const uint64_t sent = c["records_sent"];
     ASSERT_TRUE(wait_until([&] { return sink->lines() >= sent; }, Millis(10000)));
     EXPECT_EQ(sink->lines(), sent);
     expect_history_matches(*sink);
@@ -468,12 +414,9 @@ TEST_F(DbTest, ConfigChangeWithinOneSecond) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
     EXPECT_LE(ms, 1000) << "the change took " << ms << " ms to reach the live config";
     ASSERT_TRUE(feed.feed(feed.size()));
-    feed.finish();
-    auto st = ctld.wait_for(Millis(60000));
-    ASSERT_TRUE(st && st->ok()) << ctld_log();
-    const auto stop = find_stop_line(ctld_log(), instance_);
-    ASSERT_TRUE(stop);
-    const uint64_t sent = parse_counters(*stop)["records_sent"];
+    std::map<std::string, uint64_t> c;
+    ASSERT_NO_FATAL_FAILURE(finish_replay(feed, ctld, &c));
+    const uint64_t sent = c["records_sent"];
     ASSERT_TRUE(wait_until([&] { return a->lines() + b->lines() >= sent; }, Millis(10000)));
     EXPECT_EQ(a->lines() + b->lines(), sent) << "sink A " << a->lines() << ", sink B " << b->lines();
     EXPECT_GT(b->lines(), 0u);
@@ -508,12 +451,8 @@ TEST_F(DbTest, OutageNoLoss) {
     ASSERT_TRUE(pg_->start()) << pg_->log();
     ASSERT_TRUE(flows_match(conf, feed.written(), Millis(20000), &why)) << "after the restart: " << why << "\n" << ctld_log();
     ASSERT_TRUE(feed.feed(feed.size()));
-    feed.finish();
-    auto st = ctld.wait_for(Millis(60000));
-    ASSERT_TRUE(st && st->ok()) << ctld_log();
-    const auto stop = find_stop_line(ctld_log(), instance_);
-    ASSERT_TRUE(stop);
-    auto c = parse_counters(*stop);
+    std::map<std::string, uint64_t> c;
+    ASSERT_NO_FATAL_FAILURE(finish_replay(feed, ctld, &c));
     EXPECT_EQ(c["procd_packets"], feed.size());
     ASSERT_TRUE(wait_until([&] { return sink->lines() >= c["records_sent"]; }, Millis(10000)));
     EXPECT_EQ(sink->lines(), c["records_sent"]);

@@ -110,10 +110,43 @@ std::vector<std::string> read_lines(const fs::path& p) {
 }
 
 void write_file(const fs::path& p, const std::string& text) {
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    const fs::path tmp = p.string() + ".new";
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << text;
     out.close();
-    if (!out) throw std::runtime_error("cannot write " + p.string());
+    if (!out) throw std::runtime_error("cannot write " + tmp.string());
+    std::error_code ec;
+    fs::rename(tmp, p, ec);
+    if (ec) throw std::runtime_error("cannot rename " + tmp.string() + " to " + p.string() + ": " + ec.message());
+}
+
+size_t count_of(const std::string& text, std::string_view what) {
+    if (what.empty()) return 0;
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+    return n;
+}
+
+namespace {
+// The unsigned number at text[at], after blanks; nullopt when there is none.
+std::optional<uint64_t> number_at(const std::string& text, size_t at) {
+    while (at < text.size() && (text[at] == ' ' || text[at] == '\t')) ++at;
+    if (at >= text.size() || !std::isdigit(static_cast<unsigned char>(text[at]))) return std::nullopt;
+    return std::strtoull(text.c_str() + at, nullptr, 10);
+}
+}  // namespace
+
+std::optional<uint64_t> number_after(const std::string& text, std::string_view label) {
+    const size_t at = text.find(label);
+    if (at == std::string::npos) return std::nullopt;
+    return number_at(text, at + label.size());
+}
+
+std::vector<uint64_t> numbers_after(const std::string& text, std::string_view label) {
+    std::vector<uint64_t> out;
+    for (size_t at = text.find(label); at != std::string::npos; at = text.find(label, at + label.size()))
+        if (const auto n = number_at(text, at + label.size())) out.push_back(*n);
+    return out;
 }
 
 bool wait_until(const std::function<bool()>& pred, Millis timeout, Millis step) {
@@ -639,6 +672,119 @@ std::optional<std::string> find_stop_line(const std::string& ctld_stderr, const 
     return found;
 }
 
+// ---- Flat JSON ---------------------------------------------------------------------------------
+
+std::optional<std::string> json_field_opt(const std::string& text, std::string_view key) {
+    const std::string k = "\"" + std::string(key) + "\":";
+    const size_t at = text.find(k);
+    if (at == std::string::npos) return std::nullopt;
+    size_t b = at + k.size(), e = b;
+    if (b < text.size() && text[b] == '"') {
+        ++b;
+        e = text.find('"', b);
+    } else {
+        e = text.find_first_of(",}]", b);
+    }
+    if (e == std::string::npos) e = text.size();
+    return text.substr(b, e - b);
+}
+
+std::string json_field(const std::string& text, std::string_view key) {
+    return json_field_opt(text, key).value_or(std::string());
+}
+
+std::vector<std::map<std::string, std::string>> json_flat_objects(const std::string& s) {
+    std::vector<std::map<std::string, std::string>> out;
+    size_t i = 0;
+    while ((i = s.find('{', i)) != std::string::npos) {
+        const size_t end = s.find('}', i);
+        if (end == std::string::npos) break;
+        std::map<std::string, std::string> obj;
+        size_t p = i + 1;
+        while (p < end) {
+            const size_t k0 = s.find('"', p);
+            if (k0 == std::string::npos || k0 >= end) break;
+            const size_t k1 = s.find('"', k0 + 1);
+            const std::string key = s.substr(k0 + 1, k1 - k0 - 1);
+            size_t v = s.find(':', k1) + 1;
+            std::string val;
+            if (s[v] == '"') {
+                const size_t v1 = s.find('"', v + 1);
+                val = s.substr(v + 1, v1 - v - 1);
+                p = v1 + 1;
+            } else {
+                size_t v1 = s.find_first_of(",}", v);
+                val = s.substr(v, v1 - v);
+                p = v1;
+            }
+            obj[key] = val;
+            p = s.find_first_of(",}", p);
+            if (p == std::string::npos || p >= end) break;
+            ++p;
+        }
+        out.push_back(std::move(obj));
+        i = end + 1;
+    }
+    return out;
+}
+
+uint64_t json_number_in(const std::string& s, const std::string& section, const std::string& name) {
+    size_t a = s.find("\"" + section + "\"");
+    if (a == std::string::npos) return 0;
+    a = s.find("\"" + name + "\":", a);
+    if (a == std::string::npos) return 0;
+    return std::strtoull(s.c_str() + a + name.size() + 3, nullptr, 10);
+}
+
+// ---- Meter configuration file ------------------------------------------------------------------
+
+std::string MeterConfig::text() const {
+    std::string c;
+    if (!instance.empty()) c += "instance = \"" + instance + "\";\n";
+    if (!user.empty()) c += "user = \"" + user + "\";\n";
+    if (!runtime_dir.empty()) c += "runtime_dir = \"" + runtime_dir.string() + "\";\n";
+    if (!capture_interface.empty())
+        c += "capture = { interface = \"" + capture_interface + "\"; " + capture_extra + (capture_extra.empty() ? "" : " ") + "};\n";
+    if (!classifier_host.empty()) {
+        c += "classifier = { host = \"" + classifier_host + "\"; ";
+        if (classifier_port != 0) c += "port = " + std::to_string(classifier_port) + "; ";
+        c += "};\n";
+    }
+    return c + extra + "\n";
+}
+
+// ---- angel-sink on a port of its own choosing --------------------------------------------------
+
+size_t LocalSink::lines() const {
+    const std::string s = read_file(out);
+    return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+std::string start_local_sink(LocalSink& s, const fs::path& dir, const std::string& name, int idle_s) {
+    s.out = dir / (name + ".jsonl");
+    s.summary = dir / (name + ".stdout");
+    s.err = dir / (name + ".stderr");
+    s.proc = Process({{binary("angel-sink").string(), "--listen", "127.0.0.1:0", "--idle", std::to_string(idle_s),
+                       "--out", s.out.string()},
+                      s.summary,
+                      s.err,
+                      {}});
+    const std::string kListening = "listening on 127.0.0.1:";
+    if (!wait_until([&] { return !s.proc.running() || read_file(s.err).find(kListening) != std::string::npos; },
+                    Millis(10000)) ||
+        !s.proc.running()) {
+        s.proc.kill();
+        return "angel-sink did not start: " + read_file(s.err);
+    }
+    const auto port = number_after(read_file(s.err), kListening);
+    if (!port || *port == 0 || *port > 65535) {
+        s.proc.kill();
+        return "cannot read the sink's port: " + read_file(s.err);
+    }
+    s.port = static_cast<uint16_t>(*port);
+    return {};
+}
+
 // ---- Flows as tshark sees them -----------------------------------------------------------------
 
 std::string FlowTuple::describe() const {
@@ -673,7 +819,7 @@ std::optional<FlowTuple> canonical_tuple(int proto, const std::string& src, unsi
 
 namespace {
 
-// The tshark fields of tests/integration/tshark_compare_test.cpp, plus frame.len.
+// The tshark fields tshark_frames() reads.
 const char* const kFields[] = {
     "frame.number",     "frame.len",        "frame.protocols",     "ip.proto",
     "ip.src",           "ip.dst",           "ip.id",               "ip.frag_offset",
@@ -708,8 +854,8 @@ using FragId = std::tuple<int, std::string, std::string, long, long>;
 
 }  // namespace
 
-TsharkFlows tshark_flows(const fs::path& pcap, Millis timeout) {
-    TsharkFlows out;
+TsharkFrames tshark_frames(const fs::path& pcap, Millis timeout) {
+    TsharkFrames out;
     std::vector<std::string> argv = {"tshark", "-n", "-r", pcap.string(), "-o",
                                      "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
                                      "-T", "fields", "-E", "occurrence=f", "-E", "separator=/t"};
@@ -718,35 +864,35 @@ TsharkFlows tshark_flows(const fs::path& pcap, Millis timeout) {
         argv.emplace_back(f);
     }
     const CommandResult r = run_command(argv, timeout);
-    if (!r.ok()) {
-        out.error = command_line(argv) + ": " + r.describe();
-        return out;
-    }
+    if (!r.ok()) out.error = command_line(argv) + ": " + r.describe();
     std::map<FragId, std::pair<long, long>> firsts;
     std::istringstream in(r.out);
     std::string line;
     while (std::getline(in, line)) {
         std::vector<std::string> c = split(line, '\t');
         c.resize(kColumns);
-        ++out.frames;
+        TsharkFrame& f = out.frames.emplace_back();
+        f.number = num(c[kNumber]);
+        f.len = static_cast<uint64_t>(std::max(num(c[kFrameLen]), 0L));
+        f.line = line;
         // The outer IP header: the first "ip"/"ipv6" layer.
         const std::vector<std::string> layers = split(c[kProtocols], ':');
         size_t i = 0;
         while (i < layers.size() && layers[i] != "ip" && layers[i] != "ipv6") ++i;
         if (i == layers.size()) continue;
-        const int version = layers[i] == "ip" ? 4 : 6;
-        long proto = -1, frag_offset = 0, frag_proto = -1, frag_id = -1;
-        std::string src, dst;
-        if (version == 4) {
-            proto = num(c[kIpProto]);
-            src = c[kIpSrc];
-            dst = c[kIpDst];
+        f.is_ip = true;
+        f.version = layers[i] == "ip" ? 4 : 6;
+        long frag_offset = 0, frag_proto = -1, frag_id = -1;
+        if (f.version == 4) {
+            f.proto = num(c[kIpProto]);
+            f.src = c[kIpSrc];
+            f.dst = c[kIpDst];
             frag_offset = num(c[kIpFragOffset]);
-            frag_proto = proto;
+            frag_proto = f.proto;
             frag_id = num(c[kIpId]);
         } else {
-            src = c[kIp6Src];
-            dst = c[kIp6Dst];
+            f.src = c[kIp6Src];
+            f.dst = c[kIp6Dst];
             long nxt = num(c[kIp6Nxt]);
             for (int hops = 0; hops < 16; ++hops) {
                 long following = -1;
@@ -767,7 +913,7 @@ TsharkFlows tshark_flows(const fs::path& pcap, Millis timeout) {
                 nxt = following;
                 if (frag_offset > 0) break;  // a later fragment: the chain stops here
             }
-            proto = nxt;
+            f.proto = nxt;
         }
         // Ports only from the layer right after the outer IP and its extension headers.
         size_t t = i + 1;
@@ -786,26 +932,43 @@ TsharkFlows tshark_flows(const fs::path& pcap, Millis timeout) {
         // Later fragments: the ports of their first fragment (the meter's fragment cache does the
         // same); tshark without reassembly shows none on them.
         if (frag_id >= 0) {
-            const FragId id{version, src, dst, frag_proto, frag_id};
+            const FragId id{f.version, f.src, f.dst, frag_proto, frag_id};
             if (frag_offset == 0) {
                 firsts[id] = {sport, dport};
             } else if (frag_offset > 0) {
                 const auto it = firsts.find(id);
                 if (it != firsts.end()) {
                     std::tie(sport, dport) = it->second;
-                    ++out.later_fragments_with_first;
+                    f.ports_from_first_fragment = true;
                 }
             }
         }
-        const auto tuple = canonical_tuple(static_cast<int>(proto), src, static_cast<unsigned>(sport),
-                                           dst, static_cast<unsigned>(dport));
-        if (!tuple || proto < 0) {
-            out.error = "frame " + c[kNumber] + ": cannot read tshark's IP fields: " + line;
+        f.sport = sport;
+        f.dport = dport;
+    }
+    return out;
+}
+
+TsharkFlows tshark_flows(const fs::path& pcap, Millis timeout) {
+    TsharkFlows out;
+    const TsharkFrames t = tshark_frames(pcap, timeout);
+    if (!t.error.empty()) {
+        out.error = t.error;
+        return out;
+    }
+    for (const TsharkFrame& f : t.frames) {
+        ++out.frames;
+        if (!f.is_ip) continue;
+        if (f.ports_from_first_fragment) ++out.later_fragments_with_first;
+        const auto tuple = canonical_tuple(static_cast<int>(f.proto), f.src, static_cast<unsigned>(f.sport), f.dst,
+                                           static_cast<unsigned>(f.dport));
+        if (!tuple || f.proto < 0) {
+            out.error = "frame " + std::to_string(f.number) + ": cannot read tshark's IP fields: " + f.line;
             return out;
         }
         Volume& v = out.flows[*tuple];
         v.packets += 1;
-        v.bytes += static_cast<uint64_t>(std::max(num(c[kFrameLen]), 0L));
+        v.bytes += f.len;
         ++out.ip_frames;
     }
     return out;
@@ -839,32 +1002,21 @@ ReplayResult ReplayHarness::run(const ReplayOptions& o) {
     res.sink_stderr = d / "sink.stderr";
     res.export_pcap = d / "export.pcap";
 
-    // The sink binds port 0 and says which port it got: no race for a "free" port.
     // --idle is only a safety net: the harness stops the sink once it has every record.
-    Process sink({{binary("angel-sink").string(), "--listen", "127.0.0.1:0", "--idle", "60",
-                   "--out", res.sink_jsonl.string()},
-                  res.sink_stdout,
-                  res.sink_stderr,
-                  {}});
-    const std::string kListening = "listening on 127.0.0.1:";
-    if (!wait_until([&] {
-            return !sink.running() || read_file(res.sink_stderr).find(kListening) != std::string::npos;
-        }, Millis(10000)) || !sink.running()) {
-        res.problems.push_back("angel-sink did not start: " + read_file(res.sink_stderr));
+    LocalSink local;
+    if (std::string why = start_local_sink(local, d, "sink", 60); !why.empty()) {
+        res.problems.push_back(why);
         return res;
     }
-    {
-        const std::string err = read_file(res.sink_stderr);
-        res.port = static_cast<uint16_t>(
-            std::strtoul(err.c_str() + err.find(kListening) + kListening.size(), nullptr, 10));
-        if (res.port == 0) {
-            res.problems.push_back("cannot read the sink's port: " + err);
-            return res;
-        }
-    }
-    write_file(res.config, "instance = \"" + res.instance + "\";\nruntime_dir = \"" +
-                               (d / "run").string() + "\";\nclassifier = { host = \"127.0.0.1\"; port = " +
-                               std::to_string(res.port) + "; };\n" + o.extra_config + "\n");
+    Process& sink = local.proc;
+    res.port = local.port;
+    MeterConfig conf;
+    conf.instance = res.instance;
+    conf.runtime_dir = d / "run";
+    conf.classifier_host = "127.0.0.1";
+    conf.classifier_port = res.port;
+    conf.extra = o.extra_config;
+    write_file(res.config, conf.text());
 
     std::optional<LoopbackCapture> cap;
     if (o.capture_export) {

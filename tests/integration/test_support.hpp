@@ -4,9 +4,13 @@
 //  - child processes with timeouts (own process group, killed with the whole group when the
 //    guard goes away), commands run to completion with captured output;
 //  - free UDP ports on loopback, a tcpdump capture on lo that is known to be capturing;
-//  - parsing: angel-sink JSON lines, ctld's final counter line;
-//  - the flows tshark sees in a pcap (canonical bidirectional 5-tuple -> packets, bytes);
+//  - parsing without std::regex: angel-sink JSON lines, ctld's final counter line, flat JSON
+//    fields and objects (angelctl --json), "label: number" in tool output;
+//  - a meter configuration file; angel-sink on a port it picks itself;
+//  - the frames and flows tshark sees in a pcap (outer IP header, canonical 5-tuple);
 //  - ReplayHarness: one `angel-ctld --replay` into angel-sink with the export captured.
+// The namespace-based pieces (a meter in a network namespace, tcpreplay, angelctl status) are
+// in meter_harness.hpp.
 // Everything lives in angel::itest; nothing here uses gtest, so any test can include it.
 #pragma once
 
@@ -50,9 +54,19 @@ std::string unique_name(std::string_view prefix);
 std::string sanitize_test_name(std::string_view s);
 std::string read_file(const fs::path& p);  // empty when missing
 std::vector<std::string> read_lines(const fs::path& p);
-void write_file(const fs::path& p, const std::string& text);  // throws on failure
+// Written to p + ".new" and renamed over p, so that a reader (ctld reloading its configuration)
+// never sees half a file; throws on failure.
+void write_file(const fs::path& p, const std::string& text);
 // Polls pred every `step` until it is true (returns true) or `timeout` passes (returns pred()).
 bool wait_until(const std::function<bool()>& pred, Millis timeout, Millis step = Millis(10));
+
+// Non-overlapping occurrences of `what` in `text`.
+size_t count_of(const std::string& text, std::string_view what);
+// The unsigned number after the first `label` in text (blanks after the label skipped), e.g.
+// number_after(out, "Successful packets:"); nullopt when the label or the number is missing.
+std::optional<uint64_t> number_after(const std::string& text, std::string_view label);
+// Every unsigned number that follows `label` in text, in order.
+std::vector<uint64_t> numbers_after(const std::string& text, std::string_view label);
 
 // ---- RAII guards ------------------------------------------------------------------------------
 
@@ -210,6 +224,47 @@ std::map<std::string, uint64_t> parse_counters(const std::string& line);
 // The last "instance NAME stopped: ..." line of ctld's stderr, if any.
 std::optional<std::string> find_stop_line(const std::string& ctld_stderr, const std::string& instance);
 
+// Flat JSON (what angelctl --json and angel-sink print: no nesting inside the objects read).
+// The raw value of the first "key": in text (a string without its quotes); empty when absent.
+std::string json_field(const std::string& text, std::string_view key);
+// Same, but nullopt when the key is absent.
+std::optional<std::string> json_field_opt(const std::string& text, std::string_view key);
+// The objects of a JSON array of flat objects: key -> raw value (strings without quotes).
+std::vector<std::map<std::string, std::string>> json_flat_objects(const std::string& text);
+// The number after "\"name\":" following the first occurrence of "\"section\"" (0 if absent).
+uint64_t json_number_in(const std::string& text, const std::string& section, const std::string& name);
+
+// ---- Meter configuration file ------------------------------------------------------------------
+
+// The settings the tests vary; empty strings (and port 0) leave a setting out. text() writes, in
+// this order: instance, user, runtime_dir, capture = { interface; capture_extra },
+// classifier = { host; port }, then `extra` verbatim.
+struct MeterConfig {
+    std::string instance;
+    std::string user;
+    fs::path runtime_dir;
+    std::string capture_interface;
+    std::string capture_extra;  // more keys inside the capture group
+    std::string classifier_host;
+    unsigned classifier_port = 0;
+    std::string extra;  // more top-level settings
+    std::string text() const;
+};
+
+// ---- angel-sink on a port of its own choosing --------------------------------------------------
+
+// angel-sink --listen 127.0.0.1:0 (it binds port 0 and says which port it got: no race for a
+// "free" port) --idle <idle_s> --out <out>, summary on stdout in <summary>, stderr in <err>.
+struct LocalSink {
+    Process proc;
+    uint16_t port = 0;
+    fs::path out, summary, err;
+    size_t lines() const;  // complete lines in out so far
+};
+// Starts the sink with its files dir/<name>.jsonl, .stdout, .stderr and waits (up to 10 s) until
+// it says which port it listens on. Empty on success, else why not (the sink is then stopped).
+std::string start_local_sink(LocalSink& sink, const fs::path& dir, const std::string& name, int idle_s);
+
 // ---- Flows as tshark sees them -----------------------------------------------------------------
 
 // Canonical bidirectional 5-tuple: the (address, port) pair that sorts lower comes first.
@@ -226,17 +281,35 @@ struct FlowTuple {
 std::optional<FlowTuple> canonical_tuple(int proto, const std::string& src, unsigned sport,
                                          const std::string& dst, unsigned dport);
 
+// One frame as tshark shows it (reassembly off), reduced to its OUTERMOST IP header the way
+// tests/integration/tshark_compare_test.cpp explains: IPv6 protocol after the extension headers;
+// ports only when TCP, UDP, UDP-Lite or SCTP follows the outer IP directly (0 otherwise); a later
+// fragment takes the ports tshark showed for its first fragment earlier in the file.
+struct TsharkFrame {
+    long number = 0;        // frame.number
+    uint64_t len = 0;       // frame.len
+    bool is_ip = false;     // tshark found an IP header
+    int version = 0;        // 4 or 6
+    long proto = -1;        // -1 when tshark shows none
+    std::string src, dst;   // as tshark prints them
+    long sport = 0, dport = 0;
+    bool ports_from_first_fragment = false;
+    std::string line;  // tshark's raw line, for messages
+};
+struct TsharkFrames {
+    std::vector<TsharkFrame> frames;  // every line tshark printed, in order
+    std::string error;                // non-empty when tshark failed (frames: what it printed)
+};
+TsharkFrames tshark_frames(const fs::path& pcap, Millis timeout = Millis(60000));
+
 struct Volume {
     uint64_t packets = 0, bytes = 0;
     bool operator==(const Volume&) const = default;
 };
 using FlowTable = std::map<FlowTuple, Volume>;
 
-// The flows of a pcap file per tshark (reassembly off): every frame in which tshark finds an IP
-// header, keyed on the OUTERMOST IP header the way tests/integration/tshark_compare_test.cpp
-// reduces tshark's view (IPv6 protocol after the extension headers; ports only when TCP, UDP,
-// UDP-Lite or SCTP follows the outer IP directly; 0 otherwise; a later fragment takes the ports
-// tshark showed for its first fragment earlier in the file), summing frames and frame.len.
+// The flows of a pcap file per tshark_frames(): every frame in which tshark finds an IP header,
+// keyed on the canonical tuple of its outer IP header, summing frames and frame.len.
 struct TsharkFlows {
     FlowTable flows;
     uint64_t frames = 0;     // every frame tshark read
