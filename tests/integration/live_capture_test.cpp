@@ -21,159 +21,23 @@
 //   sink records            == records_sent
 // and, when nothing was dropped, ip_packets == tshark's IP frame count x loops and
 // not_ip + malformed == the other frames x loops.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/integration/test_support.hpp"
-#include "netns_fixture.hpp"
+#include "meter_harness.hpp"
 
-namespace fs = std::filesystem;
-using angel::netns::CommandResult;
-using angel::netns::NetnsLab;
-using angel::netns::NetnsPair;
-
+namespace angel::itest {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string env_or(const char* name, const std::string& fallback) {
-    const char* v = std::getenv(name);
-    return v && *v ? v : fallback;
-}
-
-// Next to this test binary (build, build-clang, build-san), unless ANGEL_BIN_DIR says otherwise.
-std::string bin_dir() { return angel::itest::bin_dir().string(); }
-std::string source_dir() { return env_or("ANGEL_SOURCE_DIR", ANGEL_SOURCE_DIR); }
-
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-// A background process with stdout/stderr in files; SIGTERM then SIGKILL if still running at
-// destruction, so a failing assertion never leaves it behind.
-class Child {
-public:
-    Child(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) {
-        pid_ = fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            const int in_fd = open("/dev/null", O_RDONLY);
-            const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (in_fd < 0 || out_fd < 0 || err_fd < 0) _exit(126);
-            dup2(in_fd, 0);
-            dup2(out_fd, 1);
-            dup2(err_fd, 2);
-            std::vector<char*> args;
-            for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-            args.push_back(nullptr);
-            execvp(args[0], args.data());
-            _exit(127);
-        }
-    }
-    ~Child() { terminate(5.0); }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-
-    bool running() {
-        if (exited_) return false;
-        if (waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
-        return !exited_;
-    }
-    bool wait(double timeout_s) {
-        const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-        while (running()) {
-            if (Clock::now() >= deadline) return false;
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        return true;
-    }
-    void signal(int sig) {
-        if (running()) kill(pid_, sig);
-    }
-    void terminate(double grace_s) {
-        if (!running()) return;
-        kill(pid_, SIGTERM);
-        if (wait(grace_s)) return;
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status_, 0);
-        exited_ = true;
-    }
-    int exit_code() const { return exited_ && WIFEXITED(status_) ? WEXITSTATUS(status_) : -1; }
-    pid_t pid() const { return pid_; }
-
-private:
-    pid_t pid_ = -1;
-    int status_ = 0;
-    bool exited_ = false;
-};
-
-// Waits until a file contains text; false on timeout or when `alive` says the writer is gone.
-template <typename Alive>
-bool wait_for_text(const fs::path& file, const std::string& text, double timeout_s, Alive alive) {
-    const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-    for (;;) {
-        if (read_text(file).find(text) != std::string::npos) return true;
-        if (Clock::now() >= deadline || !alive()) return read_text(file).find(text) != std::string::npos;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-}
-
-// Removes a directory tree (and the instance's shared memory segment) whatever happens.
-struct Scratch {
-    fs::path dir;
-    std::string instance;
-    Scratch() {
-        static std::atomic<unsigned> seq{0};
-        instance = "lt" + std::to_string(getpid()) + "x" + std::to_string(seq++);
-        sweep_stale();
-        std::string tmpl = "/tmp/angel-live-" + std::to_string(getpid()) + "-XXXXXX";
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        dir = tmpl;
-    }
-    // Directories of a crashed run: /tmp/angel-live-<pid>-* whose pid no longer runs.
-    static void sweep_stale() {
-        std::error_code ec;
-        for (const auto& e : fs::directory_iterator("/tmp", ec)) {
-            const std::string name = e.path().filename().string();
-            if (name.rfind("angel-live-", 0) != 0) continue;
-            const long pid = std::strtol(name.c_str() + 11, nullptr, 10);
-            if (pid > 0 && pid != getpid() && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-                fs::remove_all(e.path(), ec);
-        }
-    }
-    ~Scratch() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-        fs::remove("/dev/shm/angel." + instance, ec);
-    }
-};
-
-uint64_t count_lines(const std::string& s) {
-    uint64_t n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
-}
+using netns::NetnsLab;
+using netns::NetnsPair;
 
 struct PcapCounts {
     uint64_t frames = 0;
@@ -181,29 +45,12 @@ struct PcapCounts {
 };
 
 PcapCounts tshark_counts(const std::string& file) {
+    const TsharkFrames t = tshark_frames(file, Millis(120000));
+    if (!t.error.empty()) throw std::runtime_error("tshark failed on " + file + ": " + t.error);
     PcapCounts c;
-    CommandResult all = angel::netns::run({"tshark", "-n", "-r", file, "-T", "fields", "-e", "frame.number"}, 120);
-    CommandResult ip = angel::netns::run(
-        {"tshark", "-n", "-r", file, "-Y", "ip || ipv6", "-T", "fields", "-e", "frame.number"}, 120);
-    if (!all.ok() || !ip.ok()) throw std::runtime_error("tshark failed on " + file + ": " + all.describe());
-    c.frames = count_lines(all.out);
-    c.ip = count_lines(ip.out);
+    c.frames = t.frames.size();
+    for (const auto& f : t.frames) c.ip += f.is_ip;
     return c;
-}
-
-// "key=value key=value" from ctld's final line.
-std::map<std::string, uint64_t> parse_counters(const std::string& line) {
-    std::map<std::string, uint64_t> m;
-    static const std::regex kv(R"(([a-z_]+)=(\d+))");
-    for (auto it = std::sregex_iterator(line.begin(), line.end(), kv); it != std::sregex_iterator(); ++it)
-        m[(*it)[1]] = std::stoull((*it)[2]);
-    return m;
-}
-
-uint64_t find_number(const std::string& text, const std::string& pattern) {
-    std::smatch m;
-    if (!std::regex_search(text, m, std::regex(pattern))) return UINT64_MAX;
-    return std::stoull(m[1]);
 }
 
 struct LinkStats {
@@ -233,28 +80,14 @@ struct LiveCase {
     int stop_after_ms = 0;    // stop the meter this long after tcpreplay starts, mid-traffic
 };
 
-const std::vector<std::string>& pcap_files() {
-    static const std::vector<std::string> files = {
-        source_dir() + "/../shared/pcaps/real/ndpi__teams.pcap",
-        source_dir() + "/../shared/pcaps/real/ndpi__whatsapp_login_call.pcap",
-    };
-    return files;
-}
-
 void run_live(const LiveCase& lc) {
-    if (const std::string why = angel::netns::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
-    for (const char* tool : {"tcpreplay", "tshark"})
-        if (angel::netns::run({"sh", "-c", std::string("command -v ") + tool}, 10).status != 0)
-            GTEST_SKIP() << tool << " is not installed";
-    for (const auto& f : pcap_files())
-        if (!fs::exists(f)) GTEST_SKIP() << "missing " << f;
-    const std::string bins = bin_dir();
-    ASSERT_TRUE(fs::exists(bins + "/angel-ctld")) << "no angel-ctld in " << bins << " (set ANGEL_BIN_DIR)";
+    if (const std::string why = live_skip_reason({"tcpreplay", "tshark"}, true); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
 
     // What the files hold, by tshark (once per run of the binary).
     static PcapCounts per_loop;
     if (per_loop.frames == 0) {
-        for (const auto& f : pcap_files()) {
+        for (const auto& f : live_pcap_files()) {
             const PcapCounts c = tshark_counts(f);
             per_loop.frames += c.frames;
             per_loop.ip += c.ip;
@@ -262,46 +95,33 @@ void run_live(const LiveCase& lc) {
     }
     const uint64_t loops = static_cast<uint64_t>(lc.loops);
 
-    NetnsPair lab("lt");  // declared first: destroyed last, after the processes in it
-    Scratch scratch;
-    const fs::path dir = scratch.dir;
+    NetnsMeter m("lt", "live");  // the namespaces are destroyed last, after the processes in them
+    const NetnsPair& lab = m.lab;
     {
-        std::ofstream conf(dir / "meter.conf");
-        conf << "instance = \"" << scratch.instance << "\";\n"
-             << "runtime_dir = \"" << (dir / "run").string() << "\";\n"
-             << "capture = { interface = \"" << NetnsPair::kMeterIf << "\"; " << lc.capture_cfg << " };\n"
-             << "classifier = { host = \"127.0.0.1\"; port = 4739; };\n"
-             << lc.top_cfg << "\n";
+        MeterConfig conf = m.config(4739);
+        conf.capture_extra = lc.capture_cfg;
+        conf.extra = lc.top_cfg;
+        m.write_config(conf);
     }
 
     const LinkStats before = LinkStats::read(lab);
 
     // The sink exits by itself 3 s after the last datagram: every datagram of the stop is read.
-    Child sink(NetnsLab::in(lab.meter(), {bins + "/angel-sink", "--listen", "127.0.0.1:4739", "--idle", "3",
-                                          "--out", (dir / "sink.json").string()}),
-               dir / "sink.summary", dir / "sink.err");
-    ASSERT_TRUE(wait_for_text(dir / "sink.err", "listening on", 10, [&] { return sink.running(); }))
-        << read_text(dir / "sink.err");
+    ASSERT_TRUE(m.start_sink(4739, 3));
+    Child& sink = *m.sinks[0];
+    ASSERT_TRUE(m.start_meter()) << "the meter did not start capturing";
+    Child& meter = *m.ctld;
 
-    Child meter(NetnsLab::in(lab.meter(), {bins + "/angel-ctld", "-f", "-c", (dir / "meter.conf").string()}),
-                dir / "ctld.out", dir / "ctld.err");
-    ASSERT_TRUE(wait_for_text(dir / "ctld.err", "angel-capd ready", 15, [&] { return meter.running(); }))
-        << "the meter did not start capturing:\n"
-        << read_text(dir / "ctld.err");
-
-    std::vector<std::string> replay = {"tcpreplay", "-i", NetnsPair::kSenderIf,
-                                       lc.topspeed ? "--topspeed" : "--pps=100000",
-                                       "--loop=" + std::to_string(lc.loops), "--duration=60"};
-    for (const auto& f : pcap_files()) replay.push_back(f);
     const auto t0 = Clock::now();
-    Child sender(NetnsLab::in(lab.sender(), replay), dir / "tcpreplay.out", dir / "tcpreplay.err");
+    m.start_traffic(static_cast<unsigned>(lc.loops), lc.topspeed ? "--topspeed" : "--pps=100000");
+    Child& sender = *m.sender;
     if (lc.pause_procd_ms > 0) {
-        const uint64_t procd = find_number(read_text(dir / "ctld.err"), R"(started angel-procd \(pid (\d+)\))");
-        ASSERT_NE(procd, UINT64_MAX) << read_text(dir / "ctld.err");
+        const auto procd = number_after(m.log(), "started angel-procd (pid ");
+        ASSERT_TRUE(procd.has_value()) << m.log();
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
-        kill(static_cast<pid_t>(procd), SIGSTOP);
+        kill(static_cast<pid_t>(*procd), SIGSTOP);
         std::this_thread::sleep_for(std::chrono::milliseconds(lc.pause_procd_ms));
-        kill(static_cast<pid_t>(procd), SIGCONT);
+        kill(static_cast<pid_t>(*procd), SIGCONT);
     }
     if (lc.stop_after_ms > 0) {
         std::this_thread::sleep_for(std::chrono::milliseconds(lc.stop_after_ms));
@@ -310,29 +130,30 @@ void run_live(const LiveCase& lc) {
     }
     ASSERT_TRUE(sender.wait(120)) << "tcpreplay did not finish within 120 s";
     const double send_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    const std::string tr_text = read_text(dir / "tcpreplay.out") + read_text(dir / "tcpreplay.err");
+    const std::string tr_text = read_file(m.tcpreplay_out()) + read_file(m.tcpreplay_err());
     ASSERT_EQ(sender.exit_code(), 0) << "tcpreplay:\n" << tr_text;
-    const uint64_t sent = find_number(tr_text, R"(Successful packets:\s+(\d+))");
-    const uint64_t failed = find_number(tr_text, R"(Failed packets:\s+(\d+))");
-    ASSERT_NE(sent, UINT64_MAX) << "no packet count in tcpreplay's output:\n" << tr_text;
+    const TcpreplayCounts tr = parse_tcpreplay(tr_text);
+    ASSERT_TRUE(tr.sent.has_value()) << "no packet count in tcpreplay's output:\n" << tr_text;
+    const uint64_t sent = *tr.sent;
+    const uint64_t failed = tr.failed.value_or(UINT64_MAX);
 
     // Let capd read the tail of the traffic (pcap timeout 10 ms), then stop in order.
     if (lc.stop_after_ms == 0) {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
         meter.signal(SIGTERM);
     }
-    ASSERT_TRUE(meter.wait(60)) << "angel-ctld did not stop within 60 s:\n" << read_text(dir / "ctld.err");
-    EXPECT_EQ(meter.exit_code(), 0) << read_text(dir / "ctld.err");
+    ASSERT_TRUE(meter.wait(60)) << "angel-ctld did not stop within 60 s:\n" << m.log();
+    EXPECT_EQ(meter.exit_code(), 0) << m.log();
     ASSERT_TRUE(sink.wait(30)) << "angel-sink did not go idle within 30 s";
-    EXPECT_EQ(sink.exit_code(), 0) << read_text(dir / "sink.err");
+    EXPECT_EQ(sink.exit_code(), 0) << read_file(m.sink_err(0));
     const LinkStats link = LinkStats::read(lab) - before;
 
     // The meter's own account.
-    const std::string ctld_err = read_text(dir / "ctld.err");
-    const auto stop_at = ctld_err.rfind(" stopped: ");
-    ASSERT_NE(stop_at, std::string::npos) << "no final counter line:\n" << ctld_err;
-    const std::string stop_line = ctld_err.substr(stop_at, ctld_err.find('\n', stop_at) - stop_at);
-    auto C = parse_counters(stop_line);
+    const std::string ctld_err = m.log();
+    std::string stop_line;
+    const auto counters = m.final_counters(&stop_line);
+    ASSERT_TRUE(counters.has_value()) << "no final counter line:\n" << ctld_err;
+    auto C = *counters;
     for (const char* k : {"captured", "queued", "ring_dropped", "pcap_received", "pcap_dropped", "pcap_ifdropped",
                           "procd_packets", "ip_packets", "not_ip", "malformed", "flows_started", "flows_ended",
                           "records_sent", "send_errors"})
@@ -340,22 +161,18 @@ void run_live(const LiveCase& lc) {
 
     // The sink's account.
     uint64_t rec_packet = 0, rec_start = 0, rec_end = 0, rec_other = 0;
-    {
-        std::ifstream in(dir / "sink.json");
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.find("\"type\":\"packet\"") != std::string::npos)
-                ++rec_packet;
-            else if (line.find("\"type\":\"flow_start\"") != std::string::npos)
-                ++rec_start;
-            else if (line.find("\"type\":\"flow_end\"") != std::string::npos)
-                ++rec_end;
-            else
-                ++rec_other;
-        }
+    for (const std::string& line : read_lines(m.sink_out(0))) {
+        if (line.find("\"type\":\"packet\"") != std::string::npos)
+            ++rec_packet;
+        else if (line.find("\"type\":\"flow_start\"") != std::string::npos)
+            ++rec_start;
+        else if (line.find("\"type\":\"flow_end\"") != std::string::npos)
+            ++rec_end;
+        else
+            ++rec_other;
     }
-    const std::string summary = read_text(dir / "sink.summary");
-    const uint64_t gaps = find_number(summary, R"(sequence\s+(\d+) gaps)");
+    const std::string summary = read_file(m.sink_summary(0));
+    const uint64_t gaps = sink_sequence_gaps(summary);
 
     std::printf(
         "[ live    ] %s: %llu loops of %llu frames (%llu IP) in %.2f s%s\n"
@@ -449,3 +266,5 @@ TEST(LiveCapture, TopSpeedSmallBuffersDropsAccounted) {
 TEST(LiveCapture, StopUnderLoadLeavesNothingUncounted) {
     run_live({"StopUnderLoadLeavesNothingUncounted", 40, false, "", "", 0, 600});
 }
+
+}  // namespace angel::itest
