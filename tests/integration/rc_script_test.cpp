@@ -15,70 +15,31 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <regex>
-#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "netns_fixture.hpp"
+#include "meter_harness.hpp"
 
-namespace fs = std::filesystem;
-using angel::netns::CommandResult;
-using angel::netns::NetnsLab;
-using angel::netns::NetnsPair;
-
+namespace angel::itest {
 namespace {
 
-std::string env_or(const char* name, const std::string& fallback) {
-    const char* v = std::getenv(name);
-    return v && *v ? v : fallback;
-}
-std::string bin_dir() { return env_or("ANGEL_BIN_DIR", std::string(ANGEL_SOURCE_DIR) + "/build/bin"); }
-std::string source_dir() { return env_or("ANGEL_SOURCE_DIR", ANGEL_SOURCE_DIR); }
-
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using netns::CommandResult;
+using netns::NetnsLab;
+using netns::NetnsPair;
 
 int exit_code(const CommandResult& r) { return r.status >= 0 && WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1; }
 
-// Temp dir (0755: only the meter's own permissions decide who gets in) and the segment; a
-// daemon still running from this config is killed (pidfile), whatever happened in the test.
-struct RcScratch {
-    fs::path dir;
-    std::string instance;
-    RcScratch() {
-        static std::atomic<unsigned> seq{0};
-        instance = "rc" + std::to_string(getpid()) + "x" + std::to_string(seq++);
-        std::error_code ec;
-        for (const auto& e : fs::directory_iterator("/tmp", ec)) {
-            const std::string name = e.path().filename().string();
-            if (name.rfind("angel-rc-", 0) != 0) continue;
-            const long pid = std::strtol(name.c_str() + 9, nullptr, 10);
-            if (pid > 0 && pid != getpid() && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-                fs::remove_all(e.path(), ec);
-        }
-        std::string tmpl = "/tmp/angel-rc-" + std::to_string(getpid()) + "-XXXXXX";
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        dir = tmpl;
-        chmod(dir.c_str(), 0755);
-    }
+// The scratch space (/tmp/angel-rc-*, instance rc<pid>x<n>); a daemon still running from this
+// config is killed (pidfile) before it goes, whatever happened in the test.
+struct RcScratch : MeterScratch {
+    RcScratch() : MeterScratch("rc", "rc") {}
     pid_t daemon_pid() const {
-        const long pid = std::strtol(read_text(dir / "run" / (instance + ".pid")).c_str(), nullptr, 10);
+        const long pid = std::strtol(read_file(dir / "run" / (instance + ".pid")).c_str(), nullptr, 10);
         return pid > 0 && kill(static_cast<pid_t>(pid), 0) == 0 ? static_cast<pid_t>(pid) : -1;
     }
     ~RcScratch() {
@@ -87,18 +48,15 @@ struct RcScratch {
             kill(pid, SIGKILL);
             for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-        fs::remove("/dev/shm/angel." + instance, ec);
     }
 };
 
 TEST(RcScript, LinuxServiceLifecycle) {
     if (const std::string why = angel::netns::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
-    const std::string script = source_dir() + "/rc.d/angel-flowmeter";
+    const std::string script = (source_dir() / "rc.d" / "angel-flowmeter").string();
     if (!fs::exists(script)) GTEST_SKIP() << "missing " << script;
     if (!getpwnam("nobody") || !getpwnam("daemon")) GTEST_SKIP() << "needs the users nobody and daemon";
-    ASSERT_TRUE(fs::exists(bin_dir() + "/angel-ctld")) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
 
     NetnsPair lab("rc");  // first: destroyed last, killing whatever still runs in it
     RcScratch scratch;
@@ -106,19 +64,21 @@ TEST(RcScript, LinuxServiceLifecycle) {
     const fs::path run_dir = scratch.dir / "run";
     const fs::path sock = run_dir / (scratch.instance + ".sock");
     auto write_conf = [&](const std::string& extra) {
-        std::ofstream c(conf);
-        c << "instance = \"" << scratch.instance << "\";\n"
-          << "user = \"nobody\";\n"
-          << "runtime_dir = \"" << run_dir.string() << "\";\n"
-          << "capture = { interface = \"" << NetnsPair::kMeterIf << "\"; };\n"
-          << "classifier = { host = \"127.0.0.1\"; port = 4739; };\n"
-          << extra << "\n";
+        MeterConfig c;
+        c.instance = scratch.instance;
+        c.user = "nobody";
+        c.runtime_dir = run_dir;
+        c.capture_interface = NetnsPair::kMeterIf;
+        c.classifier_host = "127.0.0.1";
+        c.classifier_port = 4739;
+        c.extra = extra;
+        write_file(conf, c.text());
     };
     write_conf("");
     auto rc = [&](const std::string& action) {
-        return angel::netns::run(NetnsLab::in(lab.meter(), {"env", "ANGEL_CONF=" + conf.string(),
-                                                            "ANGEL_SBIN=" + bin_dir(), "sh", script, action}),
-                                 90);
+        return netns::run(NetnsLab::in(lab.meter(), {"env", "ANGEL_CONF=" + conf.string(),
+                                                     "ANGEL_SBIN=" + bin_dir().string(), "sh", script, action}),
+                          90);
     };
 
     // start: 0, and the daemon is up with its stages.
@@ -134,11 +94,10 @@ TEST(RcScript, LinuxServiceLifecycle) {
     // Every stage ready (capd has opened its capture and dropped root).
     std::map<std::string, long> pids;
     for (int i = 0; i < 100; ++i) {  // at most ~10 s
-        const CommandResult st = angel::netns::run({bin_dir() + "/angelctl", "-s", sock.string(), "status", "--json"}, 15);
-        static const std::regex stage_re(R"re("stage":"(\w+)","pid":(-?\d+),"state":"running")re");
+        const StatusView st = angelctl_status(sock);
         pids.clear();
-        for (auto it = std::sregex_iterator(st.out.begin(), st.out.end(), stage_re); it != std::sregex_iterator(); ++it)
-            pids[(*it)[1]] = std::stol((*it)[2]);
+        for (const auto& [stage, view] : st.stages)
+            if (view.state == "running") pids[stage] = view.pid;
         if (pids.size() == 3) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -147,7 +106,7 @@ TEST(RcScript, LinuxServiceLifecycle) {
     // ps: four command names, who runs as whom.
     std::string pid_list = std::to_string(ctld);
     for (const auto& [stage, pid] : pids) pid_list += "," + std::to_string(pid);
-    const CommandResult ps = angel::netns::run({"ps", "-o", "pid=,user=,comm=", "-p", pid_list}, 10);
+    const CommandResult ps = netns::run({"ps", "-o", "pid=,user=,comm=", "-p", pid_list}, 10);
     ASSERT_TRUE(ps.ok()) << ps.describe();
     std::printf("[ rc      ] ps -o pid,user,comm:\n%s", ps.out.c_str());
     std::map<std::string, std::string> user_of;  // command name -> user
@@ -165,7 +124,7 @@ TEST(RcScript, LinuxServiceLifecycle) {
     ASSERT_EQ(stat(sock.c_str(), &ss), 0);
     EXPECT_EQ(ss.st_mode & 0777, 0660u);
     const CommandResult denied =
-        angel::netns::run({"runuser", "-u", "daemon", "--", bin_dir() + "/angelctl", "-s", sock.string(), "status"}, 15);
+        netns::run({"runuser", "-u", "daemon", "--", binary("angelctl").string(), "-s", sock.string(), "status"}, 15);
     EXPECT_NE(exit_code(denied), 0) << denied.out;
     EXPECT_NE(denied.err.find("permission denied"), std::string::npos) << denied.describe() << denied.err;
     EXPECT_EQ(denied.out, "");
@@ -195,13 +154,11 @@ TEST(RcScript, LinuxServiceLifecycle) {
     EXPECT_EQ(exit_code(r), 0) << r.out << r.err;
 
     // A configuration that does not parse: start refuses with 6 and starts nothing.
-    {
-        std::ofstream c(conf, std::ios::app);
-        c << "capture = {\n";
-    }
+    write_file(conf, read_file(conf) + "capture = {\n");
     r = rc("start");
     EXPECT_EQ(exit_code(r), 6) << r.out << r.err;
     EXPECT_EQ(scratch.daemon_pid(), -1);
 }
 
 }  // namespace
+}  // namespace angel::itest
