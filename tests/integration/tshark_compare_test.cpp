@@ -37,13 +37,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <memory>
 #include <sstream>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "common/packet/parser.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using angel::IpBytes;
@@ -63,35 +62,6 @@ struct View {
     int dport = 0;
     bool operator==(const View&) const = default;
 };
-
-const char* kFields[] = {
-    "frame.number",     "frame.protocols",  "ip.proto",         "ip.src",
-    "ip.dst",           "ip.id",            "ip.frag_offset",   "ipv6.nxt",
-    "ipv6.src",         "ipv6.dst",         "ipv6.hopopts.nxt", "ipv6.routing.nxt",
-    "ipv6.fraghdr.nxt", "ipv6.dstopts.nxt", "ah.next_header",   "ipv6.fraghdr.ident",
-    "ipv6.fraghdr.offset", "tcp.srcport",   "tcp.dstport",      "udp.srcport",
-    "udp.dstport",      "sctp.srcport",     "sctp.dstport",
-};
-enum Col {
-    kNumber, kProtocols, kIpProto, kIpSrc, kIpDst, kIpId, kIpFragOffset, kIp6Nxt, kIp6Src,
-    kIp6Dst, kHopNxt, kRoutingNxt, kFragNxt, kDstoptsNxt, kAhNxt, kFragIdent, kFragOffset,
-    kTcpSport, kTcpDport, kUdpSport, kUdpDport, kSctpSport, kSctpDport, kColumns
-};
-static_assert(std::size(kFields) == kColumns);
-
-std::vector<std::string> split(const std::string& line, char sep) {
-    std::vector<std::string> out;
-    std::string cur;
-    std::istringstream in(line);
-    while (std::getline(in, cur, sep)) out.push_back(cur);
-    if (!line.empty() && line.back() == sep) out.emplace_back();
-    return out;
-}
-
-long num(const std::string& s) {
-    if (s.empty()) return -1;
-    return std::strtol(s.c_str(), nullptr, 0);  // accepts 0x... (ip.id, fraghdr.ident)
-}
 
 IpBytes addr(const std::string& s, int version) {
     IpBytes b{};
@@ -113,107 +83,28 @@ std::string describe(const View& v) {
     return o.str();
 }
 
-// Identity of a fragmented datagram, to carry a first fragment's ports to later ones.
-using FragId = std::tuple<int, IpBytes, IpBytes, long, long>;  // version, src, dst, proto, id
-
-struct TsharkFrame {
+struct TsharkFrameView {
     bool is_ip = false;
     View view;
 };
 
-// Reduces one tshark line to the view our parser should produce.
-TsharkFrame reduce(const std::vector<std::string>& c, std::map<FragId, std::pair<int, int>>& firsts) {
-    TsharkFrame f;
-    const std::vector<std::string> layers = split(c[kProtocols], ':');
-    size_t i = 0;
-    while (i < layers.size() && layers[i] != "ip" && layers[i] != "ipv6") ++i;
-    if (i == layers.size()) return f;
-    f.is_ip = true;
-    View& v = f.view;
-    v.version = layers[i] == "ip" ? 4 : 6;
-    long frag_offset = 0;
-    long frag_key_proto = -1;
-    long frag_id = -1;
-    if (v.version == 4) {
-        v.proto = static_cast<int>(num(c[kIpProto]));
-        v.src = addr(c[kIpSrc], 4);
-        v.dst = addr(c[kIpDst], 4);
-        frag_offset = num(c[kIpFragOffset]);
-        frag_key_proto = v.proto;
-        frag_id = num(c[kIpId]);
-    } else {
-        v.src = addr(c[kIp6Src], 6);
-        v.dst = addr(c[kIp6Dst], 6);
-        long nxt = num(c[kIp6Nxt]);
-        for (int hops = 0; hops < 16; ++hops) {
-            long following = -1;
-            switch (nxt) {
-                case 0: following = num(c[kHopNxt]); break;
-                case 43: following = num(c[kRoutingNxt]); break;
-                case 44:
-                    following = num(c[kFragNxt]);
-                    frag_offset = num(c[kFragOffset]);
-                    frag_key_proto = following;
-                    frag_id = num(c[kFragIdent]);
-                    break;
-                case 60: following = num(c[kDstoptsNxt]); break;
-                case 51: following = num(c[kAhNxt]); break;
-                default: break;
-            }
-            if (following < 0) break;
-            nxt = following;
-            if (frag_offset > 0) break;  // a later fragment: the chain stops here
-        }
-        v.proto = static_cast<int>(nxt);
-    }
-    // The layer right after the outer IP and its extension headers.
-    size_t t = i + 1;
-    while (t < layers.size() && (layers[t].rfind("ipv6.", 0) == 0 || layers[t] == "ah")) ++t;
-    const std::string next = t < layers.size() ? layers[t] : "";
-    if (next == "tcp") {
-        v.sport = static_cast<int>(num(c[kTcpSport]));
-        v.dport = static_cast<int>(num(c[kTcpDport]));
-    } else if (next == "udp" || next == "udplite") {
-        v.sport = static_cast<int>(num(c[kUdpSport]));
-        v.dport = static_cast<int>(num(c[kUdpDport]));
-    } else if (next == "sctp") {
-        v.sport = static_cast<int>(num(c[kSctpSport]));
-        v.dport = static_cast<int>(num(c[kSctpDport]));
-    }
-    if (v.sport < 0) v.sport = 0;
-    if (v.dport < 0) v.dport = 0;
-    if (frag_id >= 0) {
-        const FragId id{v.version, v.src, v.dst, frag_key_proto, frag_id};
-        if (frag_offset == 0) {
-            firsts[id] = {v.sport, v.dport};
-        } else if (frag_offset > 0) {
-            const auto it = firsts.find(id);
-            if (it != firsts.end()) std::tie(v.sport, v.dport) = it->second;
-        }
-    }
-    return f;
-}
-
-std::map<long, TsharkFrame> run_tshark(const fs::path& file) {
-    std::string cmd =
-        "tshark -n -r '" + file.string() +
-        "' -o ip.defragment:FALSE -o ipv6.defragment:FALSE -T fields -E occurrence=f -E separator=/t";
-    for (const char* f : kFields) cmd += std::string(" -e ") + f;
-    cmd += " 2>/dev/null";
-    std::map<long, TsharkFrame> frames;
-    std::map<FragId, std::pair<int, int>> firsts;
-    std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-    if (!pipe) return frames;
-    std::string line;
-    char buf[4096];
-    while (fgets(buf, sizeof buf, pipe.get()) != nullptr) {
-        line += buf;
-        if (line.empty() || line.back() != '\n') continue;
-        line.pop_back();
-        std::vector<std::string> cols = split(line, '\t');
-        line.clear();
-        cols.resize(kColumns);
-        frames[num(cols[kNumber])] = reduce(cols, firsts);
+// tshark's frames by number, each reduced by angel::itest::tshark_frames to the view our parser
+// should produce (the rules are the ones described at the top of this file).
+std::map<long, TsharkFrameView> run_tshark(const fs::path& file) {
+    std::map<long, TsharkFrameView> frames;
+    const angel::itest::TsharkFrames t = angel::itest::tshark_frames(file, angel::itest::Millis(300000));
+    if (!t.error.empty()) std::printf("NOTE %s: %s\n", file.filename().c_str(), t.error.c_str());
+    for (const angel::itest::TsharkFrame& f : t.frames) {
+        TsharkFrameView& v = frames[f.number];
+        v = {};
+        if (!f.is_ip) continue;
+        v.is_ip = true;
+        v.view.version = f.version;
+        v.view.proto = static_cast<int>(f.proto);
+        v.view.src = addr(f.src, f.version);
+        v.view.dst = addr(f.dst, f.version);
+        v.view.sport = static_cast<int>(f.sport);
+        v.view.dport = static_cast<int>(f.dport);
     }
     return frames;
 }
@@ -250,8 +141,7 @@ fs::path real_dir() {
     // ANGEL_TSHARK_COMPARE_DIR points the comparison at another folder (e.g. pcaps/edge) by
     // hand, to investigate; the test as run by ctest always uses pcaps/real.
     if (const char* dir = std::getenv("ANGEL_TSHARK_COMPARE_DIR")) return dir;
-    const char* env = std::getenv("ANGEL_SOURCE_DIR");
-    return fs::path(env != nullptr ? env : ANGEL_SOURCE_DIR) / ".." / "shared" / "pcaps" / "real";
+    return angel::itest::shared_pcaps_dir("real");
 }
 
 TEST(TsharkCompare, RealPcapsMatchTshark) {
@@ -259,10 +149,7 @@ TEST(TsharkCompare, RealPcapsMatchTshark) {
     ASSERT_TRUE(fs::is_directory(dir)) << "missing shared pcaps folder: " << dir;
     ASSERT_EQ(std::system("tshark -v >/dev/null 2>&1"), 0) << "tshark is not installed";
 
-    std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(dir))
-        if (e.is_regular_file()) files.push_back(e.path());
-    std::sort(files.begin(), files.end());  // deterministic order of the report
+    const std::vector<fs::path> files = angel::itest::files_in(dir);  // sorted: deterministic report
     ASSERT_FALSE(files.empty());
 
     uint64_t ip_packets = 0;
@@ -274,7 +161,7 @@ TEST(TsharkCompare, RealPcapsMatchTshark) {
             ADD_FAILURE() << file << ": libpcap: " << error;
             continue;
         }
-        const std::map<long, TsharkFrame> theirs = run_tshark(file);
+        const std::map<long, TsharkFrameView> theirs = run_tshark(file);
         EXPECT_EQ(theirs.size(), ours.size()) << file << ": frame counts differ";
         for (const auto& [number, t] : theirs) {
             if (!t.is_ip || number < 1 || static_cast<size_t>(number) > ours.size()) continue;
