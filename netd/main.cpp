@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
     // finished with (sent or failed to send) are committed relative to it.
     uint64_t base = ring.read_pos();
     uint64_t discarded = 0;  // records skipped while not master
+    bool was_master = true;  // the exporter sent its templates at start
     auto done_with = [&] {
         const auto& c = x->counters();
         return c.records_sent + c.records_lost + discarded;
@@ -71,6 +72,12 @@ int main(int argc, char** argv) {
         const Record* recs = nullptr;
         const size_t n = ring.peek(&recs, kBatch);
         const bool master = rt.header().role.load(std::memory_order_relaxed) == 1;
+        if (master && !was_master) {
+            // A collector that saw the other meter until now needs our templates first.
+            x->send_templates();
+            log_notice("master: exporting");
+        }
+        was_master = master;
         for (size_t i = 0; i < n; ++i) {
             if (master) {
                 x->add(recs[i]);
