@@ -275,6 +275,19 @@ protected:
     }
     std::string ctld_log() { return read_file(dir_ / "ctld.stderr"); }
 
+    // The classifier section that sends the export to `sink`.
+    static std::string classifier_of(const Sink& sink) {
+        return "classifier = { host = \"127.0.0.1\"; port = " + std::to_string(sink.port) + "; };";
+    }
+
+    // angel-ctld replaying a FIFO that `feed` writes; returns once capd opened it (file header
+    // written), so that the test can feed chunks.
+    void start_fed_ctld(PcapFeeder& feed, const fs::path& conf, Process* ctld) {
+        feed.make_fifo(dir_ / "replay.fifo");
+        *ctld = start_ctld(conf, dir_ / "replay.fifo");
+        ASSERT_TRUE(feed.open_and_start(Millis(15000))) << ctld_log();
+    }
+
     // Ends the input and waits for ctld: it must exit 0 (within 60 s) with its final counter
     // line, whose values go to *counters.
     void finish_replay(PcapFeeder& feed, Process& ctld, std::map<std::string, uint64_t>* counters) {
@@ -362,11 +375,10 @@ TEST_F(DbTest, FlowsFollowFlowMap) {
     PcapFeeder feed(pcap);
     ASSERT_GT(feed.size(), 1000u);
     auto sink = start_sink(dir_.path(), "sink");
-    const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; port = " + std::to_string(sink->port) + "; };");
+    const fs::path conf = write_config(classifier_of(*sink));
     db_init(conf);
-    feed.make_fifo(dir_ / "replay.fifo");
-    Process ctld = start_ctld(conf, dir_ / "replay.fifo");
-    ASSERT_TRUE(feed.open_and_start(Millis(15000))) << ctld_log();
+    Process ctld;
+    ASSERT_NO_FATAL_FAILURE(start_fed_ctld(feed, conf, &ctld));
     const size_t kSamples = 8;
     const size_t chunk = (feed.size() / kSamples / 64 + 1) * 64;  // see PcapFeeder
     size_t samples = 0;
@@ -398,9 +410,8 @@ TEST_F(DbTest, ConfigChangeWithinOneSecond) {
     db_init(conf);
     pg_->query("INSERT INTO angel.meter_config (meter_id, classifier_host, classifier_port) VALUES ('" + instance_ +
                "', '127.0.0.1', " + std::to_string(a->port) + ")");
-    feed.make_fifo(dir_ / "replay.fifo");
-    Process ctld = start_ctld(conf, dir_ / "replay.fifo");
-    ASSERT_TRUE(feed.open_and_start(Millis(15000))) << ctld_log();
+    Process ctld;
+    ASSERT_NO_FATAL_FAILURE(start_fed_ctld(feed, conf, &ctld));
     ASSERT_TRUE(feed.feed(feed.size() / 2 / 64 * 64));
     ASSERT_TRUE(wait_until([&] { return a->lines() > 0; }, Millis(10000))) << ctld_log();
     auto generation = [&] {
@@ -428,11 +439,10 @@ TEST_F(DbTest, ConfigChangeWithinOneSecond) {
 TEST_F(DbTest, OutageNoLoss) {
     PcapFeeder feed(gen_trace(60000, 6000));
     auto sink = start_sink(dir_.path(), "sink");
-    const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; port = " + std::to_string(sink->port) + "; };");
+    const fs::path conf = write_config(classifier_of(*sink));
     db_init(conf);
-    feed.make_fifo(dir_ / "replay.fifo");
-    Process ctld = start_ctld(conf, dir_ / "replay.fifo");
-    ASSERT_TRUE(feed.open_and_start(Millis(15000))) << ctld_log();
+    Process ctld;
+    ASSERT_NO_FATAL_FAILURE(start_fed_ctld(feed, conf, &ctld));
     const size_t third = feed.size() / 3 / 64 * 64;  // see PcapFeeder
     ASSERT_TRUE(feed.feed(third));
     std::string why;
