@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -150,6 +151,9 @@ void DbThread::reconcile(DbConnection& db) {
 }
 
 void DbThread::run() {
+    // The database must never slow capture: on a busy machine this thread yields the CPU to
+    // the stages (Linux: a thread's nice value is its own).
+    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
     const std::string masked = mask_conninfo(opt_.conninfo);
     int backoff = kBackoffFirstMs;
     bool need_reconcile = true;
