@@ -70,8 +70,18 @@ int main(int argc, char** argv) {
         log_err("%s", perr.c_str());
         return EX_NOPERM;
     }
+    rt.watch_parent();  // the credentials change cleared it
     const bool replay = !src->live();
     // A restarted replay capd resumes after what its predecessor published.
+    if (replay) {
+        // A predecessor killed inside publish(): if the ring head reached the noted head,
+        // those packets are visible to procd and the noted total is the published count.
+        const uint64_t target = stop.replay_pending.load(std::memory_order_acquire);
+        if (target && rt.header().packet_ring.head.load(std::memory_order_acquire) ==
+                          stop.replay_pending_head.load(std::memory_order_relaxed))
+            stop.replay_published.store(target, std::memory_order_release);
+        stop.replay_pending.store(0, std::memory_order_release);
+    }
     uint64_t skip = replay ? stop.replay_published.load() : 0;
     if (skip) log_info("resuming replay after %llu packets", static_cast<unsigned long long>(skip));
     if (replay)
@@ -83,9 +93,21 @@ int main(int argc, char** argv) {
     uint32_t unpublished = 0;
     uint64_t last_stats_ns = 0;
     CapturedPacket pkt{};
+    // In replay, replay_published counts the file's packets that procd can see, so that a
+    // restarted capd skips exactly those. A kill between the ring's publish and that count
+    // must not make the successor queue packets twice: the pending count and the head it
+    // leads to are noted first, and the successor checks the ring head against them.
     auto publish = [&] {
-        ring.publish();
-        if (replay) stop.replay_published.fetch_add(unpublished, std::memory_order_release);
+        if (replay && ring.pending()) {
+            const uint64_t target = stop.replay_published.load(std::memory_order_relaxed) + unpublished;
+            stop.replay_pending_head.store(ring.write_pos(), std::memory_order_relaxed);
+            stop.replay_pending.store(target, std::memory_order_release);
+            ring.publish();
+            stop.replay_published.store(target, std::memory_order_release);
+            stop.replay_pending.store(0, std::memory_order_release);
+        } else {
+            ring.publish();
+        }
         unpublished = 0;
     };
     // A reload may change the customer filter; it applies to the open capture at once.
@@ -127,7 +149,9 @@ int main(int argc, char** argv) {
             }
         } else {
             ring.count_drop();
-            rt.count(capd_ring_dropped);
+            // Dropping on a full ring is busy work, not a hang: keep the heartbeat going.
+            if ((rt.status().counters[capd_ring_dropped].fetch_add(1, std::memory_order_relaxed) & 0x3FF) == 0)
+                rt.heartbeat();
         }
         if (!replay && (rt.status().counters[capd_packets].load(std::memory_order_relaxed) & 0xFFFF) == 0) {
             export_pcap_stats(rt, *src);  // a busy link never reaches the idle branch above

@@ -213,7 +213,14 @@ void Controller::loop() {
         // stop after kStopDeadline. A single death is still restarted, so the drain completes.
         if (stopping_)
             for (auto& s : stages_)
-                if (s->state() == SupervisedState::backoff && s->crash_looping()) s->give_up();
+                if (s->state() == SupervisedState::backoff && s->crash_looping()) {
+                    s->give_up();
+                    // Downstream must not wait for what a given-up stage will never say.
+                    auto& st = seg_->header()->stop;
+                    if (s->id() == StageId::capd) st.capd_finished.store(1, std::memory_order_release);
+                    if (s->id() == StageId::procd) st.procd_finished.store(1, std::memory_order_release);
+                    if (s->id() == StageId::netd) st.netd_gone.store(1, std::memory_order_release);
+                }
         for (auto& s : stages_) s->tick(now);
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
         drive_gc(now);

@@ -77,6 +77,12 @@ int main(int argc, char** argv) {
             x->send_templates();
             log_notice("master: exporting");
         }
+        if (!master && was_master) {
+            // Records already packed were meant for the collector while we were master: send
+            // them, so that what is discarded from now on never overtakes unsent records.
+            x->flush();
+            log_notice("backup: not exporting");
+        }
         was_master = master;
         for (size_t i = 0; i < n; ++i) {
             if (master) {

@@ -12,20 +12,18 @@ constexpr uint8_t kProtoTcp = 6;
 }  // namespace
 
 FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out,
-                         CounterArray counters)
-    : map_(map), id_key_(id_key), timeouts_(t), out_(out), ctr_(counters) {
+                         CounterArray counters, uint32_t max_flows)
+    : map_(map), id_key_(id_key), timeouts_(t), out_(out), ctr_(counters),
+      max_flows_(std::max<uint32_t>(1, std::min(max_flows, map_.capacity()))) {
     const size_t cap = std::max<uint32_t>(map_.capacity(), 1);
     ended_.reserve(cap);  // address space only: pages are touched as flows end
     // Twice the capacity: stale entries (flows ended otherwise) stay queued until their
-    // linger passes, so live closing flows plus stale ones never exceed two per entry.
-    // Default-initialised, not zeroed: untouched pages cost nothing until flows close.
+    // linger passes; when that is not enough, closing_push() compacts.
     closing_size_ = 2 * cap;
     closing_.reset(new Closing[closing_size_]);
-    // Flows a killed predecessor had ended: their flow_end may not have been published.
-    for (uint32_t i = 0; FlowEntry* e = map_.retired_after_recover(i); ++i) {
-        emit_end(*e, static_cast<EndReason>(e->end_reason));
-        ended_.push_back(e);
-    }
+    // Flows a killed predecessor had ended: their flow_end may not have been published. They
+    // are re-ended once the repeated batch is past their packets (flush_retired).
+    for (uint32_t i = 0; FlowEntry* e = map_.retired_after_recover(i); ++i) inherited_.push_back(e);
     // Flows that were closing: restore their order by close time.
     std::vector<Closing> found;
     for (uint32_t i = 0; i < map_.high_water(); ++i) {
@@ -38,8 +36,40 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
     for (const Closing& c : found) closing_[closing_count_++] = c;
 }
 
+void FlowTracker::flush_retired(uint64_t pos) {
+    if (inherited_.empty()) return;
+    size_t kept = 0;
+    for (FlowEntry* e : inherited_) {
+        if (e->applied_end <= pos) {
+            emit_end(*e, static_cast<EndReason>(e->end_reason));
+            ended_.push_back(e);
+        } else {
+            inherited_[kept++] = e;
+        }
+    }
+    inherited_.resize(kept);
+}
+
+FlowEntry* FlowTracker::retired_owner(const FlowKey& k, uint64_t pos) const {
+    for (FlowEntry* e : inherited_)
+        if (e->created_pos <= pos && pos < e->applied_end && e->key == k) return e;
+    return nullptr;
+}
+
 void FlowTracker::closing_push(FlowEntry* e) {
-    if (closing_count_ == closing_size_) return;  // cannot happen: see the constructor
+    if (closing_count_ == closing_size_) {
+        // Full of items for flows that ended otherwise (churn of short TCP flows): keep only
+        // those still closing, in order.
+        size_t kept = 0;
+        for (size_t i = 0; i < closing_count_; ++i) {
+            const Closing c = closing_[(closing_head_ + i) % closing_size_];
+            if (c.entry->in_use && !c.entry->ending && c.entry->flow_id == c.flow_id && c.entry->close_ns == c.close_ns)
+                closing_[kept++] = c;
+        }
+        closing_head_ = 0;
+        closing_count_ = kept;
+        if (closing_count_ == closing_size_) return;  // every item live: impossible, 2 per entry
+    }
     closing_[(closing_head_ + closing_count_) % closing_size_] = {e->flow_id, e->close_ns, e};
     ++closing_count_;
 }
@@ -99,28 +129,25 @@ void FlowTracker::emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_
     out_.emit(r);
 }
 
-FlowEntry* FlowTracker::start_flow(const FlowKey& k, uint32_t hash, const ParsedPacket& p,
-                                   bool reversed, uint64_t ts_ns, uint64_t pos) {
-    const uint32_t wanted_id = flow_id_hash(k, id_key_);
-    FlowEntry* e = map_.insert(k, hash, wanted_id, ts_ns);
-    if (!e) {
-        // Full: the least recently active flow makes room (counted as evicted). Its entry
-        // is only retired, so release the retired ones first if that is what fills the map.
+FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns,
+                                    uint64_t pos) {
+    if (map_.live() >= max_flows_) {
+        // At capacity: the least recently active flow makes room (counted as evicted).
         if (FlowEntry* victim = map_.oldest()) {
             end_flow(victim, EndReason::evicted);
             bump(procd_flows_evicted);
         }
-        e = map_.insert(k, hash, wanted_id, ts_ns);
-        if (!e) {
-            out_.publish();
-            release_ended();
-            e = map_.insert(k, hash, wanted_id, ts_ns);
-        }
     }
-    e->first_reversed = reversed ? 1 : 0;
-    e->created_pos = pos;
+    const uint32_t wanted_id = flow_id_hash(k, id_key_);
+    FlowEntry* e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
+    if (!e) {
+        // The spare entries are all held by flows that ended in this batch (a batch that ends
+        // more flows than the spare, e.g. a GC sweep followed by new flows): publish now.
+        out_.publish();
+        release_ended();
+        e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
+    }
     bump(procd_flows_started);
-    emit_start(*e, p, ts_ns);
     return e;
 }
 
@@ -138,22 +165,33 @@ void FlowTracker::release_ended() {
 }
 
 bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos) {
+    flush_retired(pos);
     bool reversed = false;
     const FlowKey k = make_flow_key(p, &reversed);
+    if (!inherited_.empty()) {
+        // Repeating a predecessor's batch: a packet of a flow it ended in that batch.
+        if (FlowEntry* r = retired_owner(k, pos)) {
+            if (pos == r->created_pos) emit_start(*r, p, ts_ns);
+            emit_packet(*r, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ r->first_reversed),
+                        pos == r->created_pos);
+            bump(procd_repeated);
+            return false;
+        }
+    }
     // The bucket hash is cheap and runs per packet; the SipHash flow ID only for new flows.
     const uint32_t hash = flow_bucket_hash(k, id_key_);
     FlowEntry* e = map_.find(k, hash);
-    if (e && pos <= e->last_pos && pos >= e->created_pos) {
+    if (e && pos < e->applied_end) {
         // Repeated after a predecessor's crash: already counted; re-emit only.
+        bump(procd_repeated);
+        if (pos < e->created_pos) return false;  // belonged to a flow long gone: nothing to say
         const bool created_here = pos == e->created_pos;
         if (created_here) emit_start(*e, p, ts_ns);
         emit_packet(*e, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ e->first_reversed),
                     created_here);
-        bump(procd_repeated);
         return false;
     }
-    bool is_new = false;
-    if (e) {
+    if (e && pos != e->created_pos) {
         EndReason why;
         // A packet for a flow past its idle timeout or linger starts a new flow, whatever
         // the garbage collection has done so far: end first, then start.
@@ -162,15 +200,16 @@ bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
             e = nullptr;
         }
     }
-    if (!e) {
-        e = start_flow(k, hash, p, reversed, ts_ns, pos);
-        is_new = true;
-    }
+    if (!e) e = create_flow(k, hash, reversed, ts_ns, pos);
+    // pos == created_pos: this packet created the flow (now, or in a predecessor that was
+    // killed before counting it): its flow_start goes first.
+    const bool is_new = pos == e->created_pos;
+    if (is_new) emit_start(*e, p, ts_ns);
     const uint8_t dir = (reversed ? 1 : 0) ^ e->first_reversed;
     e->packets[dir] += 1;
     e->bytes[dir] += wire_len;
     if (ts_ns > e->last_ns) e->last_ns = ts_ns;
-    e->last_pos = pos;
+    e->applied_end = pos + 1;
     bump(procd_ip_packets);
     map_.touch(e);
 
@@ -187,6 +226,7 @@ bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
 }
 
 void FlowTracker::expire(uint64_t now_ns) {
+    flush_retired(UINT64_MAX);
     // TCP flows whose linger has passed, in close-time order.
     while (closing_count_ > 0) {
         Closing& c = closing_[closing_head_];
@@ -206,6 +246,7 @@ void FlowTracker::expire(uint64_t now_ns) {
 }
 
 void FlowTracker::end_all(EndReason why) {
+    flush_retired(UINT64_MAX);
     while (FlowEntry* e = map_.oldest()) end_flow(e, why);
     closing_head_ = closing_count_ = 0;
 }

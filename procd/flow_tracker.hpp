@@ -5,11 +5,14 @@
 // the batch's records are published. A procd killed mid-batch has updated the FlowMap for
 // packets whose records may be lost, so its successor repeats the batch, and every step is
 // made repeatable:
-//   - each flow remembers the ring position of its creating and of its last applied packet;
-//     a repeated packet (position <= last applied) re-emits its records (flow_start too if it
-//     created the flow) without counting it twice;
-//   - an ended flow is only retired (ID reserved, out of lookup) until its flow_end is
-//     published; a successor re-emits flow_end for every retired flow it finds.
+//   - a flow is created complete (creating packet's ring position, direction) before it is
+//     visible; it remembers up to which ring position its packets were counted (applied_end);
+//     a repeated packet (position < applied_end) re-emits its records (flow_start too if it
+//     created the flow) without counting it again;
+//   - an ended flow is only retired (ID reserved, out of key lookup) until its flow_end is
+//     published. A successor keeps the retired flows it finds aside: packets of the repeated
+//     batch that belonged to them are re-emitted under their IDs, and their flow_end follows
+//     once the repeated batch has moved past their last packet.
 // Duplicates are thus confined to the one batch that was in flight, as DESIGN.md allows.
 #pragma once
 #include <atomic>
@@ -47,8 +50,10 @@ public:
 
 class FlowTracker {
 public:
-    // map must have been recover()ed. Re-emits flow_end for flows a predecessor retired.
-    FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out, CounterArray counters);
+    // map must have been recover()ed. max_flows: live flows at which the least recently active
+    // one is evicted (the map has spare entries beyond it for flows ending in a batch).
+    FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSink& out, CounterArray counters,
+                uint32_t max_flows);
 
     // One IP packet. ts_ns: capture time; wire_len: length on the wire; pos: its position in
     // the packet ring (monotonic, shared), which makes a repeated batch recognisable.
@@ -60,11 +65,14 @@ public:
     void end_all(EndReason why);
     // After the records of a batch are published: frees the flows that ended in it.
     void release_ended();
+    // Emits flow_end for flows a predecessor retired whose packets all lie before ring
+    // position pos (all of them for UINT64_MAX: once the repeated batch is over).
+    void flush_retired(uint64_t pos);
     void set_timeouts(FlowTimeouts t) { timeouts_ = t; }
 
 private:
-    FlowEntry* start_flow(const FlowKey& k, uint32_t hash, const ParsedPacket& p, bool reversed,
-                          uint64_t ts_ns, uint64_t pos);
+    FlowEntry* create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns, uint64_t pos);
+    FlowEntry* retired_owner(const FlowKey& k, uint64_t pos) const;
     void end_flow(FlowEntry* e, EndReason why);
     void emit_start(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns);
     void emit_end(const FlowEntry& e, EndReason why);
@@ -79,6 +87,8 @@ private:
     CounterArray ctr_;
     void bump(size_t slot) { ctr_[slot].fetch_add(1, std::memory_order_relaxed); }
     std::vector<FlowEntry*> ended_;  // retired in this batch; capacity reserved once
+    std::vector<FlowEntry*> inherited_;  // retired by a predecessor, flow_end not yet re-emitted
+    uint32_t max_flows_;
     // Closing TCP flows in order of their close time (linger is the same for all, so FIFO
     // order is expiry order). Private to procd: rebuilt from the FlowMap on restart.
     struct Closing {

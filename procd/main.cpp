@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     RecordRing<Record> events = rt.segment().event_ring();
     RingSink sink(rt, records, events, cfg.db_events != 0);
     FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
-    FlowTracker tracker(map, key, timeouts_of(cfg), sink, rt.status().counters);
+    FlowTracker tracker(map, key, timeouts_of(cfg), sink, rt.status().counters, cfg.max_flows);
     PacketParser parser;
     sink.publish();           // flow_end records re-emitted for flows a predecessor retired
     tracker.release_ended();
@@ -94,7 +94,10 @@ int main(int argc, char** argv) {
         if (gc_req != gc_seen) {
             gc_seen = gc_req;
             if (!replay) {
-                tracker.expire(realtime_ns());
+                // Not past a packet still waiting in the ring: its flow is not idle.
+                uint64_t now = realtime_ns(), next_ts = 0;
+                if (in.peek_ts(&next_ts) && next_ts < now) now = next_ts;
+                tracker.expire(now);
                 rt.count(procd_gc_runs);
                 sink.publish();
                 tracker.release_ended();
@@ -115,6 +118,11 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (n == 0) {
+            // Caught up: flows a predecessor had ended get their flow_end now if the
+            // repeated batch did not already pass them.
+            tracker.flush_retired(UINT64_MAX);
+            sink.publish();
+            tracker.release_ended();
             export_parse_counters(rt, parser);
             if (stop.capd_finished.load(std::memory_order_acquire) && !in.wait_for_data(0)) {
                 break;  // upstream is done and everything it queued has been processed

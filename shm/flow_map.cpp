@@ -139,7 +139,7 @@ void FlowMap::link(uint32_t i, uint32_t key_hash) {
 }
 
 FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id,
-                           uint64_t ts_ns) {
+                           uint64_t ts_ns, uint64_t pos, bool reversed) {
     uint32_t i = hdr_->free_head;
     const uint32_t hw = hdr_->high_water.load(std::memory_order_relaxed);
     if (i == kNoEntry && hw >= hdr_->capacity) return nullptr;
@@ -158,6 +158,8 @@ FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_
     e.key_hash = key_hash;
     e.flow_id = id;
     e.first_ns = e.last_ns = ts_ns;
+    e.created_pos = pos;
+    e.first_reversed = reversed ? 1 : 0;
     link(i, key_hash);
     lru_push_newest(i);
     std::atomic_thread_fence(std::memory_order_release);

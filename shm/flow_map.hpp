@@ -30,7 +30,7 @@ struct FlowEntry {
     uint8_t end_reason;          // EndReason, valid while ending
     uint8_t pad_[6];
     uint64_t created_pos;        // packet-ring position of the packet that created the flow
-    uint64_t last_pos;           // packet-ring position of the last packet applied
+    uint64_t applied_end;        // position of the last packet counted in the flow + 1 (0: none)
     uint64_t first_ns;
     uint64_t last_ns;
     uint64_t close_ns;           // when FIN-both-ways/RST completed (0: not closing)
@@ -73,7 +73,10 @@ public:
     FlowEntry* find(const FlowKey& k, uint32_t key_hash);
     // Inserts a new flow; the ID is wanted_id, or the next free one of the probe sequence
     // wanted_id+1, +2, ... (mod 2^32). Returns nullptr when full (caller evicts first).
-    FlowEntry* insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id, uint64_t ts_ns);
+    // pos and reversed describe the creating packet; every field is set before the entry
+    // becomes visible (in_use), so a reader or a successor never sees a half-made flow.
+    FlowEntry* insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id, uint64_t ts_ns,
+                      uint64_t pos = 0, bool reversed = false);
     void erase(FlowEntry* e);
     // Two-step end, so that a procd killed mid-batch can repeat the batch exactly:
     // retire() takes the flow out of key lookup and the LRU but keeps its ID reserved;

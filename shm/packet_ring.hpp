@@ -89,6 +89,26 @@ public:
             return hdr;
         }
     }
+    // Capture time of the next unread packet without taking it; false when none is published.
+    bool peek_ts(uint64_t* ts) {
+        for (;;) {
+            if (cached_head_ == read_) {
+                cached_head_ = ctl_->head.load(std::memory_order_acquire);
+                if (cached_head_ == read_) return false;
+            }
+            uint64_t idx = read_ & mask_;
+            auto* hdr = reinterpret_cast<const PacketSlot*>(buf_ + idx);
+            if (hdr->linktype == kWrapMarker) {
+                read_ += mask_ + 1 - idx;  // skipping a marker consumes nothing
+                continue;
+            }
+            *ts = hdr->ts_ns;
+            return true;
+        }
+    }
+    // Producer side: where the next publish will move the head (capd's replay bookkeeping).
+    uint64_t write_pos() const { return write_; }
+    uint64_t pending() const { return pending_; }
     void commit() {
         if (ctl_->tail.load(std::memory_order_relaxed) == read_) return;
         ctl_->tail.store(read_, std::memory_order_release);

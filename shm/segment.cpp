@@ -3,6 +3,7 @@
 // locked (Boost.Interprocess cannot recover a mutex whose owner died).
 #include "shm/segment.hpp"
 
+#include <fcntl.h>
 #include <time.h>
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -37,7 +38,10 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
     const uint64_t pkt_bytes = pow2_floor(std::max<uint64_t>(sz.packet_ring_bytes, 1ull << 20));
     const uint64_t rec_slots = pow2_floor(std::max<uint64_t>(sz.record_ring_bytes / sizeof(Record), 1024));
     const uint64_t evt_slots = pow2_floor(std::max<uint64_t>(sz.event_ring_bytes / sizeof(Record), 1024));
-    const uint32_t flows = std::max<uint32_t>(sz.max_flows, 16);
+    // Room beyond flow.max_flows for flows that ended in the batch procd is working on: they
+    // keep their entry until that batch is published (see procd/flow_tracker.hpp), and
+    // procd evicts at max_flows, so a batch never runs out of entries.
+    const uint32_t flows = std::max<uint32_t>(sz.max_flows, 16) + kFlowMapSpare;
 
     uint64_t off = align_up(sizeof(SegmentHeader), 4096);
     const uint64_t pkt_off = off;
@@ -56,6 +60,15 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
         seg->impl_->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
                                                     bip::permissions(0660));
         seg->impl_->shm.truncate(static_cast<bip::offset_t>(off));
+        // truncate alone makes a sparse file: on a /dev/shm too small for it, a stage would
+        // die of SIGBUS the first time a ring reaches an unbacked page. Reserve it all now.
+        const int rc = posix_fallocate(seg->impl_->shm.get_mapping_handle().handle, 0, static_cast<off_t>(off));
+        if (rc != 0) {
+            bip::shared_memory_object::remove(name.c_str());
+            throw SegmentError("cannot reserve " + std::to_string(off >> 20) + " MiB of shared memory for /dev/shm/" +
+                               name + ": " + strerror(rc) +
+                               " (shrink shm.* or flow.max_flows, or enlarge /dev/shm)");
+        }
         seg->impl_->region = bip::mapped_region(seg->impl_->shm, bip::read_write);
     } catch (const bip::interprocess_exception& e) {
         throw SegmentError("cannot create shared memory /dev/shm/" + name + ": " + e.what());

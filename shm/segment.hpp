@@ -18,7 +18,9 @@
 namespace angel {
 
 inline constexpr uint64_t kSegmentMagic = 0x314d534c45474e41ull;  // "ANGELSM1"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
+// FlowMap entries beyond flow.max_flows (see Segment::create).
+inline constexpr uint32_t kFlowMapSpare = 4096;
 
 // Orderly stop, driven through the segment so that each stage drains what is upstream:
 // capd stops and publishes; procd drains, ends every flow, publishes; netd drains, flushes.
@@ -29,6 +31,12 @@ struct StopControl {
     std::atomic<uint32_t> procd_finished{0}; // procd: all flows ended, all records published
     std::atomic<uint32_t> netd_finished{0};  // netd: everything sent
     std::atomic<uint64_t> replay_published{0}; // capd: packets of the replay file published
+    // capd, around each publish: the published count after it (0: no publish under way) and
+    // the ring head it leads to, so a successor can tell whether a killed predecessor's publish
+    // happened.
+    std::atomic<uint64_t> replay_pending{0};
+    std::atomic<uint64_t> replay_pending_head{0};
+    std::atomic<uint32_t> netd_gone{0};      // ctld: netd given up during a stop; drop, do not wait
 };
 
 struct SegmentHeader {

@@ -1,6 +1,7 @@
 #include "shm/stage_runtime.hpp"
 
 #include <sysexits.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -42,11 +43,19 @@ StageRuntime::StageRuntime(StageId id, const char* prog, int argc, char** argv) 
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
     signal(SIGPIPE, SIG_IGN);
+    watch_parent();
     for (size_t i = 0; i < kStageCounters; ++i) base_[i] = status().counters[i].load();
     status().pid.store(getpid(), std::memory_order_relaxed);
     status().started_ns.store(monotonic_ns(), std::memory_order_relaxed);
     status().state.store(static_cast<uint32_t>(StageState::starting), std::memory_order_release);
     heartbeat();
+}
+
+void StageRuntime::watch_parent() {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // ctld may have died before the request took effect.
+    const pid_t ctld = header().ctld_pid.load(std::memory_order_relaxed);
+    if (ctld > 0 && getppid() != ctld && kill(ctld, 0) != 0) term_.store(true);
 }
 
 void StageRuntime::ready() {

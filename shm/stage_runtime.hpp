@@ -22,6 +22,9 @@ public:
     StageStatus& status() { return seg_->stage(id_); }
     const std::string& instance() const { return instance_; }
 
+    // Asks the kernel for SIGTERM when our parent (ctld) dies, so no stage outlives its
+    // supervisor. Called at start and again after a credentials change (which clears it).
+    void watch_parent();
     void ready();        // state = ready, heartbeat now
     void heartbeat() { status().heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed); }
     void finished();     // state = finished

@@ -40,7 +40,7 @@ struct Collect : RecordSink {
 struct Fixture {
     explicit Fixture(uint32_t capacity) : mem(capacity) {
         map = FlowMap(mem.mem.get());
-        tracker = std::make_unique<FlowTracker>(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr);
+        tracker = std::make_unique<FlowTracker>(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, capacity);
     }
     Mem mem;
     FlowMap map;
@@ -222,7 +222,7 @@ TEST(FlowTracker, RepeatedBatchReemitsWithoutCountingTwice) {
     Collect again;
     std::atomic<uint64_t> ctr2[kStageCounters]{};
     f.map.recover();
-    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2);
+    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);
     EXPECT_FALSE(t2.packet(a, 1 * kSec, 100, 64));
     EXPECT_FALSE(t2.packet(reply(a), 1 * kSec + 5, 200, 128));
     EXPECT_TRUE(t2.packet(a, 1 * kSec + 9, 50, 192));  // new
@@ -246,10 +246,110 @@ TEST(FlowTracker, RetiredFlowsAreEndedAgainAfterACrash) {
     f.map.recover();
     Collect again;
     std::atomic<uint64_t> ctr2[kStageCounters]{};
-    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2);
+    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);
+    EXPECT_TRUE(again.records.empty());  // not before the repeated batch has passed its packets
+    t2.flush_retired(UINT64_MAX);
     ASSERT_EQ(again.records.size(), 1u);
     EXPECT_EQ(again.records[0].type, static_cast<uint8_t>(RecordType::flow_end));
     EXPECT_EQ(again.records[0].end.reason, static_cast<uint8_t>(EndReason::idle));
     t2.release_ended();
     EXPECT_EQ(f.map.live(), 0u);
+}
+
+namespace {
+
+// Runs the packets through one tracker ("the predecessor", killed before release_ended and
+// before its records were published), then through a successor over the same map, and
+// returns the successor's records.
+struct CrashReplay {
+    explicit CrashReplay(uint32_t capacity, uint32_t max_flows) : f(capacity) { max = max_flows; }
+    Fixture f;
+    uint32_t max;
+    std::vector<std::pair<ParsedPacket, uint64_t>> batch;
+    Collect again;
+    std::atomic<uint64_t> ctr2[kStageCounters]{};
+    std::unique_ptr<FlowTracker> t2;
+    void add(const ParsedPacket& p, uint64_t ts) { batch.push_back({p, ts}); }
+    void run_predecessor() {
+        f.tracker = std::make_unique<FlowTracker>(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, f.out,
+                                                  f.ctr, max);
+        uint64_t pos = 1000;
+        for (auto& [p, ts] : batch) f.tracker->packet(p, ts, 100, pos += 64);
+    }
+    void run_successor() {
+        f.map.recover();
+        t2 = std::make_unique<FlowTracker>(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, max);
+        uint64_t pos = 1000;
+        for (auto& [p, ts] : batch) t2->packet(p, ts, 100, pos += 64);
+        t2->flush_retired(UINT64_MAX);
+        t2->release_ended();
+    }
+};
+
+}  // namespace
+
+// One batch holds a packet of flow X and, past X's idle timeout, a packet of the same tuple
+// (X ends, X' starts). Killed before publishing: the successor must reproduce exactly that.
+TEST(FlowTracker, CrashAfterAnIdleSplitInTheBatchIsRepeatedExactly) {
+    CrashReplay c(16, 16);
+    const ParsedPacket a = pkt(17, 1, 5000, 2, 53);
+    c.f.send(a, 1 * kSec);  // X exists from an earlier, committed batch
+    c.add(a, 10 * kSec);
+    c.add(a, 100 * kSec);
+    c.run_predecessor();
+    c.run_successor();
+    c.t2->end_all(EndReason::shutdown);
+    // The successor's stream (X's flow_start was published before the lost batch): pkt(X), end(X), start(X'), pkt(X'), end(X')
+    ASSERT_EQ(c.again.records.size(), 5u);
+    EXPECT_EQ(c.again.records[0].type, static_cast<uint8_t>(RecordType::packet));
+    EXPECT_EQ(c.again.records[1].type, static_cast<uint8_t>(RecordType::flow_end));
+    EXPECT_EQ(c.again.records[1].end.packets[0], 2u);  // X: the committed packet and the t=10 one
+    EXPECT_EQ(c.again.records[0].flow_id, c.again.records[1].flow_id);
+    EXPECT_EQ(c.again.records[2].type, static_cast<uint8_t>(RecordType::flow_start));
+    EXPECT_EQ(c.again.records[4].type, static_cast<uint8_t>(RecordType::flow_end));
+    EXPECT_EQ(c.again.records[4].end.packets[0], 1u);  // X': only the t=100 packet
+    EXPECT_EQ(c.ctr2[procd_repeated].load(), 2u);
+}
+
+// A full FlowMap: the lost batch evicted flows. The successor must not evict again (no
+// cascade), must not start a flow twice, and must end exactly the flows the predecessor did.
+TEST(FlowTracker, CrashAfterEvictionsInTheBatchDoesNotCascade) {
+    CrashReplay c(16 + 8, 4);  // evict at 4 live flows; spare entries beyond
+    for (uint8_t i = 1; i <= 4; ++i) c.f.send(pkt(17, i, 1, 100, 2), i * kSec);  // committed
+    for (uint8_t i = 5; i <= 7; ++i) c.add(pkt(17, i, 1, 100, 2), i * kSec);     // 3 evictions
+    c.run_predecessor();
+    const uint64_t evicted_before = c.f.ctr[procd_flows_evicted].load();
+    EXPECT_EQ(evicted_before, 3u);
+    c.run_successor();
+    EXPECT_EQ(c.ctr2[procd_flows_evicted].load(), 0u) << "the successor evicted again";
+    EXPECT_EQ(c.ctr2[procd_flows_started].load(), 0u) << "the successor started flows again";
+    size_t ends = 0, starts = 0;
+    for (const Record& r : c.again.records) {
+        ends += r.type == static_cast<uint8_t>(RecordType::flow_end);
+        starts += r.type == static_cast<uint8_t>(RecordType::flow_start);
+    }
+    EXPECT_EQ(ends, 3u);    // the three evicted flows, re-ended
+    EXPECT_EQ(starts, 3u);  // the three new flows, re-started
+    EXPECT_EQ(c.f.map.live(), 4u);
+}
+
+// Killed after a flow was inserted but before its packet was counted (e.g. blocked emitting
+// its flow_start on a full ring): the successor must emit flow_start and count the packet once.
+TEST(FlowTracker, CrashBetweenInsertAndCountingStartsTheFlowProperly) {
+    Fixture f(16);
+    const ParsedPacket a = pkt(17, 1, 5000, 2, 53);
+    bool rev = false;
+    const FlowKey k = make_flow_key(a, &rev);
+    ASSERT_NE(f.map.insert(k, flow_bucket_hash(k, FlowIdKey{1, 2}), flow_id_hash(k, FlowIdKey{1, 2}), kSec, 640, rev),
+              nullptr);
+    f.map.recover();
+    Collect again;
+    std::atomic<uint64_t> ctr2[kStageCounters]{};
+    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);
+    EXPECT_TRUE(t2.packet(a, kSec, 100, 640));
+    t2.end_all(EndReason::shutdown);
+    ASSERT_EQ(again.records.size(), 3u);
+    EXPECT_EQ(again.records[0].type, static_cast<uint8_t>(RecordType::flow_start));
+    EXPECT_EQ(again.records[1].packet.new_flow, 1);
+    EXPECT_EQ(again.records[2].end.packets[0], 1u);
 }
