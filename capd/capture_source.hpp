@@ -4,6 +4,7 @@
 #include <pcap/pcap.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,8 @@ private:
     void open_live(const LiveConfig& cfg, const char* ifname);
     void apply_filter(Handle& h, const char* filter);
 
+    static constexpr size_t kFileBuffer = 1 << 20;
+    std::unique_ptr<char[]> file_buf_;  // replay file's stdio buffer; outlives the pcap handle
     std::vector<Handle> handles_;
     bool live_ = false;
     uint32_t snaplen_ = 128;

@@ -211,7 +211,7 @@ bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
     if (ts_ns > e->last_ns) e->last_ns = ts_ns;
     e->applied_end = pos + 1;
     bump(procd_ip_packets);
-    map_.touch(e);
+    map_.touch(e, ts_ns);
 
     if (p.proto == kProtoTcp && e->close_ns == 0) {
         if (p.tcp_flags & kTcpFin) e->tcp_fin_mask |= static_cast<uint8_t>(1u << dir);

@@ -79,7 +79,7 @@ void FlowMap::recover() {
     }
     // Rebuild the LRU in order of last activity, oldest pushed first.
     std::sort(live.begin(), live.end(),
-              [&](uint32_t a, uint32_t b) { return entries_[a].last_ns < entries_[b].last_ns; });
+              [&](uint32_t a, uint32_t b) { return entries_[a].lru_ns < entries_[b].lru_ns; });
     for (uint32_t i : live) lru_push_newest(i);
     hdr_->live.store(static_cast<uint32_t>(live.size()), std::memory_order_relaxed);
     hdr_->retired = retired;
@@ -160,6 +160,7 @@ FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_
     e.first_ns = e.last_ns = ts_ns;
     e.created_pos = pos;
     e.first_reversed = reversed ? 1 : 0;
+    e.lru_ns = ts_ns;
     link(i, key_hash);
     lru_push_newest(i);
     std::atomic_thread_fence(std::memory_order_release);
@@ -212,7 +213,9 @@ void FlowMap::lru_push_newest(uint32_t i) {
     if (hdr_->lru_oldest == kNoEntry) hdr_->lru_oldest = i;
 }
 
-void FlowMap::touch(FlowEntry* e) {
+void FlowMap::touch(FlowEntry* e, uint64_t ts_ns) {
+    if (ts_ns < e->lru_ns + kLruGranularityNs) return;
+    e->lru_ns = ts_ns;
     uint32_t i = index_of(e);
     if (hdr_->lru_newest == i) return;
     lru_unlink(i);

@@ -18,7 +18,7 @@
 namespace angel {
 
 inline constexpr uint64_t kSegmentMagic = 0x314d534c45474e41ull;  // "ANGELSM1"
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 // FlowMap entries beyond flow.max_flows (see Segment::create).
 inline constexpr uint32_t kFlowMapSpare = 4096;
 

@@ -167,12 +167,12 @@ TEST(FlowMap, LruOrder) {
     FlowEntry* b = fm.insert(key_of(2), hash_of(2), 2, 2);
     FlowEntry* c = fm.insert(key_of(3), hash_of(3), 3, 3);
     EXPECT_EQ(lru_order(fm), (std::vector<FlowEntry*>{a, b, c}));
-    fm.touch(a);
+    fm.touch(a, 10 * FlowMap::kLruGranularityNs);
     EXPECT_EQ(fm.oldest(), b);
     EXPECT_EQ(lru_order(fm), (std::vector<FlowEntry*>{b, c, a}));
-    fm.touch(a);  // already the newest
+    fm.touch(a, 20 * FlowMap::kLruGranularityNs);  // already the newest
     EXPECT_EQ(lru_order(fm), (std::vector<FlowEntry*>{b, c, a}));
-    fm.touch(c);
+    fm.touch(c, 30 * FlowMap::kLruGranularityNs);
     EXPECT_EQ(lru_order(fm), (std::vector<FlowEntry*>{b, a, c}));
     FlowEntry* d = fm.insert(key_of(4), hash_of(4), 4, 4);
     EXPECT_EQ(lru_order(fm), (std::vector<FlowEntry*>{b, a, c, d}));
@@ -246,14 +246,14 @@ TEST(FlowMap, RandomizedAgainstModelIdsUniqueAmongLiveFlows) {
                 ASSERT_EQ(e != nullptr, model.id_of.count(n) == 1) << "op " << op;
                 if (e) {
                     model.lru.erase(model.last_of.at(n));
-                    e->last_ns = ++now;
-                    fm.touch(e);
+                    e->last_ns = (now += FlowMap::kLruGranularityNs);
+                    fm.touch(e, now);
                     model.lru[now] = n;
                     model.last_of[n] = now;
                     break;
                 }
                 uint32_t wanted = 0xFFFFFF00u + rng() % 1500;  // also crosses 2^32
-                e = fm.insert(key_of(n), h, wanted, ++now);
+                e = fm.insert(key_of(n), h, wanted, (now += FlowMap::kLruGranularityNs));
                 if (model.id_of.size() == kCap) {
                     ASSERT_EQ(e, nullptr);
                     ++refused;
@@ -340,12 +340,12 @@ TEST(FlowMap, RecoverRebuildsLiveSetAndLruAfterIndexesAreScribbled) {
                 fm.erase(it->second);
                 by_key.erase(it);
             } else {
-                it->second->last_ns = ++now;
+                it->second->last_ns = (now += FlowMap::kLruGranularityNs);
                 it->second->packets[0] += 1;
                 it->second->bytes[1] += n;
-                fm.touch(it->second);
+                fm.touch(it->second, now);
             }
-        } else if (FlowEntry* e = fm.insert(key_of(n), h, rng() % 500, ++now)) {
+        } else if (FlowEntry* e = fm.insert(key_of(n), h, rng() % 500, (now += FlowMap::kLruGranularityNs))) {
             by_key[n] = e;
         }
     }
@@ -424,7 +424,7 @@ TEST(FlowMap, RecoverRebuildsLiveSetAndLruAfterIndexesAreScribbled) {
     for (const Saved& s : before) ids.insert(s.id);
     uint32_t added = 0;
     for (uint32_t n = 10000; ; ++n) {
-        FlowEntry* e = again.insert(key_of(n), hash_of(n) & 0x3FF, before.front().id, ++now);
+        FlowEntry* e = again.insert(key_of(n), hash_of(n) & 0x3FF, before.front().id, (now += FlowMap::kLruGranularityNs));
         if (!e) break;
         ASSERT_TRUE(ids.insert(e->flow_id).second) << "ID " << e->flow_id << " given twice";
         ++added;
@@ -524,4 +524,18 @@ TEST(FlowMap, RetireKeepsIdUntilReleaseAndSurvivesRecover) {
 }
 
 }  // namespace
+// A flow moves to the newest end at most once per kLruGranularityNs of its own time, so
+// last_ns never runs ahead of its place in the list by more than that.
+TEST(FlowMap, TouchMovesAtMostOncePerGranularity) {
+    MapMem m(16);
+    FlowMap& fm = m.map;
+    const uint64_t g = FlowMap::kLruGranularityNs;
+    FlowEntry* a = fm.insert(key_of(1), hash_of(1), 1, 1 * g);
+    FlowEntry* b = fm.insert(key_of(2), hash_of(2), 2, 1 * g);
+    fm.touch(a, 1 * g + g / 2);  // within the granularity: stays the oldest
+    EXPECT_EQ(fm.oldest(), a);
+    fm.touch(a, 2 * g);  // a whole granularity later: moves
+    EXPECT_EQ(fm.oldest(), b);
+}
+
 }  // namespace angel
