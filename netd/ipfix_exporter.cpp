@@ -3,6 +3,8 @@
 // counted; non-blocking so that a full socket buffer drops one message instead of stalling netd.
 #include "netd/ipfix_exporter.hpp"
 
+#include <poll.h>
+
 #include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -92,15 +94,25 @@ bool IpfixExporter::open_destination(const std::string& host, uint16_t port, std
 
 bool IpfixExporter::send_datagram(const uint8_t* p, size_t n) {
     // A connected UDP socket reports an ICMP error from an earlier datagram on the next send, and
-    // that send is not performed: count the stale error and try once more.
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    // that send is not performed: count the stale error and try once more. A full local socket
+    // buffer (EAGAIN, ENOBUFS) is transient: wait for room, bounded (1 s, under the heartbeat's
+    // hang timeout), so that a burst does not become a loss; the wait holds records back in the
+    // ring, which is where the meter keeps them.
+    int refused = 0;
+    for (int waits = 0;;) {
         const ssize_t r = send(fd_, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r == ssize_t(n)) return true;
+        const int err = r < 0 ? errno : EMSGSIZE;
+        if ((err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) && waits < 10) {
+            ++waits;
+            pollfd pfd{fd_, POLLOUT, 0};
+            ::poll(&pfd, 1, 100);
+            continue;
+        }
         ++counters_.send_errors;
-        counters_.last_errno = r < 0 ? errno : EMSGSIZE;
-        if (r >= 0 || errno != ECONNREFUSED) return false;
+        counters_.last_errno = err;
+        if (err != ECONNREFUSED || ++refused > 1) return false;
     }
-    return false;
 }
 
 void IpfixExporter::send_message(ipfix::Encoder& enc) {
