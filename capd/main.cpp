@@ -20,9 +20,10 @@ using namespace angel;
 namespace {
 
 // Packets per publish. Each publish may wake a sleeping procd (a futex system call on each
-// side), so fewer, larger publishes cost less; live capture publishes at least at the end of
-// every kernel block (when libpcap has nothing more), so this bounds only a busy link's delay.
-constexpr uint32_t kPublishEveryReplay = 512;
+// side), so larger publishes cost less, but a replay read from a pipe or FIFO blocks inside
+// libpcap with the unpublished packets held back: 64 keeps that hold-back small. Live capture
+// publishes at least at the end of every kernel block as well.
+constexpr uint32_t kPublishEveryReplay = 64;
 constexpr uint32_t kPublishEveryLive = 64;
 constexpr int kPollMs = 100;            // heartbeat and stop-check pace on a quiet link
 constexpr uint64_t kDrainLimitNs = 2000000000ull;  // bound on reading the kernel buffer at stop
