@@ -1,6 +1,7 @@
 #include "capd/capture_source.hpp"
 
 #include <poll.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -28,6 +29,8 @@ CaptureSource::CaptureSource(const LiveConfig& cfg) : snaplen_(cfg.snaplen) {
         // 4 KiB, about 50,000 system calls for a 200 MB trace.
         FILE* fp = std::fopen(cfg.replay_file, "rb");
         if (!fp) throw std::runtime_error(std::string("cannot read ") + cfg.replay_file + ": " + std::strerror(errno));
+        struct stat st{};
+        regular_file_ = fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode);
         // glibc ignores the size unless it is given the buffer itself.
         file_buf_.reset(new char[kFileBuffer]);
         std::setvbuf(fp, file_buf_.get(), _IOFBF, kFileBuffer);

@@ -43,6 +43,8 @@ public:
     // (and counting them as received); what it already queued can still be read with next().
     void stop_accepting();
     bool live() const { return live_; }
+    // Replay from a regular file: reads never wait for data (unlike a pipe or FIFO).
+    bool regular_file() const { return regular_file_; }
     // Replaces the BPF filter on every handle (reload of customers.networks). Throws
     // std::runtime_error when it does not compile; the old filter then stays.
     void set_filter(const char* filter);
@@ -66,6 +68,7 @@ private:
     std::unique_ptr<char[]> file_buf_;  // replay file's stdio buffer; outlives the pcap handle
     std::vector<Handle> handles_;
     bool live_ = false;
+    bool regular_file_ = false;
     uint32_t snaplen_ = 128;
 };
 
