@@ -99,7 +99,10 @@ public:
 
     uint32_t live() const { return hdr_->live.load(std::memory_order_relaxed); }
     uint32_t capacity() const { return hdr_->capacity; }
-    bool full() const { return live() >= hdr_->capacity; }
+    // No entry left for insert(): retired flows hold theirs until released.
+    bool full() const {
+        return hdr_->free_head == kNoEntry && hdr_->high_water.load(std::memory_order_relaxed) >= hdr_->capacity;
+    }
     // For readers (angelctl flows): entry i, whether in use or not; only entries below
     // high_water() have ever held a flow.
     const FlowEntry& entry(uint32_t i) const { return entries_[i]; }
