@@ -157,7 +157,8 @@ int main(int argc, char** argv) {
         } else {
             ring.count_drop();
             // Dropping on a full ring is busy work, not a hang: keep the heartbeat going.
-            if ((rt.status().counters[capd_ring_dropped].fetch_add(1, std::memory_order_relaxed) & 0x3FF) == 0)
+            rt.count(capd_ring_dropped);
+            if ((rt.status().counters[capd_ring_dropped].load(std::memory_order_relaxed) & 0x3FF) == 0)
                 rt.heartbeat();
         }
         if (!replay && (rt.status().counters[capd_packets].load(std::memory_order_relaxed) & 0xFFFF) == 0) {

@@ -85,7 +85,8 @@ private:
     FlowTimeouts timeouts_;
     RecordSink& out_;
     CounterArray ctr_;
-    void bump(size_t slot) { ctr_[slot].fetch_add(1, std::memory_order_relaxed); }
+    // procd is the only writer of its counters: no locked read-modify-write per packet.
+    void bump(size_t slot) { ctr_[slot].store(ctr_[slot].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
     std::vector<FlowEntry*> ended_;  // retired in this batch; capacity reserved once
     std::vector<FlowEntry*> inherited_;  // retired by a predecessor, flow_end not yet re-emitted
     uint32_t max_flows_;

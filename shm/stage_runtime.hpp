@@ -28,8 +28,12 @@ public:
     void ready();        // state = ready, heartbeat now
     void heartbeat() { status().heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed); }
     void finished();     // state = finished
+    // Each stage is the only writer of its own counters (a successor starts after its
+    // predecessor is dead), so a plain load and store does: no locked read-modify-write on
+    // the per-packet path. Readers (ctld, angelctl) see whole 64-bit values either way.
     void count(size_t slot, uint64_t n = 1) {
-        status().counters[slot].fetch_add(n, std::memory_order_relaxed);
+        auto& c = status().counters[slot];
+        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
     // For totals a stage keeps itself: added to what predecessors of this stage counted, so
     // counters stay cumulative across restarts.
