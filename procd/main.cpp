@@ -52,8 +52,6 @@ int main(int argc, char** argv) {
     FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
     FlowTracker tracker(map, key, timeouts_of(cfg), sink, rt.status().counters, cfg.max_flows);
     PacketParser parser;
-    sink.publish();           // flow_end records re-emitted for flows a predecessor retired
-    tracker.release_ended();
     log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
     rt.ready();
 
