@@ -60,9 +60,12 @@ void FlowTracker::closing_push(FlowEntry* e) {
     if (closing_count_ == closing_size_) {
         // Full of items for flows that ended otherwise (churn of short TCP flows): keep only
         // those still closing, in order.
+        // Full means every slot holds an item: rotate the oldest to slot 0, then compact in
+        // place (the write index never passes the read index).
+        std::rotate(closing_.get(), closing_.get() + closing_head_, closing_.get() + closing_size_);
         size_t kept = 0;
         for (size_t i = 0; i < closing_count_; ++i) {
-            const Closing c = closing_[(closing_head_ + i) % closing_size_];
+            const Closing c = closing_[i];
             if (c.entry->in_use && !c.entry->ending && c.entry->flow_id == c.flow_id && c.entry->close_ns == c.close_ns)
                 closing_[kept++] = c;
         }

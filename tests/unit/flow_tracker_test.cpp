@@ -353,3 +353,28 @@ TEST(FlowTracker, CrashBetweenInsertAndCountingStartsTheFlowProperly) {
     EXPECT_EQ(again.records[1].packet.new_flow, 1);
     EXPECT_EQ(again.records[2].end.packets[0], 1u);
 }
+
+// Short TCP flows that close and are then evicted leave stale items in the closing queue;
+// once it is full it is compacted, and a flow that is still closing keeps its place.
+TEST(FlowTracker, ClosingQueueCompactsAndKeepsLiveClosingFlows) {
+    Fixture f(4);  // 4 entries: the closing queue holds 8 items
+    uint64_t t = 1 * kSec;
+    for (uint8_t i = 1; i <= 30; ++i) {
+        const ParsedPacket syn = pkt(6, i, 40000, 2, 443, 0x02);
+        f.send(syn, t += 1000);
+        f.send(pkt(6, i, 40000, 2, 443, 0x11), t += 1000);  // FIN
+        f.send(reply(syn, 0x11), t += 1000);                 // FIN back: closing
+    }
+    // Flows 27..30 are still live and closing; the rest were evicted on the way.
+    f.tracker->expire(t + 3 * kSec);
+    f.tracker->release_ended();
+    size_t tcp_close = 0, evicted = 0;
+    for (const Record* r : of_type(f.out.records, RecordType::flow_end)) {
+        tcp_close += r->end.reason == static_cast<uint8_t>(EndReason::tcp_close);
+        evicted += r->end.reason == static_cast<uint8_t>(EndReason::evicted);
+    }
+    EXPECT_EQ(evicted, 26u);
+    EXPECT_EQ(tcp_close, 4u);
+    EXPECT_EQ(f.map.live(), 0u);
+    expect_per_flow_order(f.out.records);
+}
