@@ -67,6 +67,16 @@ struct KeyHash {
 const char* kTupleCols = "flow_id, ip_version, protocol, src_addr, src_port, dst_addr, dst_port, first_seen";
 const char* kEndCols = "last_seen, end_reason, packets, bytes";
 
+// After a failed statement: end the transaction if the connection still stands; the original
+// error is what the caller reports.
+void rollback_quietly(DbConnection& db) {
+    if (!db.ok()) return;
+    try {
+        db.exec("ROLLBACK");
+    } catch (const DbError&) {
+    }
+}
+
 }  // namespace
 
 std::vector<LiveFlow> snapshot_live_flows(const FlowMap& fm) {
@@ -221,12 +231,7 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
         }
         db.exec("COMMIT");
     } catch (const DbError&) {
-        if (db.ok()) {
-            try {
-                db.exec("ROLLBACK");
-            } catch (const DbError&) {
-            }
-        }
+        rollback_quietly(db);
         throw;
     }
     return st;
@@ -266,12 +271,7 @@ std::pair<uint64_t, uint64_t> DbFlowWriter::reconcile(DbConnection& db, const st
         inserted = std::stoull(i.text(0, 0));
         db.exec("COMMIT");
     } catch (const DbError&) {
-        if (db.ok()) {
-            try {
-                db.exec("ROLLBACK");
-            } catch (const DbError&) {
-            }
-        }
+        rollback_quietly(db);
         throw;
     }
     return {deleted, inserted};
