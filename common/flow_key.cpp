@@ -89,45 +89,6 @@ std::string format_flow_id_key(const FlowIdKey& k) {
     return out;
 }
 
-namespace {
-
-// ALEN as a constant lets the compiler turn the compares and copies into plain loads.
-template <size_t ALEN>
-bool source_is_hi(const ParsedPacket& p) {
-    const int order = std::memcmp(p.src.data(), p.dst.data(), ALEN);
-    return order > 0 || (order == 0 && p.sport > p.dport);
-}
-
-template <size_t ALEN>
-void copy_addresses(FlowKey& k, const IpBytes& lo, const IpBytes& hi) {
-    std::memcpy(k.addr_lo.data(), lo.data(), ALEN);
-    std::memcpy(k.addr_hi.data(), hi.data(), ALEN);
-}
-
-}  // namespace
-
-FlowKey make_flow_key(const ParsedPacket& p, bool* reversed) {
-    // Only the address bytes of the family take part, so stray bytes past an IPv4 address
-    // can never make two keys of the same flow differ.
-    const bool v4 = p.ip_version == 4;
-    const bool rev = v4 ? source_is_hi<4>(p) : source_is_hi<16>(p);
-
-    FlowKey k;
-    k.ip_version = p.ip_version;
-    k.proto = p.proto;
-    const IpBytes& lo = rev ? p.dst : p.src;
-    const IpBytes& hi = rev ? p.src : p.dst;
-    if (v4) {
-        copy_addresses<4>(k, lo, hi);
-    } else {
-        copy_addresses<16>(k, lo, hi);
-    }
-    k.port_lo = rev ? p.dport : p.sport;
-    k.port_hi = rev ? p.sport : p.dport;
-    if (reversed) *reversed = rev;
-    return k;
-}
-
 size_t serialize_flow_key(const FlowKey& k, uint8_t out[kFlowKeySerializedMax]) {
     const size_t alen = address_length(k.ip_version);
     out[0] = k.ip_version;
@@ -150,24 +111,6 @@ uint32_t flow_id_hash(const FlowKey& k, const FlowIdKey& key) {
     uint8_t buf[kFlowKeySerializedMax];
     size_t n = serialize_flow_key(k, buf);
     return static_cast<uint32_t>(siphash24(key, buf, n));
-}
-
-namespace {
-// 64x64 -> 128-bit multiply folded to 64 bits: every input bit reaches every output bit.
-inline uint64_t fold_mul(uint64_t a, uint64_t b) {
-    const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
-    return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
-}  // namespace
-
-uint32_t flow_bucket_hash(const FlowKey& k, const FlowIdKey& key) {
-    static_assert(sizeof(FlowKey) == 40);
-    uint64_t w[5];
-    std::memcpy(w, &k, sizeof w);
-    uint64_t h = key.k0;
-    for (int i = 0; i < 5; ++i) h = fold_mul(h ^ w[i], key.k1 ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i + 1)));
-    h = fold_mul(h, 0xD6E8FEB86659FD93ull ^ key.k0);
-    return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
 uint64_t siphash24(const FlowIdKey& key, const void* data, size_t len) {

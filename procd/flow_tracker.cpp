@@ -167,10 +167,23 @@ void FlowTracker::release_ended() {
     ended_.clear();
 }
 
+void FlowTracker::lookup(const ParsedPacket& p, Lookup& out) const {
+    // The bucket hash is cheap and runs per packet; the SipHash flow ID only for new flows.
+    out.key = make_flow_key(p, &out.reversed, id_key_, &out.hash);
+    map_.prefetch_bucket(out.hash);
+}
+
 bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos) {
+    Lookup l;
+    lookup(p, l);
+    return packet(p, l, ts_ns, wire_len, pos);
+}
+
+bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns, uint32_t wire_len,
+                         uint64_t pos) {
     flush_retired(pos);
-    bool reversed = false;
-    const FlowKey k = make_flow_key(p, &reversed);
+    const bool reversed = l.reversed;
+    const FlowKey& k = l.key;
     if (!inherited_.empty()) {
         // Repeating a predecessor's batch: a packet of a flow it ended in that batch.
         if (FlowEntry* r = retired_owner(k, pos)) {
@@ -181,8 +194,7 @@ bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
             return false;
         }
     }
-    // The bucket hash is cheap and runs per packet; the SipHash flow ID only for new flows.
-    const uint32_t hash = flow_bucket_hash(k, id_key_);
+    const uint32_t hash = l.hash;
     FlowEntry* e = map_.find(k, hash);
     if (e && pos < e->applied_end) {
         // Repeated after a predecessor's crash: already counted; re-emit only.

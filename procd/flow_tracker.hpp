@@ -59,6 +59,19 @@ public:
     // the packet ring (monotonic, shared), which makes a repeated batch recognisable.
     // Returns false when the packet was a repeat (already counted by a predecessor).
     bool packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos);
+
+    // The same in two steps, for a batch: lookup() builds the flow key and its bucket hash
+    // and asks the FlowMap to prefetch the bucket; prefetch_entry() (a few packets later)
+    // the entry; packet() then does the work. Between lookup() and packet() of one packet,
+    // other packets may be processed in order: the key and hash depend on the packet alone.
+    struct Lookup {
+        FlowKey key;
+        uint32_t hash;
+        bool reversed;
+    };
+    void lookup(const ParsedPacket& p, Lookup& out) const;
+    void prefetch_entry(const Lookup& l) const { map_.prefetch_entry(l.hash); }
+    bool packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns, uint32_t wire_len, uint64_t pos);
     // Ends flows idle past the timeout and TCP flows whose linger has passed, as of now_ns.
     void expire(uint64_t now_ns);
     // Ends every live flow (end of replay input, meter stop).

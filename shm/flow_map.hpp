@@ -72,6 +72,17 @@ public:
     void recover();
 
     FlowEntry* find(const FlowKey& k, uint32_t key_hash);
+    // Cache hints for find(), issued a few packets ahead so that the two dependent memory
+    // misses of a lookup (bucket head, then entry) overlap with other packets' work: step 1
+    // fetches the bucket, step 2 (once the bucket is likely cached) the first entry of its
+    // chain. They change nothing and may be skipped.
+    void prefetch_bucket(uint32_t key_hash) const {
+        __builtin_prefetch(&key_buckets_[key_hash & bucket_mask_]);
+    }
+    void prefetch_entry(uint32_t key_hash) const {
+        const uint32_t i = key_buckets_[key_hash & bucket_mask_];
+        if (i != kNoEntry) __builtin_prefetch(&entries_[i]);
+    }
     // Inserts a new flow; the ID is wanted_id, or the next free one of the probe sequence
     // wanted_id+1, +2, ... (mod 2^32). Returns nullptr when full (caller evicts first).
     // pos and reversed describe the creating packet; every field is set before the entry

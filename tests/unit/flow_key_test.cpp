@@ -262,6 +262,46 @@ TEST(FlowKeyCanonical, DirectionSymmetryOnRandomPackets) {
     EXPECT_GT(v6, 0);
 }
 
+// make_flow_key compares addresses as words; the specification is bytewise (memcmp) order.
+// Addresses sharing a random-length prefix exercise every byte position of that compare.
+TEST(FlowKeyCanonical, WordCompareAgreesWithBytewiseOrder) {
+    std::mt19937_64 rng(777);
+    const FlowIdKey key{rng(), rng()};
+    for (int i = 0; i < 200000; ++i) {
+        ParsedPacket p;
+        p.ip_version = (i % 3 == 0) ? 4 : 6;
+        p.proto = 17;
+        const size_t alen = p.ip_version == 4 ? 4 : 16;
+        const size_t shared = rng() % (alen + 1);
+        for (size_t b = 0; b < 16; ++b) {
+            p.src[b] = static_cast<uint8_t>(rng());
+            p.dst[b] = b < shared ? p.src[b] : static_cast<uint8_t>(rng() % 4 + p.src[b] - 2);
+        }
+        p.sport = static_cast<uint16_t>(rng() % 4);
+        p.dport = static_cast<uint16_t>(rng() % 4);
+        const int order = std::memcmp(p.src.data(), p.dst.data(), alen);
+        const bool want_rev = order > 0 || (order == 0 && p.sport > p.dport);
+        bool rev = !want_rev;
+        uint32_t hash = 0;
+        const FlowKey k = make_flow_key(p, &rev, key, &hash);
+        ASSERT_EQ(rev, want_rev) << "case " << i;
+        ASSERT_EQ(hash, flow_bucket_hash(k, key));
+        bool rev2 = !want_rev;
+        ASSERT_TRUE(make_flow_key(p, &rev2) == k);
+        ASSERT_EQ(rev2, want_rev);
+        const IpBytes& lo = want_rev ? p.dst : p.src;
+        const IpBytes& hi = want_rev ? p.src : p.dst;
+        ASSERT_EQ(std::memcmp(k.addr_lo.data(), lo.data(), alen), 0);
+        ASSERT_EQ(std::memcmp(k.addr_hi.data(), hi.data(), alen), 0);
+        for (size_t b = alen; b < 16; ++b) ASSERT_EQ(k.addr_lo[b] | k.addr_hi[b], 0);
+        ASSERT_EQ(k.port_lo, want_rev ? p.dport : p.sport);
+        ASSERT_EQ(k.port_hi, want_rev ? p.sport : p.dport);
+        ASSERT_EQ(k.ip_version, p.ip_version);
+        ASSERT_EQ(k.proto, p.proto);
+        ASSERT_EQ(k.reserved, 0);
+    }
+}
+
 TEST(FlowKeyCanonical, ReversedFlagFollowsLowerAddress) {
     bool rev = true;
     make_flow_key(packet(6, "198.18.0.1", 1000, "198.19.0.1", 80), &rev);
