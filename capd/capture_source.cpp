@@ -2,7 +2,9 @@
 
 #include <poll.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -44,7 +46,12 @@ CaptureSource::CaptureSource(const LiveConfig& cfg) : snaplen_(cfg.snaplen) {
         h.linktype = pcap_datalink(h.p);
         h.name = cfg.replay_file;
         handles_.push_back(h);
-        apply_filter(handles_.back(), cfg.bpf_filter);
+        // A pipe or FIFO cannot be mapped; libpcap keeps reading those (and other formats).
+        if (regular_file_) map_classic_file(fp);
+        if (file_reader_)
+            compile_file_filter(cfg.bpf_filter);
+        else
+            apply_filter(handles_.back(), cfg.bpf_filter);
         return;
     }
     live_ = true;
@@ -84,7 +91,32 @@ void CaptureSource::apply_filter(Handle& h, const char* filter) {
     if (rc != 0) throw std::runtime_error(pcap_problem(h.p, "cannot set the capture filter on " + h.name));
 }
 
+void CaptureSource::map_classic_file(FILE* fp) {
+    // The magic as stored, read without moving the stream libpcap has read the header from.
+    uint8_t magic[4];
+    const int fd = fileno(fp);
+    if (pread(fd, magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic)) return;
+    const std::optional<PcapFileFormat> fmt = classic_pcap_format(handles_.front().p, magic);
+    if (!fmt || !file_map_.map(fd)) return;
+    file_reader_.emplace(file_map_.data(), file_map_.size(), *fmt);
+}
+
+void CaptureSource::compile_file_filter(const char* filter) {
+    // Compiled on libpcap's handle for the file (its link type and snapshot length), as
+    // pcap_setfilter would install it; the old program stays if the new one does not compile.
+    bpf_program prog{};
+    if (filter && filter[0] != '\0' &&
+        pcap_compile(handles_.front().p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) != 0)
+        throw std::runtime_error(pcap_problem(handles_.front().p, "bad capture filter \"" + std::string(filter) + "\""));
+    pcap_freecode(&file_filter_);
+    file_filter_ = prog;
+}
+
 void CaptureSource::set_filter(const char* filter) {
+    if (file_reader_) {
+        compile_file_filter(filter);
+        return;
+    }
     // An empty filter means everything: install one that accepts all.
     for (Handle& h : handles_) apply_filter(h, filter && filter[0] ? filter : "");
     if (!filter || !filter[0]) {
@@ -99,6 +131,7 @@ void CaptureSource::set_filter(const char* filter) {
 }
 
 CaptureSource::~CaptureSource() {
+    pcap_freecode(&file_filter_);
     for (Handle& h : handles_)
         if (h.p) pcap_close(h.p);
 }
@@ -120,6 +153,7 @@ bool CaptureSource::fill_pending(Handle& h) {
 }
 
 CaptureSource::Result CaptureSource::next(CapturedPacket& out, int timeout_ms) {
+    if (file_reader_) return next_from_file(out);
     if (!live_) {
         Handle& h = handles_.front();
         pcap_pkthdr* hdr = nullptr;
@@ -159,6 +193,26 @@ CaptureSource::Result CaptureSource::next(CapturedPacket& out, int timeout_ms) {
         poll(fds, n, timeout_ms);
     }
     return Result::none;
+}
+
+CaptureSource::Result CaptureSource::next_from_file(CapturedPacket& out) {
+    PcapRecord r;
+    for (;;) {
+        if (!file_reader_->next(r)) return Result::end;  // a damaged record ends it, as in libpcap
+        if (!file_filter_.bf_insns) break;
+        // The filter sees the record as libpcap's reader would filter it: capped at the file's
+        // snapshot length, not yet at capd's snaplen.
+        pcap_pkthdr h{};
+        h.caplen = r.caplen;
+        h.len = r.wire_len;
+        if (pcap_offline_filter(&file_filter_, &h, r.data) != 0) break;
+    }
+    out.ts_ns = r.ts_ns;
+    out.wire_len = r.wire_len;
+    out.caplen = std::min<uint32_t>(r.caplen, snaplen_);
+    out.linktype = handles_.front().linktype;
+    out.data = r.data;
+    return Result::packet;
 }
 
 void CaptureSource::stop_accepting() {

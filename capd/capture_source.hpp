@@ -5,9 +5,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "capd/mapped_file.hpp"
+#include "capd/pcap_file_reader.hpp"
 #include "shm/live_config.hpp"
 
 namespace angel {
@@ -45,6 +48,8 @@ public:
     bool live() const { return live_; }
     // Replay from a regular file: reads never wait for data (unlike a pipe or FIFO).
     bool regular_file() const { return regular_file_; }
+    // Replay reads the file's records in place from a mapping instead of through libpcap.
+    bool reads_in_place() const { return file_reader_.has_value(); }
     // Replaces the BPF filter on every handle (reload of customers.networks). Throws
     // std::runtime_error when it does not compile; the old filter then stays.
     void set_filter(const char* filter);
@@ -63,10 +68,18 @@ private:
     bool fill_pending(Handle& h);
     void open_live(const LiveConfig& cfg, const char* ifname);
     void apply_filter(Handle& h, const char* filter);
+    void map_classic_file(FILE* fp);
+    void compile_file_filter(const char* filter);
+    Result next_from_file(CapturedPacket& out);
 
     static constexpr size_t kFileBuffer = 1 << 20;
     std::unique_ptr<char[]> file_buf_;  // replay file's stdio buffer; outlives the pcap handle
     std::vector<Handle> handles_;
+    // Replay of a regular classic pcap file: records are read in place from a mapping, and
+    // libpcap's handle only compiles the filter, which is then run here on each record.
+    MappedFile file_map_;
+    std::optional<PcapFileReader> file_reader_;
+    bpf_program file_filter_{};  // no instructions: no filter
     bool live_ = false;
     bool regular_file_ = false;
     uint32_t snaplen_ = 128;

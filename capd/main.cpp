@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     uint64_t skip = replay ? stop.replay_published.load() : 0;
     if (skip) log_info("resuming replay after %llu packets", static_cast<unsigned long long>(skip));
     if (replay)
-        log_info("replaying %s", cfg.replay_file);
+        log_info("replaying %s%s", cfg.replay_file, src->reads_in_place() ? " (mapped, read in place)" : "");
     else
         log_info("capturing on %u interface(s), snaplen %u", cfg.interface_count, cfg.snaplen);
     rt.ready();
