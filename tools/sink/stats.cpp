@@ -9,7 +9,8 @@
 
 namespace angel::sink {
 
-Stats::Stats() { live_.reserve(1 << 16); }
+// Room for 32k live flows before the first doubling.
+Stats::Stats() : live_(1 << 16) {}
 
 void Stats::on_message(const ipfix::MessageResult& m, size_t bytes) {
     ++datagrams_;
@@ -35,24 +36,18 @@ void Stats::offer_top(const FlowStat& f) {
     if (top_.size() > kTop) top_.pop_back();
 }
 
-void Stats::on_record(const ipfix::DecodedRecord& r) {
+void Stats::on_flow_record(const ipfix::DecodedRecord& r) {
     ++by_kind_[size_t(r.kind)];
     switch (r.kind) {
-    case ipfix::RecordKind::packet: {
-        pkt_bytes_ += r.packet.wire_len;
-        auto it = live_.find(r.packet.flow_id);
-        if (it != live_.end()) {
-            ++it->second.packets;
-            it->second.bytes += r.packet.wire_len;
-        }
-        break;
-    }
+    case ipfix::RecordKind::packet: break;  // on_record's inline path
     case ipfix::RecordKind::flow_start: {
-        FlowStat& f = live_[r.start.flow_id];
-        f = FlowStat{};
-        f.flow_id = r.start.flow_id;
-        f.start = r.start;
-        f.have_start = true;
+        // A repeated start for a live ID resets its counts but keeps its place in the tie order.
+        bool inserted = false;
+        FlowTable::Slot& f = live_.insert(r.start.flow_id, &inserted);
+        f.packets = f.bytes = 0;
+        FlowCold& c = live_.cold(f);
+        c.start = r.start;
+        if (inserted) c.order = ++inserted_;
         break;
     }
     case ipfix::RecordKind::flow_end: {
@@ -61,11 +56,11 @@ void Stats::on_record(const ipfix::DecodedRecord& r) {
         end_packets_ += p;
         end_bytes_ += b;
         ++reasons_[r.end.reason < 6 ? r.end.reason : 0];
-        FlowStat f;
-        auto it = live_.find(r.end.flow_id);
-        if (it != live_.end()) {
-            f = it->second;
-            live_.erase(it);
+        FlowStat f;  // unknown ID (start lost): no addresses
+        if (FlowTable::Slot* s = live_.find(r.end.flow_id)) {
+            f.start = live_.cold(*s).start;
+            f.have_start = true;
+            live_.erase_slot(s);  // before the ID can be reused
         }
         f.flow_id = r.end.flow_id;
         f.packets = p;
@@ -103,12 +98,35 @@ void Stats::print(FILE* out, double seconds) const {
     std::fprintf(out, "sequence         %" PRIu64 " gaps, %" PRIu64 " records lost%s\n", gaps_,
                  lost_, backwards_ ? " (plus out-of-order/restarted messages)" : "");
 
-    // Top flows: ended ones from the list, live ones from their packet records.
-    std::vector<FlowStat> all(top_.begin(), top_.end());
-    for (const auto& [id, f] : live_) all.push_back(f);
-    std::sort(all.begin(), all.end(),
-              [](const FlowStat& a, const FlowStat& b) { return a.packets > b.packets; });
-    if (all.size() > kTop) all.resize(kTop);
+    // Top flows: ended ones from the list, live ones from their packet records. Equal counts
+    // keep the order the std::unordered_map version printed (for up to 16 candidates its sort
+    // was stable): ended flows first, in list order, then live flows, the most recently
+    // inserted first (its iteration order, bucket collisions aside). Made explicit here, so it
+    // is deterministic for any number of flows.
+    struct Candidate {
+        FlowStat f;
+        uint64_t rank;  // smaller first among equal packet counts
+    };
+    std::vector<Candidate> cand;
+    cand.reserve(top_.size() + live_.size());
+    for (size_t i = 0; i < top_.size(); ++i) cand.push_back({top_[i], i});
+    live_.for_each([&](const FlowTable::Slot& s, const FlowCold& c) {
+        FlowStat f;
+        f.start = c.start;
+        f.have_start = true;
+        f.packets = s.packets;
+        f.bytes = s.bytes;
+        f.flow_id = s.id;
+        cand.push_back({f, ~uint64_t(0) - c.order});  // > any list index: order << 2^64
+    });
+    const size_t n = std::min(cand.size(), kTop);
+    std::partial_sort(cand.begin(), cand.begin() + ptrdiff_t(n), cand.end(),
+                      [](const Candidate& a, const Candidate& b) {
+                          return a.f.packets != b.f.packets ? a.f.packets > b.f.packets
+                                                            : a.rank < b.rank;
+                      });
+    std::vector<FlowStat> all;
+    for (size_t i = 0; i < n; ++i) all.push_back(cand[i].f);
     if (all.empty()) return;
     std::fprintf(out, "top %zu flows by packets:\n", all.size());
     std::fprintf(out, "  %-10s %-5s %-47s %-47s %10s %12s  %s\n", "flow_id", "proto", "source",
