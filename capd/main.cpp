@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
     const int lock_fd = take_instance_lock(cfg);
     auto& stop = rt.header().stop;
     PacketRing ring = rt.segment().packet_ring();
+    rt.segment().prefault(Segment::Ring::packet, Segment::Access::write);  // no fault per page later
 
     std::unique_ptr<CaptureSource> src;
     try {

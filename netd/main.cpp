@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     LiveConfig cfg = rt.segment().config();
     uint32_t cfg_gen = rt.header().config.generation.load();
     RecordRing<Record> ring = rt.segment().record_ring();
+    rt.segment().prefault(Segment::Ring::record, Segment::Access::read);  // no fault per page later
     auto& stop = rt.header().stop;
 
     std::unique_ptr<IpfixExporter> x;

@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
     PacketRing in = rt.segment().packet_ring();
     RecordRing<Record> records = rt.segment().record_ring();
     RecordRing<Record> events = rt.segment().event_ring();
+    // Map the rings' pages now rather than one page fault at a time on the packet path.
+    rt.segment().prefault(Segment::Ring::packet, Segment::Access::read);
+    rt.segment().prefault(Segment::Ring::record, Segment::Access::write);
+    if (cfg.db_events) rt.segment().prefault(Segment::Ring::event, Segment::Access::write);
     RingSink sink(rt, records, events, cfg.db_events != 0);
     FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
     FlowTracker tracker(map, key, timeouts_of(cfg), sink, rt.status().counters, cfg.max_flows);

@@ -3,6 +3,8 @@
 // locked (Boost.Interprocess cannot recover a mutex whose owner died).
 #include "shm/segment.hpp"
 
+#include <sys/mman.h>
+
 #include <fcntl.h>
 #include <time.h>
 
@@ -143,6 +145,22 @@ RecordRing<Record> Segment::event_ring() const {
                               reinterpret_cast<Record*>(base_ + hdr_->event_ring_offset));
 }
 FlowMap Segment::flow_map() const { return FlowMap(base_ + hdr_->flow_map_offset); }
+
+void Segment::prefault(Ring r, Access a) const {
+#if defined(MADV_POPULATE_READ) && defined(MADV_POPULATE_WRITE)
+    uint64_t off = 0, len = 0;
+    switch (r) {
+    case Ring::packet: off = hdr_->packet_ring_offset; len = hdr_->packet_ring_bytes; break;
+    case Ring::record: off = hdr_->record_ring_offset; len = hdr_->record_ring_slots * sizeof(Record); break;
+    case Ring::event: off = hdr_->event_ring_offset; len = hdr_->event_ring_slots * sizeof(Record); break;
+    }
+    // Ring offsets are page-aligned (see create()); an error only means no prefault.
+    (void)madvise(base_ + off, len, a == Access::write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+#else
+    (void)r;
+    (void)a;
+#endif
+}
 
 LiveConfig Segment::config() const {
     LiveConfig c;
