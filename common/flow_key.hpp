@@ -41,8 +41,9 @@ std::string format_flow_id_key(const FlowIdKey& k);
 // Builds the canonical key. *reversed is set when the packet travels from addr_hi to addr_lo
 // (that is: its source is the canonical "hi" side). Inline, below.
 FlowKey make_flow_key(const ParsedPacket& p, bool* reversed);
-// The same, and flow_bucket_hash() of the key, for procd's per-packet path.
-FlowKey make_flow_key(const ParsedPacket& p, bool* reversed, const FlowIdKey& id_key, uint32_t* bucket_hash);
+// The same into key, and flow_bucket_hash() of it, for procd's per-packet path.
+void make_flow_key(const ParsedPacket& p, const FlowIdKey& id_key, FlowKey& key, bool* reversed,
+                   uint32_t* bucket_hash);
 
 // The 32-bit flow ID: low 32 bits of SipHash-2-4(key, serialized canonical key),
 // serialization as in docs/flow-id.md.
@@ -143,6 +144,8 @@ inline void canonical_words(const ParsedPacket& p, uint64_t w[5], bool* reversed
     *reversed = rev;
 }
 
+inline void store_words(FlowKey& k, const uint64_t w[5]) { std::memcpy(static_cast<void*>(&k), w, sizeof k); }
+
 }  // namespace flow_key_detail
 
 inline FlowKey make_flow_key(const ParsedPacket& p, bool* reversed) {
@@ -151,18 +154,16 @@ inline FlowKey make_flow_key(const ParsedPacket& p, bool* reversed) {
     flow_key_detail::canonical_words(p, w, &rev);
     if (reversed) *reversed = rev;
     FlowKey k;
-    std::memcpy(&k, w, sizeof k);
+    flow_key_detail::store_words(k, w);
     return k;
 }
 
-inline FlowKey make_flow_key(const ParsedPacket& p, bool* reversed, const FlowIdKey& id_key,
-                             uint32_t* bucket_hash) {
+inline void make_flow_key(const ParsedPacket& p, const FlowIdKey& id_key, FlowKey& key, bool* reversed,
+                          uint32_t* bucket_hash) {
     uint64_t w[5];
     flow_key_detail::canonical_words(p, w, reversed);
     *bucket_hash = flow_key_detail::bucket_hash_words(w, id_key);
-    FlowKey k;
-    std::memcpy(&k, w, sizeof k);
-    return k;
+    flow_key_detail::store_words(key, w);
 }
 
 inline uint32_t flow_bucket_hash(const FlowKey& k, const FlowIdKey& key) {

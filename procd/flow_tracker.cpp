@@ -169,7 +169,7 @@ void FlowTracker::release_ended() {
 
 void FlowTracker::lookup(const ParsedPacket& p, Lookup& out) const {
     // The bucket hash is cheap and runs per packet; the SipHash flow ID only for new flows.
-    out.key = make_flow_key(p, &out.reversed, id_key_, &out.hash);
+    make_flow_key(p, id_key_, out.key, &out.reversed, &out.hash);
     map_.prefetch_bucket(out.hash);
 }
 

@@ -283,7 +283,8 @@ TEST(FlowKeyCanonical, WordCompareAgreesWithBytewiseOrder) {
         const bool want_rev = order > 0 || (order == 0 && p.sport > p.dport);
         bool rev = !want_rev;
         uint32_t hash = 0;
-        const FlowKey k = make_flow_key(p, &rev, key, &hash);
+        FlowKey k;
+        make_flow_key(p, key, k, &rev, &hash);
         ASSERT_EQ(rev, want_rev) << "case " << i;
         ASSERT_EQ(hash, flow_bucket_hash(k, key));
         bool rev2 = !want_rev;
