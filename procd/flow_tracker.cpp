@@ -181,7 +181,7 @@ bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
 
 bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns, uint32_t wire_len,
                          uint64_t pos) {
-    flush_retired(pos);
+    if (!inherited_.empty()) flush_retired(pos);  // only after a predecessor crashed
     const bool reversed = l.reversed;
     const FlowKey& k = l.key;
     if (!inherited_.empty()) {

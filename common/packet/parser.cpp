@@ -5,6 +5,7 @@
 #include <iterator>
 #include <optional>
 
+#include "common/packet/common_frame.hpp"
 #include "common/packet/fragment_cache.hpp"
 #include "common/packet/link_layer.hpp"
 #include "common/packet/network_layer.hpp"
@@ -98,6 +99,16 @@ PacketParser::~PacketParser() { delete frags_; }
 
 ParseStatus PacketParser::parse(int linktype, const uint8_t* data, uint32_t caplen,
                                 uint64_t ts_ns, ParsedPacket& out) {
+    out = ParsedPacket{};
+    if (parse_common_frame(linktype, data, caplen, out)) {
+        ++counters_.by_status[static_cast<size_t>(ParseStatus::ok)];
+        return ParseStatus::ok;
+    }
+    return parse_layered(linktype, data, caplen, ts_ns, out);
+}
+
+ParseStatus PacketParser::parse_layered(int linktype, const uint8_t* data, uint32_t caplen,
+                                        uint64_t ts_ns, ParsedPacket& out) {
     out = ParsedPacket{};
     const ByteReader frame{data, data == nullptr ? 0 : caplen};
     const ParseStatus s = parse_frame(linktype, frame, *frags_, counters_, ts_ns, out);

@@ -33,6 +33,11 @@ public:
     // ts_ns is used only to age fragment-cache entries. Counts the result in counters().
     ParseStatus parse(int linktype, const uint8_t* data, uint32_t caplen, uint64_t ts_ns,
                       ParsedPacket& out);
+    // The layered parser alone, without the fast path for common frames that parse() tries
+    // first (common/packet/common_frame.hpp). Same results by construction; the tests and
+    // the fuzzer use this to check that.
+    ParseStatus parse_layered(int linktype, const uint8_t* data, uint32_t caplen, uint64_t ts_ns,
+                              ParsedPacket& out);
 
     const ParseCounters& counters() const { return counters_; }
 
