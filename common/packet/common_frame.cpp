@@ -6,7 +6,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/packet/ip_protocols.hpp"
+
 namespace angel::packet {
+
+using namespace ipproto;
 
 namespace {
 
@@ -17,24 +21,13 @@ constexpr int kMaxTags = 2;  // deeper stacks go the layered way
 constexpr uint32_t kIpv4MinHeader = 20;
 constexpr uint32_t kIpv6Header = 40;
 
-constexpr uint8_t kTcp = 6;
-constexpr uint8_t kUdp = 17;
-constexpr uint8_t kSctp = 132;
-constexpr uint8_t kUdpLite = 136;
-constexpr uint8_t kEsp = 50;
-constexpr uint8_t kNoNextHeader = 59;
-
 inline uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 
 bool is_vlan_type(uint16_t t) { return t == 0x8100 || t == 0x88A8 || t == 0x9100; }
 
-bool is_ipv6_extension(uint8_t next) {
-    return next == 0 || next == 43 || next == 44 || next == 51 || next == 60;
-}
-
 // parse_transport for a packet whose bytes end at end (<= caplen).
 bool transport(const uint8_t* d, uint32_t off, uint32_t end, uint8_t proto, ParsedPacket& out) {
-    if (proto != kTcp && proto != kUdp && proto != kUdpLite && proto != kSctp) return true;
+    if (!has_ports(proto)) return true;
     if (off > end || end - off < 4) return false;  // ports cut: truncated
     if (proto == kTcp && end - off > 12) {
         if ((d[off + 12] >> 4) < 5) return false;  // bad header length

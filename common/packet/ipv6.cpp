@@ -3,6 +3,7 @@
 // header. ESP (50) and no-next-header (59) end the chain: nothing after them is readable.
 #include <algorithm>
 
+#include "common/packet/ip_protocols.hpp"
 #include "common/packet/network_layer.hpp"
 
 namespace angel::packet {
@@ -12,13 +13,7 @@ constexpr uint32_t kFixedHeader = 40;
 constexpr uint32_t kFragmentHeader = 8;
 constexpr uint32_t kMaxExtensionHeaders = 16;  // a longer chain is an attack, not traffic
 
-constexpr uint8_t kHopByHop = 0;
-constexpr uint8_t kRouting = 43;
-constexpr uint8_t kFragment = 44;
-constexpr uint8_t kEsp = 50;
-constexpr uint8_t kAuthHeader = 51;
-constexpr uint8_t kNoNextHeader = 59;
-constexpr uint8_t kDestOptions = 60;
+using namespace ipproto;
 
 NetworkResult failed(ParseStatus s) {
     NetworkResult r;

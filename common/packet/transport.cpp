@@ -4,21 +4,16 @@
 
 #include <algorithm>
 
+#include "common/packet/ip_protocols.hpp"
+
 namespace angel::packet {
 
-namespace {
-constexpr uint8_t kTcp = 6;
-constexpr uint8_t kUdp = 17;
-constexpr uint8_t kSctp = 132;
-constexpr uint8_t kUdpLite = 136;
+using namespace ipproto;
 
+namespace {
 constexpr uint32_t kPortBytes = 4;       // source port, destination port
 constexpr uint32_t kTcpOffsetByte = 12;  // data offset (high nibble)
 constexpr uint32_t kTcpFlagsByte = 13;
-
-bool has_ports(uint8_t proto) {
-    return proto == kTcp || proto == kUdp || proto == kUdpLite || proto == kSctp;
-}
 }  // namespace
 
 // Ports need only the first 4 bytes. A header cut short after them (a small snaplen, a tiny
