@@ -136,10 +136,12 @@ int main(int argc, char** argv) {
         }
     };
     auto take = [&](const CapturedPacket& p) {
-        rt.count(capd_packets);
-        rt.count(capd_bytes, p.wire_len);
         PacketSlot slot{p.ts_ns, p.wire_len, static_cast<uint16_t>(p.caplen), static_cast<uint16_t>(p.linktype)};
         bool queued = ring.push(slot, p.data);
+        // Counted once its bytes were read: a replay file cut short under capd (SIGBUS while
+        // copying) leaves no packet counted as captured that was neither queued nor dropped.
+        rt.count(capd_packets);
+        rt.count(capd_bytes, p.wire_len);
         if (!queued && replay) {
             // Replay is lossless: wait for procd, still heartbeating and honouring stop.
             do {

@@ -1,11 +1,36 @@
 #include "capd/mapped_file.hpp"
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 
 namespace angel {
+
+namespace {
+// What the SIGBUS handler needs, set before it is installed (lock-free atomics and a fixed
+// buffer: only async-signal-safe work happens in the handler).
+std::atomic<uintptr_t> watched_begin{0}, watched_end{0};
+char bus_message[512];
+
+void on_bus_error(int sig, siginfo_t* info, void*) {
+    const auto at = reinterpret_cast<uintptr_t>(info->si_addr);
+    const uintptr_t begin = watched_begin.load(), end = watched_end.load();
+    if (begin != 0 && at >= begin && at < end) {
+        const ssize_t n = write(STDERR_FILENO, bus_message, strlen(bus_message));
+        (void)n;
+        _exit(EX_IOERR);
+    }
+    signal(sig, SIG_DFL);  // not ours: die of it as before
+    raise(sig);
+}
+}  // namespace
 
 bool MappedFile::map(int fd) {
     struct stat st{};
@@ -23,7 +48,23 @@ bool MappedFile::map(int fd) {
 }
 
 MappedFile::~MappedFile() {
-    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+    if (data_) {
+        watched_begin.store(0);  // the range no longer means this file
+        munmap(const_cast<uint8_t*>(data_), size_);
+    }
+}
+
+void MappedFile::exit_cleanly_if_truncated(const char* name) const {
+    if (!data_) return;
+    std::snprintf(bus_message, sizeof bus_message,
+                  "angel-capd: the replay file %s became shorter while being read; exiting\n", name);
+    watched_end.store(reinterpret_cast<uintptr_t>(data_) + size_);
+    watched_begin.store(reinterpret_cast<uintptr_t>(data_));
+    struct sigaction sa{};
+    sa.sa_sigaction = on_bus_error;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, nullptr);
 }
 
 }  // namespace angel

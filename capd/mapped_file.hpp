@@ -19,6 +19,12 @@ public:
     const uint8_t* data() const { return data_; }
     size_t size() const { return size_; }
 
+    // A file truncated while mapped turns reads past its new end into SIGBUS. After this call,
+    // a SIGBUS inside this mapping prints one line naming the file and exits EX_IOERR (a
+    // restarted replay capd resumes after what it had published and reads what is left);
+    // any other SIGBUS still kills the process as usual. One mapping per process may report.
+    void exit_cleanly_if_truncated(const char* name) const;
+
 private:
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;

@@ -4,6 +4,9 @@
 // where libpcap ends. Then CaptureSource, which picks the reader for such files: the same
 // packets as libpcap's pcap_next_ex with capd's snaplen applied, with and without a BPF filter.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <sysexits.h>
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
 #include <unistd.h>
@@ -405,3 +408,47 @@ TEST(CaptureSourceReplay, FilterReloadMatchesLibpcap) {
 }
 
 }  // namespace
+
+// A replay file cut shorter while capd has it mapped: reading past the new end raises SIGBUS,
+// which must become one clear line and exit EX_IOERR (ctld restarts capd, which resumes after
+// what it published), not a crash. A SIGBUS elsewhere still kills as before.
+TEST(MappedFile, TruncatedWhileMappedExitsCleanly) {
+    char path[] = "/tmp/angel-mapped-XXXXXX";
+    const int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::vector<char> zeros(1 << 20, 0);
+    ASSERT_EQ(write(fd, zeros.data(), zeros.size()), static_cast<ssize_t>(zeros.size()));
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        angel::MappedFile m;
+        if (!m.map(fd)) _exit(3);
+        m.exit_cleanly_if_truncated(path);
+        if (ftruncate(fd, 4096) != 0) _exit(4);
+        volatile uint8_t sink = m.data()[800000];  // past the new end: SIGBUS
+        (void)sink;
+        _exit(0);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    unlink(path);
+    close(fd);
+    ASSERT_TRUE(WIFEXITED(st)) << "died of signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    EXPECT_EQ(WEXITSTATUS(st), EX_IOERR);
+
+    const pid_t other = fork();
+    ASSERT_GE(other, 0);
+    if (other == 0) {
+        char p2[] = "/tmp/angel-mapped-XXXXXX";
+        const int fd2 = mkstemp(p2);
+        if (fd2 < 0 || write(fd2, zeros.data(), 8192) != 8192) _exit(3);
+        angel::MappedFile m;
+        if (!m.map(fd2)) _exit(3);
+        m.exit_cleanly_if_truncated(p2);
+        unlink(p2);
+        raise(SIGBUS);  // not a fault in the mapping
+        _exit(0);
+    }
+    ASSERT_EQ(waitpid(other, &st, 0), other);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS);
+}
