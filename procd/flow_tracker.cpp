@@ -150,6 +150,17 @@ FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool revers
         release_ended();
         e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
     }
+    while (!e) {
+        // Still none: the FlowMap could not grow to max_flows (no room left in /dev/shm, see
+        // Segment::grow_flow_map), so it is full below it. Evict as at max_flows.
+        FlowEntry* victim = map_.oldest();
+        if (!victim) break;  // impossible: a map without live flows has free entries
+        end_flow(victim, EndReason::evicted);
+        bump(procd_flows_evicted);
+        out_.publish();
+        release_ended();
+        e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
+    }
     bump(procd_flows_started);
     return e;
 }

@@ -3,6 +3,7 @@
 #include <sysexits.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "common/flow_key.hpp"
 #include "common/log.hpp"
@@ -59,6 +60,30 @@ int main(int argc, char** argv) {
     log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
     rt.ready();
 
+    // FlowMap entries get memory (posix_fallocate) a step ahead of use. When /dev/shm has no
+    // room, the map stays at its size (procd evicts there) and growth is retried every 10 s.
+    uint64_t grow_retry_ns = 0;
+    bool grow_failed = false;
+    auto grow_flow_map = [&] {
+        const uint32_t r = map.reserved();
+        if (r >= map.capacity() || uint64_t{map.high_water()} + kFlowReserveStep / 2 < r) return;
+        const uint64_t now = monotonic_ns();
+        if (now < grow_retry_ns) return;
+        const uint32_t want = static_cast<uint32_t>(std::min<uint64_t>(map.capacity(), uint64_t{r} + kFlowReserveStep));
+        const int rc = rt.segment().grow_flow_map(want);
+        if (rc == 0) {
+            if (grow_failed) log_notice("FlowMap grows again: %u entries reserved", map.reserved());
+            grow_failed = false;
+            return;
+        }
+        if (!grow_failed)
+            log_err("cannot reserve memory for more than %u flows in /dev/shm: %s; flows beyond are evicted "
+                    "(enlarge /dev/shm or lower flow.max_flows)", r, strerror(rc));
+        grow_failed = true;
+        grow_retry_ns = now + 10'000'000'000ull;
+    };
+    grow_flow_map();
+
     uint64_t trace_now = 0;        // latest capture timestamp seen (replay clock)
     uint64_t last_gc_trace = 0;
     uint64_t gc_seen = rt.header().gc_request.load();
@@ -102,6 +127,7 @@ int main(int argc, char** argv) {
             tracker.packet(it.parsed, it.lookup, it.slot->ts_ns, it.slot->wire_len, it.pos);
         }
         if (n > 0) {
+            grow_flow_map();  // at most kBatch new flows per batch: far less than the step
             rt.count(procd_packets, n);  // includes repeats after a predecessor's crash
             // In replay, expiry follows the trace clock so results do not depend on speed.
             if (replay && trace_now >= last_gc_trace + gc_step) {

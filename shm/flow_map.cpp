@@ -27,12 +27,18 @@ size_t FlowMap::bytes_for(uint32_t capacity) {
            align64(size_t{capacity} * sizeof(FlowEntry)) + align64(size_t{capacity} * sizeof(uint32_t));
 }
 
-void FlowMap::format(void* mem, uint32_t capacity) {
+size_t FlowMap::entry_offset(uint32_t capacity, uint32_t i) {
+    return align64(sizeof(FlowMapHeader)) + 2 * align64(buckets_for(capacity) * sizeof(uint32_t)) +
+           size_t{i} * sizeof(FlowEntry);
+}
+
+void FlowMap::format(void* mem, uint32_t capacity, uint32_t reserved) {
     auto* h = new (mem) FlowMapHeader{};
     h->magic = kFlowMapMagic;
     h->capacity = capacity;
     h->bucket_count = buckets_for(capacity);
     h->high_water.store(0, std::memory_order_relaxed);
+    h->reserved.store(std::min(reserved, capacity), std::memory_order_relaxed);
     FlowMap m(mem);
     m.recover();  // entries are never read above high_water: nothing to clear
 }
@@ -142,7 +148,7 @@ FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_
                            uint64_t ts_ns, uint64_t pos, bool reversed) {
     uint32_t i = hdr_->free_head;
     const uint32_t hw = hdr_->high_water.load(std::memory_order_relaxed);
-    if (i == kNoEntry && hw >= hdr_->capacity) return nullptr;
+    if (i == kNoEntry && hw >= usable()) return nullptr;
     uint32_t id = wanted_id;
     while (id_in_use(id)) ++id;  // terminates: fewer live flows than 2^32
     if (i != kNoEntry) {

@@ -8,6 +8,7 @@
 // The indexes are rebuilt from the entries by recover() when procd (re)attaches, so a
 // procd killed in the middle of an update leaves nothing that a restart cannot repair.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -56,13 +57,23 @@ struct FlowMapHeader {
     // on the free list, so creating a large map and attaching to it cost nothing per entry.
     std::atomic<uint32_t> high_water{0};
     std::atomic<uint64_t> generation{0};  // bumped on every insert/erase (for readers)
+    // Entries below this index have memory behind them (posix_fallocate on the segment): the
+    // segment reserves a first part, procd reserves more ahead of high_water as flows arrive
+    // (Segment::grow_flow_map), so /dev/shm holds what the traffic uses, not max_flows, and
+    // an entry is never touched without backing (no SIGBUS when /dev/shm fills up).
+    std::atomic<uint32_t> reserved{0};
 };
 
 class FlowMap {
 public:
     static size_t bytes_for(uint32_t capacity);
-    // Lays out an empty map in mem (bytes_for(capacity) bytes).
-    static void format(void* mem, uint32_t capacity);
+    // Byte offsets inside the map's memory of entry i, and of what follows the entries; the
+    // segment reserves memory by these (everything but the entries up front).
+    static size_t entry_offset(uint32_t capacity, uint32_t i);
+    static size_t entries_end(uint32_t capacity) { return entry_offset(capacity, capacity); }
+    // Lays out an empty map in mem (bytes_for(capacity) bytes) whose first `reserved` entries
+    // have memory behind them (all of them by default: ordinary memory).
+    static void format(void* mem, uint32_t capacity, uint32_t reserved = UINT32_MAX);
 
     FlowMap() = default;
     explicit FlowMap(void* mem);
@@ -84,7 +95,8 @@ public:
         if (i != kNoEntry) __builtin_prefetch(&entries_[i]);
     }
     // Inserts a new flow; the ID is wanted_id, or the next free one of the probe sequence
-    // wanted_id+1, +2, ... (mod 2^32). Returns nullptr when full (caller evicts first).
+    // wanted_id+1, +2, ... (mod 2^32). Returns nullptr when full (caller evicts first): no
+    // free entry below the capacity and the reserved part.
     // pos and reversed describe the creating packet; every field is set before the entry
     // becomes visible (in_use), so a reader or a successor never sees a half-made flow.
     FlowEntry* insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id, uint64_t ts_ns,
@@ -111,8 +123,11 @@ public:
     uint32_t live() const { return hdr_->live.load(std::memory_order_relaxed); }
     uint32_t capacity() const { return hdr_->capacity; }
     // No entry left for insert(): retired flows hold theirs until released.
-    bool full() const {
-        return hdr_->free_head == kNoEntry && hdr_->high_water.load(std::memory_order_relaxed) >= hdr_->capacity;
+    bool full() const { return hdr_->free_head == kNoEntry && hdr_->high_water.load(std::memory_order_relaxed) >= usable(); }
+    uint32_t reserved() const { return hdr_->reserved.load(std::memory_order_acquire); }
+    // After more entries got memory behind them (never lowers it).
+    void set_reserved(uint32_t n) {
+        if (n > reserved()) hdr_->reserved.store(std::min(n, hdr_->capacity), std::memory_order_release);
     }
     // For readers (angelctl flows): entry i, whether in use or not; only entries below
     // high_water() have ever held a flow.
@@ -121,6 +136,7 @@ public:
     uint64_t generation() const { return hdr_->generation.load(std::memory_order_acquire); }
 
 private:
+    uint32_t usable() const { return std::min(hdr_->capacity, hdr_->reserved.load(std::memory_order_relaxed)); }
     uint32_t index_of(const FlowEntry* e) const { return static_cast<uint32_t>(e - entries_); }
     void lru_unlink(uint32_t i);
     void lru_push_newest(uint32_t i);

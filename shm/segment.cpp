@@ -4,6 +4,7 @@
 #include "shm/segment.hpp"
 
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 
 #include <fcntl.h>
 #include <time.h>
@@ -24,6 +25,10 @@ struct Segment::Impl {
 
 namespace {
 uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) & ~(a - 1); }
+std::string no_room(uint64_t bytes, const std::string& name, const std::string& why) {
+    return "cannot reserve " + std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB of shared memory for /dev/shm/" +
+           name + ": " + why + " (shrink shm.* or flow.max_flows, or enlarge /dev/shm)";
+}
 uint64_t pow2_floor(uint64_t n) {
     uint64_t p = 1;
     while (p * 2 <= n) p *= 2;
@@ -63,13 +68,25 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
                                                     bip::permissions(0660));
         seg->impl_->shm.truncate(static_cast<bip::offset_t>(off));
         // truncate alone makes a sparse file: on a /dev/shm too small for it, a stage would
-        // die of SIGBUS the first time a ring reaches an unbacked page. Reserve it all now.
-        const int rc = posix_fallocate(seg->impl_->shm.get_mapping_handle().handle, 0, static_cast<off_t>(off));
+        // die of SIGBUS the first time it reaches an unbacked page. A /dev/shm that cannot
+        // hold the whole segment is refused now; everything but the FlowMap entries is
+        // reserved now, and the entries a first part now, the rest as procd needs them
+        // (grow_flow_map), so that a large flow.max_flows costs memory only when used.
+        const int fd = seg->impl_->shm.get_mapping_handle().handle;
+        struct statvfs fs{};
+        if (fstatvfs(fd, &fs) == 0 && uint64_t{fs.f_bavail} * fs.f_frsize < off) {
+            bip::shared_memory_object::remove(name.c_str());
+            throw SegmentError(no_room(off, name, "only " + std::to_string((uint64_t{fs.f_bavail} * fs.f_frsize) >> 20) +
+                                                      " MiB free"));
+        }
+        const uint32_t first = std::min(flows, kFlowReserveStep);
+        const uint64_t reserved_end = fm_off + FlowMap::entry_offset(flows, first);
+        const uint64_t entries_end = fm_off + FlowMap::entries_end(flows);
+        int rc = posix_fallocate(fd, 0, static_cast<off_t>(reserved_end));
+        if (rc == 0) rc = posix_fallocate(fd, static_cast<off_t>(entries_end), static_cast<off_t>(off - entries_end));
         if (rc != 0) {
             bip::shared_memory_object::remove(name.c_str());
-            throw SegmentError("cannot reserve " + std::to_string(off >> 20) + " MiB of shared memory for /dev/shm/" +
-                               name + ": " + strerror(rc) +
-                               " (shrink shm.* or flow.max_flows, or enlarge /dev/shm)");
+            throw SegmentError(no_room(off, name, strerror(rc)));
         }
         seg->impl_->region = bip::mapped_region(seg->impl_->shm, bip::read_write);
     } catch (const bip::interprocess_exception& e) {
@@ -93,7 +110,7 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
     h->packet_ring.capacity = pkt_bytes;
     h->record_ring.capacity = rec_slots;
     h->event_ring.capacity = evt_slots;
-    FlowMap::format(seg->base_ + fm_off, flows);
+    FlowMap::format(seg->base_ + fm_off, flows, std::min(flows, kFlowReserveStep));
     std::atomic_thread_fence(std::memory_order_release);
     h->magic = kSegmentMagic;  // last: an attacher never sees a half-built header as valid
     seg->hdr_ = h;
@@ -145,6 +162,18 @@ RecordRing<Record> Segment::event_ring() const {
                               reinterpret_cast<Record*>(base_ + hdr_->event_ring_offset));
 }
 FlowMap Segment::flow_map() const { return FlowMap(base_ + hdr_->flow_map_offset); }
+
+int Segment::grow_flow_map(uint32_t upto) const {
+    FlowMap fm = flow_map();
+    const uint32_t from = fm.reserved();
+    upto = std::min(upto, fm.capacity());
+    if (upto <= from) return 0;
+    const uint64_t at = hdr_->flow_map_offset + FlowMap::entry_offset(fm.capacity(), from);
+    const uint64_t len = uint64_t{upto - from} * sizeof(FlowEntry);
+    const int rc = posix_fallocate(impl_->shm.get_mapping_handle().handle, static_cast<off_t>(at), static_cast<off_t>(len));
+    if (rc == 0) fm.set_reserved(upto);
+    return rc;
+}
 
 void Segment::prefault(Ring r, Access a) const {
 #if defined(MADV_POPULATE_READ) && defined(MADV_POPULATE_WRITE)

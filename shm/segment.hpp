@@ -18,7 +18,11 @@
 namespace angel {
 
 inline constexpr uint64_t kSegmentMagic = 0x314d534c45474e41ull;  // "ANGELSM1"
-inline constexpr uint32_t kLayoutVersion = 3;
+// 4: the FlowMap header records how many entries have memory behind them.
+inline constexpr uint32_t kLayoutVersion = 4;
+// FlowMap entries reserved at a time: at creation, then by procd whenever high_water comes
+// within half of this of the reserved part (about 10 MB a step).
+inline constexpr uint32_t kFlowReserveStep = 65536;
 // FlowMap entries beyond flow.max_flows (see Segment::create).
 inline constexpr uint32_t kFlowMapSpare = 4096;
 
@@ -89,6 +93,10 @@ public:
     RecordRing<Record> record_ring() const;
     RecordRing<Record> event_ring() const;
     FlowMap flow_map() const;
+    // procd: reserves memory for the FlowMap's entries up to index upto (posix_fallocate),
+    // then lets the map use them. 0, or the errno of a /dev/shm that has no room left (the
+    // map then stays at its reserved size and procd evicts when it is reached).
+    int grow_flow_map(uint32_t upto) const;
     LiveConfig config() const;  // consistent copy
 
     // Maps one ring's pages into this process at once (MADV_POPULATE_READ/WRITE), so that

@@ -104,6 +104,29 @@ TEST(FlowMap, SameBucketChainsStayCorrect) {
     }
 }
 
+// Entries above the reserved part have no memory behind them in the segment: the map is full
+// there, whatever its capacity, until set_reserved() lets it use more.
+TEST(FlowMap, InsertStopsAtTheReservedPartUntilItGrows) {
+    MapMem m(64);
+    FlowMap::format(m.mem.get(), 64, 8);
+    FlowMap fm(m.mem.get());
+    EXPECT_EQ(fm.reserved(), 8u);
+    for (uint32_t n = 0; n < 8; ++n) ASSERT_NE(fm.insert(key_of(n), hash_of(n), n, n), nullptr) << n;
+    EXPECT_TRUE(fm.full());
+    EXPECT_EQ(fm.insert(key_of(8), hash_of(8), 8, 8), nullptr);
+    EXPECT_EQ(fm.high_water(), 8u);  // nothing above the reserved part was touched
+    fm.set_reserved(4);              // never shrinks
+    EXPECT_EQ(fm.reserved(), 8u);
+    fm.set_reserved(1000);           // capped at the capacity
+    EXPECT_EQ(fm.reserved(), 64u);
+    EXPECT_FALSE(fm.full());
+    EXPECT_NE(fm.insert(key_of(8), hash_of(8), 8, 8), nullptr);
+    FlowMap again(m.mem.get());
+    again.recover();  // the reserved part is kept across a procd restart
+    EXPECT_EQ(again.reserved(), 64u);
+    EXPECT_EQ(again.live(), 9u);
+}
+
 TEST(FlowMap, FullMapReturnsNullptr) {
     MapMem m(16);
     FlowMap& fm = m.map;

@@ -200,6 +200,33 @@ TEST(FlowTracker, FullMapEvictsTheLeastRecentlyActiveFlow) {
     expect_per_flow_order(f.out.records);
 }
 
+// max_flows 64, but only 6 entries could be given memory (a /dev/shm that filled up): the
+// tracker evicts at 6, counts it, and keeps every flow's records in order.
+TEST(FlowTracker, MapThatCouldNotGrowEvictsAtItsReservedSize) {
+    Mem mem(64);
+    FlowMap::format(mem.mem.get(), 64, 6);
+    FlowMap map(mem.mem.get());
+    Collect out;
+    std::atomic<uint64_t> ctr[kStageCounters]{};
+    FlowTracker t(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, 64);
+    uint64_t pos = 0;
+    for (uint8_t i = 1; i <= 10; ++i) {
+        t.packet(pkt(17, i, 1, 100, 2), i * kSec, 100, pos += 64);
+        t.release_ended();
+    }
+    EXPECT_EQ(map.live(), 6u);
+    EXPECT_EQ(ctr[procd_flows_evicted].load(), 4u);
+    EXPECT_EQ(ctr[procd_flows_started].load(), 10u);
+    auto en = of_type(out.records, RecordType::flow_end);
+    ASSERT_EQ(en.size(), 4u);
+    for (size_t i = 0; i < en.size(); ++i) {
+        EXPECT_EQ(en[i]->end.reason, static_cast<uint8_t>(EndReason::evicted));
+        EXPECT_EQ(en[i]->end.first_ns, (i + 1) * kSec);  // oldest first
+    }
+    EXPECT_EQ(of_type(out.records, RecordType::packet).size(), 10u);
+    expect_per_flow_order(out.records);
+}
+
 TEST(FlowTracker, FlowIdsStayUniqueAmongLiveFlows) {
     Fixture f(4096);
     for (uint32_t i = 0; i < 3000; ++i) {

@@ -2,6 +2,12 @@
 // segment, other layout version, not a segment), the live-config seqlock, and ring positions and
 // counters persisting across a stage detaching and attaching again.
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -71,6 +77,74 @@ TEST(Segment, PrefaultMapsTheRingSoWritesTakeNoPageFault) {
     auto warm = Segment::attach(inst.name);
     warm->prefault(Segment::Ring::packet, Segment::Access::write);
     EXPECT_LE(faults_writing_packet_ring(*warm), 4);
+}
+
+// /dev/shm holds what the FlowMap uses, not flow.max_flows: create() reserves a first part of
+// the entries, grow_flow_map() more, each step visible in the file's allocated blocks.
+long long allocated_bytes(const std::string& instance) {
+    struct stat st{};
+    if (stat(("/dev/shm/" + Segment::shm_name(instance)).c_str(), &st) != 0) return -1;
+    return static_cast<long long>(st.st_blocks) * 512;
+}
+
+TEST(Segment, FlowMapEntriesAreReservedAsTheyAreNeeded) {
+    const std::string name = unique_instance();
+    SegmentSizes sz = small_sizes();
+    sz.max_flows = 1000000;
+    auto seg = Segment::create(name, sz);
+    FlowMap fm = seg->flow_map();
+    EXPECT_EQ(fm.reserved(), kFlowReserveStep);
+    const long long total = static_cast<long long>(seg->header()->total_size);
+    const long long at_start = allocated_bytes(name);
+    const long long unreserved = static_cast<long long>(fm.capacity() - kFlowReserveStep) * sizeof(FlowEntry);
+    EXPECT_LE(at_start, total - unreserved + (1 << 20)) << "the entries beyond the first step are not allocated";
+    EXPECT_EQ(seg->grow_flow_map(200000), 0);
+    EXPECT_EQ(fm.reserved(), 200000u);
+    const long long grown = allocated_bytes(name) - at_start;
+    const long long step = static_cast<long long>(200000 - kFlowReserveStep) * sizeof(FlowEntry);
+    EXPECT_GE(grown, step - 8192);
+    EXPECT_LE(grown, step + 8192);
+    EXPECT_EQ(seg->grow_flow_map(100), 0);  // below what is reserved: nothing to do
+    EXPECT_EQ(fm.reserved(), 200000u);
+    seg.reset();
+    Segment::remove(name);
+}
+
+// In a /dev/shm that others filled after the meter started, the FlowMap cannot grow:
+// grow_flow_map() says so (ENOSPC) and the map keeps its reserved size. Child with its own
+// mount namespace and a 24 MiB tmpfs (root only).
+TEST(Segment, FlowMapThatCannotGrowKeepsItsSize) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for a private mount namespace";
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+            mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=24m") != 0)
+            _exit(3);
+        SegmentSizes sz = small_sizes();
+        sz.max_flows = 80000;  // more entries than the first step: about 16 MiB in all
+        const std::string name = unique_instance();
+        int code = 0;
+        try {
+            auto seg = Segment::create(name, sz);
+            const int filler = open("/dev/shm/filler", O_CREAT | O_WRONLY, 0600);
+            struct statvfs fs{};
+            if (filler < 0 || fstatvfs(filler, &fs) != 0) _exit(3);
+            if (posix_fallocate(filler, 0, static_cast<off_t>(fs.f_bavail * fs.f_frsize)) != 0) _exit(3);
+            const int rc = seg->grow_flow_map(80000 + kFlowMapSpare);
+            if (rc != ENOSPC) code = 1;
+            if (seg->flow_map().reserved() != kFlowReserveStep) code = 2;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "unexpected: %s\n", e.what());
+            code = 4;
+        }
+        Segment::remove(name);
+        _exit(code);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st)) << "child died of signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    EXPECT_EQ(WEXITSTATUS(st), 0) << "1: grew anyway, 2: reserved size changed, 3: setup, 4: other error";
 }
 
 TEST(Segment, CreateAttachRemove) {
