@@ -132,9 +132,19 @@ void FlowTracker::emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_
     out_.emit(r);
 }
 
+uint32_t FlowTracker::flow_limit() const {
+    // The map holds max_flows plus a spare for flows ending within a batch. When it could not
+    // get memory for all its entries (a full /dev/shm), the same spare is kept below the
+    // reserved part, so evictions there take the same retire-until-published way.
+    const uint32_t reserved = map_.reserved();
+    if (reserved >= map_.capacity()) return max_flows_;
+    const uint32_t spare = map_.capacity() - max_flows_;
+    return std::max<uint32_t>(1, std::min(max_flows_, reserved > spare ? reserved - spare : 1));
+}
+
 FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns,
                                     uint64_t pos) {
-    if (map_.live() >= max_flows_) {
+    if (map_.live() >= flow_limit()) {
         // At capacity: the least recently active flow makes room (counted as evicted).
         if (FlowEntry* victim = map_.oldest()) {
             end_flow(victim, EndReason::evicted);
@@ -150,17 +160,7 @@ FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool revers
         release_ended();
         e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
     }
-    while (!e) {
-        // Still none: the FlowMap could not grow to max_flows (no room left in /dev/shm, see
-        // Segment::grow_flow_map), so it is full below it. Evict as at max_flows.
-        FlowEntry* victim = map_.oldest();
-        if (!victim) break;  // impossible: a map without live flows has free entries
-        end_flow(victim, EndReason::evicted);
-        bump(procd_flows_evicted);
-        out_.publish();
-        release_ended();
-        e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
-    }
+    if (!e) return nullptr;  // every usable entry is held by a predecessor's retired flows
     bump(procd_flows_started);
     return e;
 }
@@ -227,6 +227,12 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
         }
     }
     if (!e) e = create_flow(k, hash, reversed, ts_ns, pos);
+    if (!e) {
+        // No entry at all (a map so small that a predecessor's retired flows fill it): the
+        // packet's record cannot be made; counted, never silent.
+        bump(procd_records_lost);
+        return false;
+    }
     // pos == created_pos: this packet created the flow (now, or in a predecessor that was
     // killed before counting it): its flow_start goes first.
     const bool is_new = pos == e->created_pos;

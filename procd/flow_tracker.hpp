@@ -85,6 +85,7 @@ public:
 
 private:
     FlowEntry* create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns, uint64_t pos);
+    uint32_t flow_limit() const;  // live flows at which the oldest is evicted
     FlowEntry* retired_owner(const FlowKey& k, uint64_t pos) const;
     void end_flow(FlowEntry* e, EndReason why);
     void emit_start(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns);

@@ -74,7 +74,8 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
         // (grow_flow_map), so that a large flow.max_flows costs memory only when used.
         const int fd = seg->impl_->shm.get_mapping_handle().handle;
         struct statvfs fs{};
-        if (fstatvfs(fd, &fs) == 0 && uint64_t{fs.f_bavail} * fs.f_frsize < off) {
+        // (A tmpfs mounted without a size limit reports 0 blocks in all: no limit to check.)
+        if (fstatvfs(fd, &fs) == 0 && fs.f_blocks != 0 && uint64_t{fs.f_bavail} * fs.f_frsize < off) {
             bip::shared_memory_object::remove(name.c_str());
             throw SegmentError(no_room(off, name, "only " + std::to_string((uint64_t{fs.f_bavail} * fs.f_frsize) >> 20) +
                                                       " MiB free"));

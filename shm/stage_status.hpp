@@ -40,7 +40,7 @@ enum ProcdCounter : uint8_t {
     procd_events_dropped,  // event ring full: DB events lost (reconciled later)
     procd_gc_runs,
     procd_repeated,        // packets processed again after a predecessor was killed mid-batch
-    procd_records_lost,    // records not queued because netd was given up during a stop
+    procd_records_lost,    // records not queued: netd given up during a stop, or no FlowMap entry at all
     procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
     procd_counter_count = procd_parse_first + 10  // parse counters: ParseStatus::count_ <= 10
 };

@@ -200,17 +200,30 @@ TEST(FlowTracker, FullMapEvictsTheLeastRecentlyActiveFlow) {
     expect_per_flow_order(f.out.records);
 }
 
-// max_flows 64, but only 6 entries could be given memory (a /dev/shm that filled up): the
-// tracker evicts at 6, counts it, and keeps every flow's records in order.
+// max_flows 60 in a map of 64 (4 spare), but only 10 entries could be given memory (a
+// /dev/shm that filled up): the tracker evicts at 10 - 4 = 6 live flows, counts it, keeps
+// every flow's records in order, and an evicted flow stays retired until the batch is
+// published (what makes a batch repeatable after a crash), as at max_flows.
 TEST(FlowTracker, MapThatCouldNotGrowEvictsAtItsReservedSize) {
     Mem mem(64);
-    FlowMap::format(mem.mem.get(), 64, 6);
+    FlowMap::format(mem.mem.get(), 64, 10);
     FlowMap map(mem.mem.get());
     Collect out;
     std::atomic<uint64_t> ctr[kStageCounters]{};
-    FlowTracker t(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, 64);
+    FlowTracker t(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, 60);
     uint64_t pos = 0;
-    for (uint8_t i = 1; i <= 10; ++i) {
+    for (uint8_t i = 1; i <= 6; ++i) {
+        t.packet(pkt(17, i, 1, 100, 2), i * kSec, 100, pos += 64);
+        t.release_ended();
+    }
+    t.packet(pkt(17, 7, 1, 100, 2), 7 * kSec, 100, pos += 64);
+    // Flow 1 was evicted; its entry stays held (ending) until the batch is published, so the
+    // new flow took a fresh entry instead of reusing it.
+    EXPECT_TRUE(map.entry(0).in_use && map.entry(0).ending);
+    EXPECT_EQ(map.high_water(), 7u);
+    t.release_ended();
+    EXPECT_FALSE(map.entry(0).in_use);
+    for (uint8_t i = 8; i <= 10; ++i) {
         t.packet(pkt(17, i, 1, 100, 2), i * kSec, 100, pos += 64);
         t.release_ended();
     }
