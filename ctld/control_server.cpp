@@ -35,43 +35,93 @@ ControlServer::ControlServer(const std::string& path, int gid, Handler h) : path
         log_warn("cannot give %s to group %d: %s", path.c_str(), gid, strerror(errno));
 }
 
+void ControlServer::poll_fds(std::vector<pollfd>& out) const {
+    out.push_back({conns_.size() < kMaxConnections ? fd_ : -1, POLLIN, 0});  // -1: not polled
+    for (const Conn& c : conns_) out.push_back({c.fd, static_cast<short>(c.answered ? POLLOUT : POLLIN), 0});
+}
+
+void ControlServer::service(const pollfd* ready, size_t n, uint64_t now_ns) {
+    // Connections first (their entries follow the listening socket's), then new ones.
+    std::vector<Conn> kept;
+    kept.reserve(conns_.size());
+    for (size_t i = 0; i < conns_.size(); ++i) {
+        const short ev = i + 1 < n && ready[i + 1].fd == conns_[i].fd ? ready[i + 1].revents : 0;
+        if (advance(conns_[i], ev, now_ns)) {
+            kept.push_back(std::move(conns_[i]));
+        } else {
+            close(conns_[i].fd);
+        }
+    }
+    conns_ = std::move(kept);
+    if (n > 0 && (ready[0].revents & POLLIN)) accept_new(now_ns);
+}
+
+void ControlServer::accept_new(uint64_t now_ns) {
+    while (conns_.size() < kMaxConnections) {
+        const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c < 0) return;
+        Conn conn;
+        conn.fd = c;
+        conn.deadline_ns = now_ns + kRequestDeadlineNs;
+        // A client that already sent its line is answered at once, not one loop turn later.
+        if (advance(conn, POLLIN, now_ns)) {
+            conns_.push_back(std::move(conn));
+        } else {
+            close(c);
+        }
+    }
+}
+
+bool ControlServer::advance(Conn& c, short revents, uint64_t now_ns) {
+    if (!c.answered) {
+        if (revents & (POLLIN | POLLHUP | POLLERR)) {
+            char buf[512];
+            for (;;) {
+                const ssize_t n = read(c.fd, buf, sizeof buf);
+                if (n > 0) {
+                    c.in.append(buf, static_cast<size_t>(n));
+                    if (c.in.find('\n') != std::string::npos || c.in.size() >= 4096) break;
+                    continue;
+                }
+                if (n == 0) break;  // the client closed its side: answer what it sent
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    if (now_ns >= c.deadline_ns) return false;
+                    return true;  // more to come
+                }
+                return false;
+            }
+        } else {
+            return now_ns < c.deadline_ns;
+        }
+        std::string line = c.in;
+        if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
+        const ControlReply r = handler_(line);
+        c.out = r.ok ? "OK\n" + r.body : "ERR " + r.body + "\n";
+        c.answered = true;
+        c.deadline_ns = now_ns + kReplyDeadlineNs;
+        revents = POLLOUT;  // try to send at once
+    }
+    if (revents & (POLLERR | POLLHUP)) return false;
+    if (revents & POLLOUT) {
+        while (c.sent < c.out.size()) {
+            const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) {
+                c.sent += static_cast<size_t>(n);
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            return false;
+        }
+        if (c.sent == c.out.size()) return false;  // done: close
+    }
+    return now_ns < c.deadline_ns;
+}
+
 ControlServer::~ControlServer() {
+    for (const Conn& c : conns_) close(c.fd);
     if (fd_ >= 0) {
         close(fd_);
         unlink(path_.c_str());
-    }
-}
-
-void ControlServer::serve_pending() {
-    for (;;) {
-        const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c < 0) return;
-        serve(c);
-        close(c);
-    }
-}
-
-void ControlServer::serve(int c) {
-    // One request line, read with a short deadline: a silent client cannot stall ctld.
-    std::string line;
-    char buf[512];
-    for (int waited = 0; line.find('\n') == std::string::npos && line.size() < 4096;) {
-        pollfd p{c, POLLIN, 0};
-        if (poll(&p, 1, 200) <= 0 || (waited += 200) > 1000) return;
-        const ssize_t n = read(c, buf, sizeof buf);
-        if (n <= 0) break;
-        line.append(buf, static_cast<size_t>(n));
-    }
-    if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
-    const ControlReply r = handler_(line);
-    std::string out = r.ok ? "OK\n" + r.body : "ERR " + r.body + "\n";
-    size_t off = 0;
-    while (off < out.size()) {
-        pollfd p{c, POLLOUT, 0};
-        if (poll(&p, 1, 1000) <= 0) return;
-        const ssize_t n = send(c, out.data() + off, out.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) return;
-        off += static_cast<size_t>(n);
     }
 }
 

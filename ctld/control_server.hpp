@@ -1,8 +1,14 @@
-// ctld's control socket: accepts angelctl connections without ever blocking the
-// supervisor loop for long (one short request line, one reply, close).
+// ctld's control socket: serves angelctl connections (one request line, one reply, close)
+// without ever blocking the supervisor loop: every connection is non-blocking and advanced
+// from ctld's poll loop, so a slow or silent client holds only its own connection, never
+// ctld or the other clients.
 #pragma once
+#include <poll.h>
+
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace angel {
 
@@ -17,15 +23,38 @@ public:
     // Creates the socket (0660; group set to gid when gid >= 0). Throws std::runtime_error.
     ControlServer(const std::string& path, int gid, Handler h);
     ~ControlServer();
-    int fd() const { return fd_; }
-    // Accepts and serves every pending connection.
-    void serve_pending();
+    ControlServer(const ControlServer&) = delete;
+    ControlServer& operator=(const ControlServer&) = delete;
+
+    // Appends what to poll: the listening socket, then each open connection.
+    void poll_fds(std::vector<pollfd>& out) const;
+    // After poll() over those (ready points at the first of them, in the same order):
+    // accepts, reads requests, answers complete ones, sends replies, and closes connections
+    // that are done or past their deadline.
+    void service(const pollfd* ready, size_t n, uint64_t now_ns);
+    size_t connections() const { return conns_.size(); }
+
+    static constexpr size_t kMaxConnections = 32;            // beyond: wait in the backlog
+    static constexpr uint64_t kRequestDeadlineNs = 1'000'000'000;  // to send the request line
+    static constexpr uint64_t kReplyDeadlineNs = 10'000'000'000;   // to take the whole reply
 
 private:
-    void serve(int client);
+    struct Conn {
+        int fd = -1;
+        std::string in;   // request bytes so far
+        std::string out;  // the reply, once the request is answered
+        size_t sent = 0;
+        bool answered = false;
+        uint64_t deadline_ns = 0;
+    };
+    void accept_new(uint64_t now_ns);
+    // false: the connection is finished (or failed) and is to be closed.
+    bool advance(Conn& c, short revents, uint64_t now_ns);
+
     std::string path_;
     int fd_ = -1;
     Handler handler_;
+    std::vector<Conn> conns_;
 };
 
 }  // namespace angel

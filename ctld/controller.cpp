@@ -189,11 +189,13 @@ void Controller::drive_gc(uint64_t now) {
 
 void Controller::loop() {
     for (;;) {
-        pollfd pfd[2] = {{signal_fd_, POLLIN, 0}, {control_->fd(), POLLIN, 0}};
-        poll(pfd, 2, 100);
+        pfds_.clear();
+        pfds_.push_back({signal_fd_, POLLIN, 0});
+        control_->poll_fds(pfds_);
+        poll(pfds_.data(), pfds_.size(), 100);
         handle_signals();
-        if (pfd[1].revents & POLLIN) control_->serve_pending();
         const uint64_t now = monotonic_ns();
+        control_->service(pfds_.data() + 1, pfds_.size() - 1, now);
         int st;
         pid_t pid;
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {

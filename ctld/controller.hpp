@@ -53,6 +53,7 @@ private:
     std::unique_ptr<Segment> seg_;
     std::array<std::unique_ptr<StageSupervisor>, 3> stages_;
     std::unique_ptr<ControlServer> control_;
+    std::vector<pollfd> pfds_;  // the loop's poll set, reused
     std::unique_ptr<DbThread> db_;
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;
