@@ -34,6 +34,7 @@ public:
         return *this;
     }
     JsonWriter& value(bool v) { sep(); out_ += v ? "true" : "false"; return *this; }
+    JsonWriter& null_value() { sep(); out_ += "null"; return *this; }
     template <class T>
     JsonWriter& field(std::string_view k, T v) { key(k); return value(v); }
     const std::string& str() const { return out_; }

@@ -295,6 +295,10 @@ ControlReply Controller::handle_command(const std::string& line) {
         v.ctld_started_ns = started_ns_;
         v.stopping = stopping_;
         for (auto& s : stages_) v.stages.push_back(s.get());
+        if (db_) {
+            v.database = true;
+            v.db = db_->stats();
+        }
         return {true, render_status(*seg_, v, json)};
     }
     if (cmd == "stats") return {true, render_stats(*seg_, json)};

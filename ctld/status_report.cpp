@@ -127,6 +127,19 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
         FlowMap fm = seg.flow_map();
         j.field("live", fm.live()).field("capacity", fm.capacity());
         j.end_object();
+        j.key("database");
+        if (v.database) {
+            j.begin_object();
+            j.field("connected", v.db.connected).field("connects", v.db.connects);
+            j.field("batches", v.db.batches).field("flows_written", v.db.flows_inserted);
+            j.field("flows_ended", v.db.flows_ended).field("reconciles", v.db.reconciles);
+            j.field("config_reads", v.db.config_reads);
+            j.field("events_dropped", seg.stage(StageId::procd).counters[procd_events_dropped].load());
+            j.field("last_error", v.db.last_error);
+            j.end_object();
+        } else {
+            j.null_value();
+        }
         j.end_object();
         return j.str() + "\n";
     }
@@ -160,6 +173,16 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
                   ring_fill(h.packet_ring), ring_fill(h.record_ring), ring_fill(h.event_ring), fm.live(),
                   fm.capacity());
     out += line;
+    if (v.database) {
+        std::snprintf(line, sizeof line,
+                      "database %s  connects %" PRIu64 "  flows written %" PRIu64 " (ended %" PRIu64
+                      ")  reconciles %" PRIu64 "  events dropped %" PRIu64 "\n",
+                      v.db.connected ? "connected" : "DISCONNECTED", v.db.connects, v.db.flows_inserted,
+                      v.db.flows_ended, v.db.reconciles,
+                      seg.stage(StageId::procd).counters[procd_events_dropped].load());
+        out += line;
+        if (!v.db.connected && !v.db.last_error.empty()) out += "database last error: " + v.db.last_error + "\n";
+    }
     return out;
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "ctld/db_thread.hpp"
 #include "ctld/stage_supervisor.hpp"
 #include "shm/segment.hpp"
 
@@ -16,6 +17,8 @@ struct MeterView {
     uint64_t ctld_started_ns = 0;
     bool stopping = false;
     std::vector<const StageSupervisor*> stages;
+    bool database = false;  // database.conninfo is set
+    DbThreadStats db;       // the database thread's view, when database
 };
 
 std::string render_status(const Segment& seg, const MeterView& v, bool json);

@@ -458,8 +458,19 @@ TEST_F(DbTest, OutageNoLoss) {
     ASSERT_TRUE(wait_until([&] { return sink->lines() > before + third; }, Millis(10000)));
     const CommandResult s = ctl(conf, {"stats", "--json"});
     EXPECT_GT(json_number_in(s.out, "event", "fill"), 0u) << "events should wait in the ring: " << s.out;
+    // angelctl status tells the operator the database is away, and why.
+    ASSERT_TRUE(wait_until([&] {
+        return ctl(conf, {"status", "--json"}).out.find("\"database\":{\"connected\":false") != std::string::npos;
+    }, Millis(10000))) << ctl(conf, {"status", "--json"}).out;
+    const CommandResult away = ctl(conf, {"status"});
+    EXPECT_NE(away.out.find("database DISCONNECTED"), std::string::npos) << away.out;
+    EXPECT_NE(away.out.find("database last error: "), std::string::npos) << away.out;
     ASSERT_TRUE(pg_->start()) << pg_->log();
     ASSERT_TRUE(flows_match(conf, feed.written(), Millis(20000), &why)) << "after the restart: " << why << "\n" << ctld_log();
+    const CommandResult back = ctl(conf, {"status", "--json"});
+    EXPECT_NE(back.out.find("\"database\":{\"connected\":true"), std::string::npos) << back.out;
+    EXPECT_GE(json_number_in(back.out, "database", "connects"), 2u) << back.out;
+    EXPECT_GT(json_number_in(back.out, "database", "flows_written"), 0u) << back.out;
     ASSERT_TRUE(feed.feed(feed.size()));
     std::map<std::string, uint64_t> c;
     ASSERT_NO_FATAL_FAILURE(finish_replay(feed, ctld, &c));

@@ -283,6 +283,7 @@ void run_under_load(How how) {
         EXPECT_EQ(st.stages.at(s).last_exit, how == How::kill9 ? "signal KILL" : "exit 0") << st.raw;
     }
     EXPECT_EQ(st.stages.at("capd").restarts, 0u) << st.raw;
+    EXPECT_NE(st.raw.find("\"database\":null"), std::string::npos) << "no database configured: " << st.raw;
 
     ASSERT_TRUE(m.sender->wait(90)) << "tcpreplay did not finish";
     EXPECT_EQ(m.sender->exit_code(), 0) << read_file(m.tcpreplay_out());
