@@ -99,7 +99,7 @@ void CaptureSource::map_classic_file(FILE* fp) {
     const std::optional<PcapFileFormat> fmt = classic_pcap_format(handles_.front().p, magic);
     if (!fmt || !file_map_.map(fd)) return;
     file_map_.exit_cleanly_if_truncated(handles_.front().name.c_str());
-    file_reader_.emplace(file_map_.data(), file_map_.size(), *fmt);
+    file_reader_.emplace(file_map_.data(), file_map_.size(), *fmt, fd);
 }
 
 void CaptureSource::compile_file_filter(const char* filter) {

@@ -1,5 +1,7 @@
 #include "capd/pcap_file_reader.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -56,8 +58,13 @@ std::optional<PcapFileFormat> classic_pcap_format(pcap_t* p, const uint8_t magic
     return f;
 }
 
-PcapFileReader::PcapFileReader(const uint8_t* file, size_t size, const PcapFileFormat& fmt)
-    : file_(file), size_(size), pos_(std::min(size, kFileHeader)), fmt_(fmt) {}
+PcapFileReader::PcapFileReader(const uint8_t* file, size_t size, const PcapFileFormat& fmt, int fd)
+    : file_(file), size_(size), pos_(std::min(size, kFileHeader)), fmt_(fmt), fd_(fd) {}
+
+bool PcapFileReader::cut_before(size_t end) const {
+    struct stat st{};
+    return fd_ >= 0 && fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < end;
+}
 
 bool PcapFileReader::next(PcapRecord& out) {
     const size_t left = size_ - pos_;
@@ -65,6 +72,7 @@ bool PcapFileReader::next(PcapRecord& out) {
     if (left < kRecordHeader) return stop();
     uint32_t h[4];  // seconds, fraction, caplen, len
     std::memcpy(h, file_ + pos_, sizeof h);
+    if ((h[0] | h[1] | h[2] | h[3]) == 0 && cut_before(pos_ + kRecordHeader)) return stop();
     if (fmt_.swapped)
         for (uint32_t& v : h) v = __builtin_bswap32(v);
     uint32_t caplen = h[2], len = h[3];

@@ -45,7 +45,10 @@ public:
     static constexpr uint32_t kMaxCaplen = 262144;
 
     // file/size: the whole file, header included; records are read from kFileHeader on.
-    PcapFileReader(const uint8_t* file, size_t size, const PcapFileFormat& fmt);
+    // fd (optional): the file itself, to check its length when a record header reads as all
+    // zeros -- what the tail of the last page shows when the file was cut shorter while
+    // mapped -- so that such a tail ends the input instead of passing for empty packets.
+    PcapFileReader(const uint8_t* file, size_t size, const PcapFileFormat& fmt, int fd = -1);
 
     // The next record; false at the end of the file or at the first damaged record (a cut
     // header or body, an impossible length), where libpcap ends too. Stays false after.
@@ -56,10 +59,12 @@ private:
         pos_ = size_;
         return false;
     }
+    bool cut_before(size_t end) const;  // the file is now shorter than end bytes
     const uint8_t* file_;
     size_t size_;
     size_t pos_;
     PcapFileFormat fmt_;
+    int fd_;
 };
 
 }  // namespace angel

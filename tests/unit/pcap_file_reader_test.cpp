@@ -452,3 +452,28 @@ TEST(MappedFile, TruncatedWhileMappedExitsCleanly) {
     ASSERT_EQ(waitpid(other, &st, 0), other);
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS);
 }
+
+// Cut shorter while mapped, inside the last page: the rest of that page reads as zeros, not
+// as a fault. With the file descriptor the reader checks the length when a header reads as all
+// zeros and ends there; without one (as before) those zeros passed for empty packets.
+TEST(PcapFileReader, ZerosAfterTheNewEndOfACutFileEndTheInput) {
+    const std::vector<uint8_t> whole = build(FileSpec{}, plain_records(3));
+    TempFile t(whole);
+    const int fd = open(t.path.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    angel::MappedFile m;
+    ASSERT_TRUE(m.map(fd));
+    ASSERT_LT(whole.size(), 4096u);  // one page: the cut region reads as zeros, no SIGBUS
+    PcapFileFormat fmt;
+    fmt.snapshot = 65535;
+    angel::PcapFileReader with_fd(m.data(), m.size(), fmt, fd), without_fd(m.data(), m.size(), fmt);
+    PcapRecord r{};
+    ASSERT_TRUE(with_fd.next(r));
+    ASSERT_TRUE(without_fd.next(r));
+    const size_t first_end = 24 + 16 + plain_records(3)[0].caplen;
+    ASSERT_EQ(ftruncate(fd, static_cast<off_t>(first_end)), 0);
+    EXPECT_FALSE(with_fd.next(r)) << "a record from the zeros past the new end";
+    EXPECT_TRUE(without_fd.next(r));  // what happened before: an empty record at time 0
+    EXPECT_EQ(r.caplen, 0u);
+    close(fd);
+}
