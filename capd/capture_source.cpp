@@ -15,6 +15,8 @@
 
 #include <stdexcept>
 
+#include "common/log.hpp"
+
 namespace angel {
 
 namespace {
@@ -199,7 +201,12 @@ CaptureSource::Result CaptureSource::next(CapturedPacket& out, int timeout_ms) {
 CaptureSource::Result CaptureSource::next_from_file(CapturedPacket& out) {
     PcapRecord r;
     for (;;) {
-        if (!file_reader_->next(r)) return Result::end;  // a damaged record ends it, as in libpcap
+        if (!file_reader_->next(r)) {  // a damaged record ends it, as in libpcap
+            if (file_reader_->cut())
+                log_warn("the replay file %s became shorter while being read; the replay ends at its new end",
+                         handles_.front().name.c_str());
+            return Result::end;
+        }
         if (!file_filter_.bf_insns) break;
         // The filter sees the record as libpcap's reader would filter it: capped at the file's
         // snapshot length, not yet at capd's snaplen.

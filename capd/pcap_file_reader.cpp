@@ -72,7 +72,12 @@ bool PcapFileReader::next(PcapRecord& out) {
     if (left < kRecordHeader) return stop();
     uint32_t h[4];  // seconds, fraction, caplen, len
     std::memcpy(h, file_ + pos_, sizeof h);
-    if ((h[0] | h[1] | h[2] | h[3]) == 0 && cut_before(pos_ + kRecordHeader)) return stop();
+    // Zero lengths (a real packet has some): the zeros of a cut file's last page, from any
+    // point in this header on? One fstat tells.
+    if ((h[2] | h[3]) == 0 && cut_before(pos_ + kRecordHeader)) {
+        cut_ = true;
+        return stop();
+    }
     if (fmt_.swapped)
         for (uint32_t& v : h) v = __builtin_bswap32(v);
     uint32_t caplen = h[2], len = h[3];

@@ -45,14 +45,17 @@ public:
     static constexpr uint32_t kMaxCaplen = 262144;
 
     // file/size: the whole file, header included; records are read from kFileHeader on.
-    // fd (optional): the file itself, to check its length when a record header reads as all
-    // zeros -- what the tail of the last page shows when the file was cut shorter while
-    // mapped -- so that such a tail ends the input instead of passing for empty packets.
+    // fd (optional): the file itself, to check its length when a record header has zero
+    // lengths -- what the tail of the last page shows when the file was cut shorter while
+    // mapped -- so that such a tail ends the input (see cut()) instead of passing for empty
+    // packets.
     PcapFileReader(const uint8_t* file, size_t size, const PcapFileFormat& fmt, int fd = -1);
 
     // The next record; false at the end of the file or at the first damaged record (a cut
     // header or body, an impossible length), where libpcap ends too. Stays false after.
     bool next(PcapRecord& out);
+    // next() ended because the file had become shorter than when it was mapped.
+    bool cut() const { return cut_; }
 
 private:
     bool stop() {
@@ -65,6 +68,7 @@ private:
     size_t pos_;
     PcapFileFormat fmt_;
     int fd_;
+    bool cut_ = false;
 };
 
 }  // namespace angel

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "shm/segment.hpp"  // monotonic_ns
 
 namespace angel {
 
@@ -36,7 +37,10 @@ ControlServer::ControlServer(const std::string& path, int gid, Handler h) : path
 }
 
 void ControlServer::poll_fds(std::vector<pollfd>& out) const {
-    out.push_back({conns_.size() < kMaxConnections ? fd_ : -1, POLLIN, 0});  // -1: not polled
+    // -1: not polled (all slots taken, or pausing after running out of descriptors, when the
+    // listening socket would stay readable and spin the loop).
+    const bool listen = conns_.size() < kMaxConnections && monotonic_ns() >= accept_paused_until_ns_;
+    out.push_back({listen ? fd_ : -1, POLLIN, 0});
     for (const Conn& c : conns_) out.push_back({c.fd, static_cast<short>(c.answered ? POLLOUT : POLLIN), 0});
 }
 
@@ -59,7 +63,10 @@ void ControlServer::service(const pollfd* ready, size_t n, uint64_t now_ns) {
 void ControlServer::accept_new(uint64_t now_ns) {
     while (conns_.size() < kMaxConnections) {
         const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c < 0) return;
+        if (c < 0) {
+            if (errno == EMFILE || errno == ENFILE) accept_paused_until_ns_ = now_ns + kAcceptPauseNs;
+            return;
+        }
         Conn conn;
         conn.fd = c;
         conn.deadline_ns = now_ns + kRequestDeadlineNs;
@@ -84,6 +91,7 @@ bool ControlServer::advance(Conn& c, short revents, uint64_t now_ns) {
                     continue;
                 }
                 if (n == 0) break;  // the client closed its side: answer what it sent
+                if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
                     if (now_ns >= c.deadline_ns) return false;
                     return true;  // more to come
@@ -98,6 +106,7 @@ bool ControlServer::advance(Conn& c, short revents, uint64_t now_ns) {
         const ControlReply r = handler_(line);
         c.out = r.ok ? "OK\n" + r.body : "ERR " + r.body + "\n";
         c.answered = true;
+        now_ns = monotonic_ns();  // the handler may have taken a while (flows of a large map)
         c.deadline_ns = now_ns + kReplyDeadlineNs;
         revents = POLLOUT;  // try to send at once
     }
@@ -107,8 +116,10 @@ bool ControlServer::advance(Conn& c, short revents, uint64_t now_ns) {
             const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0) {
                 c.sent += static_cast<size_t>(n);
+                c.deadline_ns = now_ns + kReplyDeadlineNs;  // a client taking the reply keeps it
                 continue;
             }
+            if (n < 0 && errno == EINTR) continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
             return false;
         }

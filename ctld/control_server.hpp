@@ -36,7 +36,8 @@ public:
 
     static constexpr size_t kMaxConnections = 32;            // beyond: wait in the backlog
     static constexpr uint64_t kRequestDeadlineNs = 1'000'000'000;  // to send the request line
-    static constexpr uint64_t kReplyDeadlineNs = 10'000'000'000;   // to take the whole reply
+    static constexpr uint64_t kReplyDeadlineNs = 10'000'000'000;   // without taking any of the reply
+    static constexpr uint64_t kAcceptPauseNs = 100'000'000;        // after EMFILE/ENFILE
 
 private:
     struct Conn {
@@ -55,6 +56,7 @@ private:
     int fd_ = -1;
     Handler handler_;
     std::vector<Conn> conns_;
+    uint64_t accept_paused_until_ns_ = 0;
 };
 
 }  // namespace angel

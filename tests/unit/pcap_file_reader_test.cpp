@@ -473,7 +473,18 @@ TEST(PcapFileReader, ZerosAfterTheNewEndOfACutFileEndTheInput) {
     const size_t first_end = 24 + 16 + plain_records(3)[0].caplen;
     ASSERT_EQ(ftruncate(fd, static_cast<off_t>(first_end)), 0);
     EXPECT_FALSE(with_fd.next(r)) << "a record from the zeros past the new end";
+    EXPECT_TRUE(with_fd.cut());
     EXPECT_TRUE(without_fd.next(r));  // what happened before: an empty record at time 0
     EXPECT_EQ(r.caplen, 0u);
+    // A cut inside the next record's header (its time kept, its lengths zeroed) ends it too.
+    for (size_t into : {4u, 8u}) {
+        ASSERT_EQ(ftruncate(fd, static_cast<off_t>(whole.size())), 0);
+        ASSERT_EQ(pwrite(fd, whole.data(), whole.size(), 0), static_cast<ssize_t>(whole.size()));
+        angel::PcapFileReader again(m.data(), m.size(), fmt, fd);
+        ASSERT_TRUE(again.next(r));
+        ASSERT_EQ(ftruncate(fd, static_cast<off_t>(first_end + into)), 0);
+        EXPECT_FALSE(again.next(r)) << "cut " << into << " bytes into the header";
+        EXPECT_TRUE(again.cut());
+    }
     close(fd);
 }
