@@ -4,20 +4,13 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
 
-namespace angel {
+#include "shm/segment.hpp"  // monotonic_ms
 
-namespace {
-uint64_t now_ms() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count());
-}
-}  // namespace
+namespace angel {
 
 std::string pg_error_text(PGconn* c) {
     std::string s = c ? PQerrorMessage(c) : "out of memory";
@@ -50,7 +43,7 @@ bool DbConnection::connect(const std::string& conninfo, int timeout_ms, int wake
         close();
         return false;
     }
-    const uint64_t deadline = now_ms() + static_cast<uint64_t>(timeout_ms);
+    const uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(timeout_ms);
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     for (;;) {
         if (st == PGRES_POLLING_OK) break;
@@ -59,7 +52,7 @@ bool DbConnection::connect(const std::string& conninfo, int timeout_ms, int wake
             close();
             return false;
         }
-        const uint64_t now = now_ms();
+        const uint64_t now = monotonic_ms();
         if (now >= deadline) {
             *error = "timed out after " + std::to_string(timeout_ms) + " ms";
             close();

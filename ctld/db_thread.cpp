@@ -15,12 +15,6 @@ namespace angel {
 
 namespace {
 
-uint64_t now_ms() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count());
-}
-
 constexpr size_t kBatch = 50000;          // events per transaction at most
 constexpr size_t kPerRound = 200000;      // events per round before notifications are checked
 constexpr int kConnectTimeoutMs = 3000;
@@ -79,7 +73,7 @@ void DbThread::stop(int drain_ms) {
         std::lock_guard<std::mutex> g(mu_);
         if (!stop_) {
             stop_ = true;
-            drain_deadline_ms_ = now_ms() + static_cast<uint64_t>(drain_ms);
+            drain_deadline_ms_ = monotonic_ms() + static_cast<uint64_t>(drain_ms);
         }
     }
     const uint64_t one = 1;
@@ -137,7 +131,7 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events) {
 }
 
 void DbThread::reconcile(DbConnection& db) {
-    const uint64_t t0 = now_ms();
+    const uint64_t t0 = monotonic_ms();
     const auto live = snapshot_live_flows(seg_->flow_map());
     const auto [deleted, inserted] = writer_.reconcile(db, live);
     {
@@ -147,7 +141,7 @@ void DbThread::reconcile(DbConnection& db) {
     if (deleted || inserted)
         log_notice("database: angel.flows reconciled with the %zu live flows (%llu rows removed, %llu added, %llu ms)",
                    live.size(), static_cast<unsigned long long>(deleted), static_cast<unsigned long long>(inserted),
-                   static_cast<unsigned long long>(now_ms() - t0));
+                   static_cast<unsigned long long>(monotonic_ms() - t0));
 }
 
 void DbThread::run() {
@@ -172,7 +166,7 @@ void DbThread::run() {
             stopping = stop_;
             deadline = drain_deadline_ms_;
         }
-        const uint64_t now = now_ms();
+        const uint64_t now = monotonic_ms();
         if (stopping && now >= deadline) break;
         if (!db_.ok()) {
             std::string err;
@@ -215,7 +209,7 @@ void DbThread::run() {
             reported_down = false;
             backoff = kBackoffFirstMs;
             need_reconcile = opt_.write_flows;
-            next_poll = now_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
+            next_poll = monotonic_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
             if (opt_.write_flows) ring_ = seg_->event_ring();  // from the committed position
         }
         try {
@@ -230,9 +224,9 @@ void DbThread::run() {
                 if (!n->extra || !*n->extra || opt_.meter_id == n->extra) refresh = true;
                 PQfreemem(n);
             }
-            if (refresh || now_ms() >= next_poll) {
+            if (refresh || monotonic_ms() >= next_poll) {
                 publish_config(fetch_db_config(db_, opt_.meter_id));
-                next_poll = now_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
+                next_poll = monotonic_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
             }
             bool empty = true;
             if (opt_.write_flows) {

@@ -117,6 +117,7 @@ private:
 };
 
 uint64_t monotonic_ns();
+inline uint64_t monotonic_ms() { return monotonic_ns() / 1'000'000; }
 uint64_t realtime_ns();
 
 }  // namespace angel
