@@ -3,7 +3,7 @@
 #   make run        demo: replay a generated trace through the meter into angel-sink
 #   make test       unit + integration tests (ctest); SANITIZE=1 for ASan+UBSan
 #   make bench      benchmarks against softflowd / nfpcapd
-#   make fuzz       libFuzzer on the packet parser for FUZZ_SECONDS (default 60)
+#   make fuzz       libFuzzer on the packet parser and on ctld's segment readers, FUZZ_SECONDS each (default 60)
 #   make install    PREFIX=/usr/local DESTDIR=
 CXX        ?= g++
 PREFIX     ?= /usr/local
@@ -46,8 +46,11 @@ bench: deps all
 
 fuzz: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DANGEL_FUZZ=ON
-	cmake --build build-fuzz -j $(JOBS) --target parser_fuzz
+	cmake --build build-fuzz -j $(JOBS) --target parser_fuzz segment_view_fuzz
 	fuzz/run.sh build-fuzz/bin/parser_fuzz $(FUZZ_SECONDS)
+	mkdir -p fuzz/corpus-segment
+	build-fuzz/bin/segment_view_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$${TMPDIR:-/tmp}/ fuzz/corpus-segment
 
 install: all
 	tools/install.sh "$(BUILD)/bin" "$(DESTDIR)" "$(PREFIX)"

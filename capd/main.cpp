@@ -12,7 +12,7 @@
 
 #include "capd/capture_source.hpp"
 #include "common/log.hpp"
-#include "common/privileges.hpp"
+#include "shm/sanitizer_stage_options.hpp"
 #include "shm/stage_runtime.hpp"
 
 using namespace angel;
@@ -29,22 +29,6 @@ constexpr uint32_t kPublishEvery = 64;
 constexpr int kPollMs = 100;            // heartbeat and stop-check pace on a quiet link
 constexpr uint64_t kDrainLimitNs = 2000000000ull;  // bound on reading the kernel buffer at stop
 
-// One capd per instance: an flock that the kernel releases when the holder dies.
-int take_instance_lock(const LiveConfig& cfg) {
-    std::string path = std::string(cfg.runtime_dir) + "/" + cfg.instance + ".capd.lock";
-    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        log_err("cannot open lock file %s: %s", path.c_str(), strerror(errno));
-        std::exit(EX_CANTCREAT);
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        log_err("another angel-capd already captures for instance %s (lock %s is held)", cfg.instance,
-                path.c_str());
-        std::exit(EX_TEMPFAIL);
-    }
-    return fd;
-}
-
 void export_pcap_stats(StageRuntime& rt, const CaptureSource& src) {
     if (!src.live()) return;
     const PcapCounters c = src.stats();
@@ -57,12 +41,11 @@ void export_pcap_stats(StageRuntime& rt, const CaptureSource& src) {
 
 int main(int argc, char** argv) {
     StageRuntime rt(StageId::capd, "angel-capd", argc, argv);
+    // As root, capd reads only the control object, which ctld alone writes: the interfaces,
+    // the filter and the replay file it opens come from there, never from the data segment.
     LiveConfig cfg = rt.segment().config();
-    uint32_t cfg_gen = rt.header().config.generation.load();
-    const int lock_fd = take_instance_lock(cfg);
-    auto& stop = rt.header().stop;
-    PacketRing ring = rt.segment().packet_ring();
-    rt.segment().prefault(Segment::Ring::packet, Segment::Access::write);  // no fault per page later
+    const ControlBlock& control = rt.control();
+    uint32_t cfg_gen = control.config.generation.load();
 
     std::unique_ptr<CaptureSource> src;
     try {
@@ -71,13 +54,12 @@ int main(int argc, char** argv) {
         log_err("%s", e.what());
         return EX_NOINPUT;
     }
-    // Capture is open: nothing below needs root.
-    std::string perr;
-    if (drop_privileges(cfg.user, &perr) == DropResult::failed) {
-        log_err("%s", perr.c_str());
-        return EX_NOPERM;
-    }
-    rt.watch_parent();  // the credentials change cleared it
+    // Capture is open: nothing below needs root. Only now the data segment is mapped.
+    rt.enter_sandbox(SandboxProfile::capd);
+    rt.attach();
+    auto& stop = rt.header().stop;
+    PacketRing ring = rt.segment().packet_ring();
+    rt.segment().prefault(Segment::Ring::packet, Segment::Access::write);  // no fault per page later
     const bool replay = !src->live();
     // A restarted replay capd resumes after what its predecessor published.
     if (replay) {
@@ -120,7 +102,7 @@ int main(int argc, char** argv) {
     };
     // A reload may change the customer filter; it applies to the open capture at once.
     auto check_reload = [&] {
-        const uint32_t gen = rt.header().config.generation.load(std::memory_order_acquire);
+        const uint32_t gen = control.config.generation.load(std::memory_order_acquire);
         if (gen != cfg_gen) {
             cfg_gen = gen;
             LiveConfig nc = rt.segment().config();
@@ -148,7 +130,7 @@ int main(int argc, char** argv) {
                 publish();
                 rt.heartbeat();
                 ring.wait_for_space(slot.caplen, 50);
-                if (StageRuntime::terminate_requested() || stop.stop_capture.load()) break;
+                if (StageRuntime::terminate_requested() || control.stop_capture.load()) break;
             } while (!(queued = ring.push(slot, p.data)));
         }
         if (queued) {
@@ -170,7 +152,7 @@ int main(int argc, char** argv) {
         }
     };
     bool input_ended = false;
-    while (!stop.stop_capture.load(std::memory_order_relaxed) && !StageRuntime::terminate_requested()) {
+    while (!control.stop_capture.load(std::memory_order_relaxed) && !StageRuntime::terminate_requested()) {
         const auto r = src->next(pkt, unpublished ? 0 : kPollMs);
         if (r == CaptureSource::Result::end) {
             input_ended = true;
@@ -193,7 +175,7 @@ int main(int argc, char** argv) {
         }
         take(pkt);
     }
-    if (!replay && stop.stop_capture.load()) {
+    if (!replay && control.stop_capture.load()) {
         // Orderly stop: packets the kernel already accepted (counted in pcap_received) are
         // read and counted too, not left unseen in the buffer. The socket first stops taking
         // new ones, so the drain ends when captured + dropped reaches received.
@@ -216,11 +198,10 @@ int main(int argc, char** argv) {
     // Finished only when the meter stops or the input ended; a capd killed or restarted on its
     // own must not make procd end every flow.
     if (input_ended) stop.input_ended.store(1, std::memory_order_release);
-    if (input_ended || stop.stop_capture.load()) {
+    if (input_ended || control.stop_capture.load()) {
         stop.capd_finished.store(1, std::memory_order_release);
         rt.finished();
     }
-    close(lock_fd);
     log_info("finished: %llu packets captured, %llu queued, %llu dropped at the ring",
              static_cast<unsigned long long>(rt.status().counters[capd_packets].load()),
              static_cast<unsigned long long>(rt.status().counters[capd_queued].load()),

@@ -343,6 +343,13 @@ void read_supervisor(const Reader& r, const Setting& g, SupervisorConfig& c) {
     });
 }
 
+void read_control(const Reader& r, const Setting& g, ControlConfig& c) {
+    r.expect_group(g, "control");
+    r.walk(g, "control.", {
+        {"group", [&](const Setting& s) { c.group = r.string(s, "control.group", kMaxUserLen); }},
+    });
+}
+
 void read_root(const Reader& r, const Setting& root, Config& c) {
     bool meter_id_set = false;
     r.walk(root, "", {
@@ -353,7 +360,13 @@ void read_root(const Reader& r, const Setting& root, Config& c) {
                                c.instance + "\"");
              }
          }},
-        {"user", [&](const Setting& s) { c.user = r.string(s, "user", kMaxUserLen); }},
+        {"user", [&](const Setting& s) {
+             c.user = r.string(s, "user", kMaxUserLen);
+             c.user_set = true;
+             // The stages parse hostile traffic: never as root (checked again against the
+             // account database where the meter starts, see ctld/stage_user.cpp).
+             if (c.user == "root") r.fail(s, "user must not be root: the stages parse hostile traffic");
+         }},
         {"runtime_dir", [&](const Setting& s) {
              c.runtime_dir = r.string(s, "runtime_dir", kMaxPathLen);
              if (c.runtime_dir[0] != '/') r.fail(s, "runtime_dir must be an absolute path");
@@ -371,6 +384,7 @@ void read_root(const Reader& r, const Setting& root, Config& c) {
         {"ha", [&](const Setting& s) { read_ha(r, s, c.ha); }},
         {"shm", [&](const Setting& s) { read_shm(r, s, c.shm); }},
         {"supervisor", [&](const Setting& s) { read_supervisor(r, s, c.supervisor); }},
+        {"control", [&](const Setting& s) { read_control(r, s, c.control); }},
     });
     if (!meter_id_set) c.database.meter_id = c.instance;
 }

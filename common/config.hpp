@@ -100,10 +100,16 @@ struct SupervisorConfig {
     int hang_timeout = 5;
 };
 
+// Section "control": who may use angelctl.
+struct ControlConfig {
+    std::string group;  // operators' group for the control socket; empty = root only
+};
+
 struct Config {
     std::string source_file;  // the file it was read from; empty for default_config()
     std::string instance = "default";
     std::string user = "angel";
+    bool user_set = false;    // "user" was in the file: it must exist (no fallback to nobody)
     std::string runtime_dir = "/var/run/angel";
     CaptureConfig capture;
     ClassifierConfig classifier;
@@ -114,6 +120,7 @@ struct Config {
     HaConfig ha;
     ShmConfig shm;
     SupervisorConfig supervisor;
+    ControlConfig control;
 };
 
 // what() is "file:line: message", or "file: message" when no line applies (unreadable file).

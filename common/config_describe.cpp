@@ -181,6 +181,7 @@ std::string describe(const Config& c) {
     line("shm.record_ring", std::to_string(c.shm.record_ring));
     line("shm.event_ring", std::to_string(c.shm.event_ring));
     line("supervisor.hang_timeout", std::to_string(c.supervisor.hang_timeout));
+    line("control.group", c.control.group.empty() ? "(not set: only root uses angelctl)" : quoted(c.control.group));
     return o.str();
 }
 

@@ -15,7 +15,8 @@
 
 namespace angel {
 
-ControlServer::ControlServer(const std::string& path, int gid, Handler h) : path_(path), handler_(std::move(h)) {
+ControlServer::ControlServer(const std::string& path, int gid, Handler h, long refused_uid)
+    : path_(path), handler_(std::move(h)), refused_uid_(refused_uid) {
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     if (path.size() >= sizeof sa.sun_path) throw std::runtime_error("control socket path too long: " + path);
@@ -23,8 +24,8 @@ ControlServer::ControlServer(const std::string& path, int gid, Handler h) : path
     fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + strerror(errno));
     unlink(path.c_str());  // a stale socket of a dead ctld (the pidfile lock proved it dead)
-    // Created 0660 from the start: no window in which others could connect.
-    const mode_t old = umask(0117);
+    // Created with its final mode from the start: no window in which others could connect.
+    const mode_t old = umask(gid >= 0 ? 0117 : 0177);
     const int rc = bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     umask(old);
     if (rc != 0 || listen(fd_, 16) != 0) {
@@ -66,6 +67,17 @@ void ControlServer::accept_new(uint64_t now_ns) {
         if (c < 0) {
             if (errno == EMFILE || errno == ENFILE) accept_paused_until_ns_ = now_ns + kAcceptPauseNs;
             return;
+        }
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (refused_uid_ >= 0 && (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+                                  static_cast<long>(cred.uid) == refused_uid_)) {
+            // A stage (or anything running as the stages' user) never commands ctld.
+            static const char kRefused[] = "ERR the stages' user may not use the control socket\n";
+            [[maybe_unused]] ssize_t n = send(c, kRefused, sizeof kRefused - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (refused_peers_++ == 0) log_warn("refused a control connection from uid %u (the stages' user)", cred.uid);
+            close(c);
+            continue;
         }
         Conn conn;
         conn.fd = c;

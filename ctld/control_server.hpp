@@ -20,8 +20,11 @@ struct ControlReply {
 class ControlServer {
 public:
     using Handler = std::function<ControlReply(const std::string& line)>;
-    // Creates the socket (0660; group set to gid when gid >= 0). Throws std::runtime_error.
-    ControlServer(const std::string& path, int gid, Handler h);
+    // Creates the socket: 0660 with group gid (the operators', control.group) when gid >= 0,
+    // else 0600 (root only). A peer whose uid is refused_uid (the stages' user; -1: none) is
+    // turned away whatever the file modes say (SO_PEERCRED). Throws std::runtime_error.
+    ControlServer(const std::string& path, int gid, Handler h, long refused_uid = -1);
+    uint64_t refused_peers() const { return refused_peers_; }
     ~ControlServer();
     ControlServer(const ControlServer&) = delete;
     ControlServer& operator=(const ControlServer&) = delete;
@@ -57,6 +60,8 @@ private:
     Handler handler_;
     std::vector<Conn> conns_;
     uint64_t accept_paused_until_ns_ = 0;
+    long refused_uid_ = -1;
+    uint64_t refused_peers_ = 0;
 };
 
 }  // namespace angel

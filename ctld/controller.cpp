@@ -52,8 +52,9 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 // One line an operator (and the tests) can read after a stop: where every packet went.
-void log_final_counters(Segment& seg, const std::string& instance) {
-    auto c = [&](StageId s, size_t i) { return static_cast<unsigned long long>(seg.stage(s).counters[i].load()); };
+void log_final_counters(const Segment& seg, const std::string& instance) {
+    const CheckedSegmentView view(seg);
+    auto c = [&](StageId s, size_t i) { return static_cast<unsigned long long>(view.counter(s, i)); };
     log_notice("instance %s stopped: captured=%llu queued=%llu ring_dropped=%llu pcap_received=%llu "
                "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
                "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
@@ -70,19 +71,16 @@ void log_final_counters(Segment& seg, const std::string& instance) {
 
 }  // namespace
 
-Controller::Controller(const ControllerOptions& opt, Config cfg) : opt_(opt), cfg_(std::move(cfg)) {}
+Controller::Controller(const ControllerOptions& opt, Config cfg, StageUser user)
+    : opt_(opt), cfg_(std::move(cfg)), user_(std::move(user)) {}
 
 Controller::~Controller() {
     if (signal_fd_ >= 0) close(signal_fd_);
 }
 
-int Controller::stage_gid() const {
-    const passwd* pw = getpwnam(cfg_.user.c_str());
-    return pw ? static_cast<int>(pw->pw_gid) : -1;
-}
-
 int Controller::run() {
     started_ns_ = monotonic_ns();
+    jail_ = cfg_.runtime_dir + "/empty";  // checked by main() before detaching
     LiveConfig live;
     try {
         key_ = resolve_id_key(cfg_.flow.id_key, cfg_.runtime_dir, cfg_.instance);
@@ -106,22 +104,19 @@ int Controller::run() {
         sz.event_ring_bytes = cfg_.shm.event_ring;
         sz.max_flows = static_cast<uint32_t>(cfg_.flow.max_flows);
         seg_ = Segment::create(cfg_.instance, sz);
-        const int gid = stage_gid();
-        // Members of the meter's group reach the control socket through runtime_dir.
-        if (gid >= 0 && geteuid() == 0 && chown(cfg_.runtime_dir.c_str(), 0, static_cast<gid_t>(gid)) != 0)
-            log_warn("cannot give %s to group %d: %s", cfg_.runtime_dir.c_str(), gid, strerror(errno));
-        // procd and netd run as the unprivileged user: the segment is theirs through its group.
-        if (gid >= 0 && chown(("/dev/shm/" + Segment::shm_name(cfg_.instance)).c_str(), static_cast<uid_t>(-1),
-                              static_cast<gid_t>(gid)) != 0)
-            log_warn("cannot give the segment to group %d: %s", gid, strerror(errno));
-        control_ = std::make_unique<ControlServer>(control_socket_path(cfg_.runtime_dir, cfg_.instance), gid,
-                                                   [this](const std::string& l) { return handle_command(l); });
+        // Operators (control.group) reach the socket; the stages' user never does, whatever
+        // the modes (see docs/security.md). Nobody but root opens the shared memory.
+        const int gid = user_.control_group ? static_cast<int>(user_.control_gid) : -1;
+        control_ = std::make_unique<ControlServer>(
+            control_socket_path(cfg_.runtime_dir, cfg_.instance), gid,
+            [this](const std::string& l) { return handle_command(l); },
+            geteuid() == 0 ? static_cast<long>(user_.uid) : -1L);
     } catch (const std::exception& e) {
         log_err("%s", e.what());
         return EX_OSERR;
     }
-    write_live_config(seg_->header()->config, live);
-    seg_->header()->ctld_pid.store(getpid());
+    write_live_config(seg_->control_rw().config, live);
+    seg_->control_rw().ctld_pid.store(getpid());
     seg_->stage(StageId::ctld).pid.store(getpid());
     seg_->stage(StageId::ctld).state.store(static_cast<uint32_t>(StageState::ready));
 
@@ -134,7 +129,8 @@ int Controller::run() {
     control_.reset();
     seg_.reset();
     Segment::remove(cfg_.instance);
-    unlink((cfg_.runtime_dir + "/" + cfg_.instance + ".capd.lock").c_str());
+    for (StageId id : {StageId::capd, StageId::procd, StageId::netd})
+        unlink((cfg_.runtime_dir + "/" + cfg_.instance + "." + stage_name(id) + ".lock").c_str());
     return exit_code_;
 }
 
@@ -144,7 +140,10 @@ void Controller::start_stages() {
     so.instance = cfg_.instance;
     so.foreground = opt_.foreground;
     so.hang_timeout_ns = static_cast<uint64_t>(cfg_.supervisor.hang_timeout) * kSecond;
-    so.user = cfg_.user;
+    so.uid = user_.uid;
+    so.gid = user_.gid;
+    so.jail = jail_;
+    so.lock_dir = cfg_.runtime_dir;
     // Downstream first, so every consumer is there before its producer starts.
     stages_[0] = std::make_unique<StageSupervisor>(StageId::netd, *seg_, so);
     stages_[1] = std::make_unique<StageSupervisor>(StageId::procd, *seg_, so);
@@ -159,7 +158,7 @@ void Controller::begin_stop(const char* why) {
     if (stopping_) return;
     stopping_ = true;
     stop_started_ = monotonic_ns();
-    seg_->header()->stop.stop_capture.store(1, std::memory_order_release);
+    seg_->control_rw().stop_capture.store(1, std::memory_order_release);
     log_notice("stopping (%s): closing capture, draining the pipeline", why);
 }
 
@@ -182,7 +181,7 @@ void Controller::drive_gc(uint64_t now) {
     // Expiry runs inside procd (the FlowMap's only writer); ctld only says when. No lock is
     // shared, so a killed procd or ctld leaves nothing held.
     if (now >= next_gc_) {
-        seg_->header()->gc_request.fetch_add(1, std::memory_order_release);
+        seg_->control_rw().gc_request.fetch_add(1, std::memory_order_release);
         next_gc_ = now + static_cast<uint64_t>(cfg_.flow.gc_interval) * kSecond;
     }
 }
@@ -221,7 +220,7 @@ void Controller::loop() {
                     auto& st = seg_->header()->stop;
                     if (s->id() == StageId::capd) st.capd_finished.store(1, std::memory_order_release);
                     if (s->id() == StageId::procd) st.procd_finished.store(1, std::memory_order_release);
-                    if (s->id() == StageId::netd) st.netd_gone.store(1, std::memory_order_release);
+                    if (s->id() == StageId::netd) seg_->control_rw().netd_gone.store(1, std::memory_order_release);
                 }
         for (auto& s : stages_) s->tick(now);
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
@@ -269,11 +268,14 @@ std::string Controller::reload(bool* ok, bool db_only) {
     } catch (const std::exception& e) {
         return std::string("reload refused: ") + e.what();
     }
-    write_live_config(seg_->header()->config, live);
+    write_live_config(seg_->control_rw().config, live);
+    // The supervisors keep their own copy of the hang timeout: hand them the new one.
+    for (auto& s : stages_)
+        if (s) s->set_hang_timeout(static_cast<uint64_t>(next.supervisor.hang_timeout) * kSecond);
     cfg_ = next;
     file_cfg_ = file_next;
     *ok = true;
-    return "reloaded (generation " + std::to_string(seg_->header()->config.generation.load()) +
+    return "reloaded (generation " + std::to_string(seg_->control().config.generation.load()) +
            "): " + join(plan.live_changes);
 }
 
@@ -290,8 +292,8 @@ ControlReply Controller::handle_command(const std::string& line) {
     if (cmd == "status") {
         MeterView v;
         v.instance = cfg_.instance;
-        v.role = seg_->header()->role.load() == 1 ? "master" : "backup";
-        v.config_generation = seg_->header()->config.generation.load();
+        v.role = seg_->control().role.load() == 1 ? "master" : "backup";
+        v.config_generation = seg_->control().config.generation.load();
         v.ctld_started_ns = started_ns_;
         v.stopping = stopping_;
         for (auto& s : stages_) v.stages.push_back(s.get());
@@ -303,13 +305,23 @@ ControlReply Controller::handle_command(const std::string& line) {
     }
     if (cmd == "stats") return {true, render_stats(*seg_, json)};
     if (cmd == "flows") {
-        size_t top = 0;
-        for (size_t i = 1; i + 1 < words.size(); ++i)
-            if (words[i] == "--top") top = std::strtoul(words[i + 1].c_str(), nullptr, 10);
-        return {true, render_flows(*seg_, top, json)};
+        FlowsQuery q;
+        for (size_t i = 1; i < words.size(); ++i) {
+            const bool top = words[i] == "--top", limit = words[i] == "--limit";
+            if ((!top && !limit) || i + 1 >= words.size())
+                return {false, "usage: flows [--top N | --limit N] [--json]"};
+            char* end = nullptr;
+            const unsigned long n = std::strtoul(words[i + 1].c_str(), &end, 10);
+            if (!end || *end || words[i + 1].empty() || n == 0 || n > kMaxFlowsReply)
+                return {false, "flows: N must be 1.." + std::to_string(kMaxFlowsReply)};
+            q.top = top;
+            q.count = n;
+            ++i;
+        }
+        return {true, render_flows(*seg_, q, json)};
     }
     if (cmd == "role") {
-        const char* r = seg_->header()->role.load() == 1 ? "master" : "backup";
+        const char* r = seg_->control().role.load() == 1 ? "master" : "backup";
         return {true, json ? std::string("{\"role\":\"") + r + "\"}\n" : std::string(r) + "\n"};
     }
     if (cmd == "reload") {

@@ -9,6 +9,7 @@
 #include "ctld/control_server.hpp"
 #include "ctld/db_config_source.hpp"
 #include "ctld/stage_supervisor.hpp"
+#include "ctld/stage_user.hpp"
 #include "shm/segment.hpp"
 
 namespace angel {
@@ -23,7 +24,7 @@ struct ControllerOptions {
 
 class Controller {
 public:
-    Controller(const ControllerOptions& opt, Config cfg);
+    Controller(const ControllerOptions& opt, Config cfg, StageUser user);
     ~Controller();
     // Creates the segment, starts the stages and supervises until the meter has stopped.
     // Returns the process exit code.
@@ -45,10 +46,11 @@ private:
     Config merge_database(const Config& file) const;
     void begin_stop(const char* why);
     void drive_gc(uint64_t now);
-    int stage_gid() const;
 
     ControllerOptions opt_;
     Config cfg_;
+    StageUser user_;
+    std::string jail_;
     FlowIdKey key_{};
     std::unique_ptr<Segment> seg_;
     std::array<std::unique_ptr<StageSupervisor>, 3> stages_;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "ctld/runtime_files.hpp"
 
 namespace angel {
 
@@ -34,9 +35,10 @@ void daemonize() {
 }
 
 PidFile::PidFile(std::string path) : path_(std::move(path)) {
-    int fd = open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    std::string err;
+    int fd = open_runtime_file(path_, 0644, false, &err);  // no symlink followed, O_EXCL when new
     if (fd < 0) {
-        log_err("cannot open pidfile %s: %s", path_.c_str(), strerror(errno));
+        log_err("cannot open pidfile: %s", err.c_str());
         return;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {

@@ -79,17 +79,11 @@ void rollback_quietly(DbConnection& db) {
 
 }  // namespace
 
-std::vector<LiveFlow> snapshot_live_flows(const FlowMap& fm) {
+std::vector<LiveFlow> snapshot_live_flows(const CheckedSegmentView& view) {
+    // At most the map's capacity (ctld's own figure), whatever procd's counters say.
     std::vector<LiveFlow> out;
-    out.reserve(fm.live());
-    const uint32_t hw = fm.high_water();
-    for (uint32_t i = 0; i < hw; ++i) {
-        const FlowEntry& e = fm.entry(i);
-        if (!e.in_use || e.ending) continue;
-        FlowEntry c;
-        std::memcpy(static_cast<void*>(&c), &e, sizeof c);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (!e.in_use || e.ending || e.flow_id != c.flow_id || e.first_ns != c.first_ns) continue;
+    out.reserve(view.live_flows());
+    view.scan_flows([&](const FlowEntry& c) {
         LiveFlow f;
         f.flow_id = c.flow_id;
         f.ip_version = c.key.ip_version;
@@ -101,7 +95,8 @@ std::vector<LiveFlow> snapshot_live_flows(const FlowMap& fm) {
         f.dport = rev ? c.key.port_lo : c.key.port_hi;
         f.first_ns = c.first_ns;
         out.push_back(f);
-    }
+        return true;
+    });
     return out;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/packet/parsed_packet.hpp"
+#include "ctld/checked_segment_view.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/records.hpp"
 
@@ -29,9 +30,9 @@ struct LiveFlow {
     uint64_t first_ns = 0;
 };
 
-// The live flows of the FlowMap (in_use && !ending), read without a lock like
-// `angelctl flows` does: each entry is copied and re-checked.
-std::vector<LiveFlow> snapshot_live_flows(const FlowMap& fm);
+// The live flows of the FlowMap (in_use && !ending), read through the checked view (copies,
+// validated, at most the map's capacity).
+std::vector<LiveFlow> snapshot_live_flows(const CheckedSegmentView& view);
 
 struct FlowWriteStats {
     uint64_t started = 0;   // rows inserted into angel.flows

@@ -37,7 +37,7 @@ DbThread::~DbThread() {
 }
 
 void DbThread::start() {
-    if (opt_.write_flows) batch_.reserve(kBatch);
+    if (opt_.write_flows) batch_.resize(kBatch);
     thread_ = std::thread([this] { run(); });
 }
 
@@ -108,19 +108,26 @@ void DbThread::publish_config(const DbConfigValues& v) {
 
 bool DbThread::drain_events(DbConnection& db, size_t max_events) {
     size_t total = 0;
-    while (total < max_events) {
-        batch_.clear();
-        const Record* p = nullptr;
-        size_t k;
-        while (batch_.size() < kBatch && (k = ring_.peek(&p, kBatch - batch_.size())) > 0) {
-            batch_.insert(batch_.end(), p, p + k);
-            ring_.advance(k);
+    // Bounded by max_events slots per call whatever procd published (the reader reads at
+    // most kBatch slots per read), so a hostile head cannot keep this loop going.
+    size_t scanned = 0;
+    while (scanned < max_events) {
+        const size_t n = events_->read(batch_.data(), kBatch);
+        scanned += kBatch;
+        if (n == 0) {
+            if (events_->empty()) return true;
+            continue;  // a stretch of refused records; the next read goes on after it
         }
-        if (batch_.empty()) return true;
         const uint64_t t0 = monotonic_ns();
-        const FlowWriteStats st = writer_.write_batch(db, batch_.data(), batch_.size());
-        ring_.commit();  // only now: a failed transaction leaves the events in the ring
-        total += batch_.size();
+        FlowWriteStats st;
+        try {
+            st = writer_.write_batch(db, batch_.data(), n);
+        } catch (...) {
+            events_->rewind();  // a failed transaction leaves the events in the ring
+            throw;
+        }
+        events_->commit();
+        total += n;
         std::lock_guard<std::mutex> g(mu_);
         stats_.busy_ns += monotonic_ns() - t0;
         ++stats_.batches;
@@ -132,7 +139,7 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events) {
 
 void DbThread::reconcile(DbConnection& db) {
     const uint64_t t0 = monotonic_ms();
-    const auto live = snapshot_live_flows(seg_->flow_map());
+    const auto live = snapshot_live_flows(CheckedSegmentView(*seg_));
     const auto [deleted, inserted] = writer_.reconcile(db, live);
     {
         std::lock_guard<std::mutex> g(mu_);
@@ -154,10 +161,13 @@ void DbThread::run() {
     bool reported_down = false;
     uint64_t next_poll = 0;
     uint64_t dropped_seen = 0;
+    uint64_t lost_at_boundary = 0;  // events the checked reader skipped (bad head or record)
     auto events_dropped = [&]() -> uint64_t {
-        return seg_ ? seg_->stage(StageId::procd).counters[procd_events_dropped].load(std::memory_order_relaxed) : 0;
+        if (!seg_) return 0;
+        if (events_) lost_at_boundary += events_->take_lost();
+        return CheckedSegmentView(*seg_).counter(StageId::procd, procd_events_dropped) + lost_at_boundary;
     };
-    if (opt_.write_flows) ring_ = seg_->event_ring();
+    if (opt_.write_flows) events_ = std::make_unique<CheckedEventReader>(*seg_);
     for (;;) {
         bool stopping;
         uint64_t deadline;
@@ -210,7 +220,7 @@ void DbThread::run() {
             backoff = kBackoffFirstMs;
             need_reconcile = opt_.write_flows;
             next_poll = monotonic_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
-            if (opt_.write_flows) ring_ = seg_->event_ring();  // from the committed position
+            if (opt_.write_flows) events_->rewind();  // from the committed position
         }
         try {
             bool refresh;
@@ -230,7 +240,7 @@ void DbThread::run() {
             }
             bool empty = true;
             if (opt_.write_flows) {
-                if (seg_->header()->role.load(std::memory_order_relaxed) == 1) {
+                if (seg_->control().role.load(std::memory_order_relaxed) == 1) {
                     empty = drain_events(db_, kPerRound);
                     const uint64_t dropped = events_dropped();
                     if (empty && (need_reconcile || dropped != dropped_seen)) {
@@ -244,9 +254,7 @@ void DbThread::run() {
                 } else {
                     // Backup: only the master writes; events are dropped here, and becoming master
                     // reconciles from the FlowMap.
-                    const Record* p = nullptr;
-                    while (size_t k = ring_.peek(&p, kBatch)) ring_.advance(k);
-                    ring_.commit();
+                    events_->discard_all();
                     need_reconcile = true;
                 }
             }
@@ -260,7 +268,7 @@ void DbThread::run() {
                 stats_.last_error = e.what();
             }
             db_.close();
-            if (opt_.write_flows) ring_ = seg_->event_ring();
+            if (opt_.write_flows) events_->rewind();
             need_reconcile = true;
         }
     }

@@ -24,7 +24,8 @@
 #include "ctld/db_config_source.hpp"
 #include "ctld/db_connection.hpp"
 #include "ctld/db_flow_writer.hpp"
-#include "shm/record_ring.hpp"
+#include "ctld/checked_segment_view.hpp"
+#include <memory>
 #include "shm/records.hpp"
 
 namespace angel {
@@ -80,7 +81,7 @@ private:
 
     DbThreadOptions opt_;
     Segment* seg_;
-    RecordRing<Record> ring_;   // the event ring, consumer side (this thread only)
+    std::unique_ptr<CheckedEventReader> events_;  // the event ring, consumer side (this thread only)
     std::vector<Record> batch_;
     DbFlowWriter writer_;
     int wake_fd_ = -1;

@@ -1,4 +1,5 @@
 #include "ctld/id_key_store.hpp"
+#include "ctld/runtime_files.hpp"
 
 #include <fcntl.h>
 #include <sys/random.h>
@@ -6,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <stdexcept>
 
 namespace angel {
@@ -19,11 +19,26 @@ FlowIdKey resolve_id_key(const std::string& configured_hex, const std::string& r
         return *k;
     }
     const std::string path = runtime_dir + "/" + instance + ".idkey";
-    std::ifstream in(path);
     std::string hex;
-    if (in >> hex) {
-        if (auto k = parse_flow_id_key(hex)) return *k;
-        throw std::runtime_error(path + ": not a flow-ID key (32 hex digits); remove it to make a new one");
+    {
+        // Never through a symlink, and only a regular file of ours.
+        std::string err;
+        const int rfd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (rfd < 0 && errno != ENOENT) throw std::runtime_error("cannot read " + path + ": " + (errno == ELOOP ? std::string("a symbolic link, refused") : strerror(errno)));
+        if (rfd >= 0) {
+            close(rfd);
+            const int fd = open_runtime_file(path, 0600, true, &err);
+            if (fd < 0) throw std::runtime_error(err);
+            char buf[80] = {};
+            const ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (n > 0) {
+                hex.assign(buf, static_cast<size_t>(n));
+                while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
+                if (auto k = parse_flow_id_key(hex)) return *k;
+            }
+            throw std::runtime_error(path + ": not a flow-ID key (32 hex digits); remove it to make a new one");
+        }
     }
     uint8_t raw[16];
     if (getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw))
@@ -34,7 +49,7 @@ FlowIdKey resolve_id_key(const std::string& configured_hex, const std::string& r
         hex += digits[b >> 4];
         hex += digits[b & 15];
     }
-    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) throw std::runtime_error("cannot create " + path + ": " + strerror(errno));
     const std::string line = hex + "\n";
     const bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());

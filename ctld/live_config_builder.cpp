@@ -1,11 +1,31 @@
 #include "ctld/live_config_builder.hpp"
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cstring>
 #include <stdexcept>
 
 namespace angel {
 
 namespace {
+// The first address getaddrinfo gives for host (as netd would have taken it), as text; the
+// name itself when it does not resolve (netd then reports it and exits EX_NOHOST).
+std::string numeric_host(const std::string& host) {
+    if (host.empty()) return host;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_protocol = IPPROTO_UDP;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res) return host;
+    char buf[NI_MAXHOST];
+    const bool ok = getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) == 0;
+    freeaddrinfo(res);
+    return ok ? std::string(buf) : host;
+}
+
 void copy_field(char* dst, size_t cap, const std::string& src, const char* what) {
     if (src.size() >= cap) throw std::runtime_error(std::string(what) + " is too long");
     std::memcpy(dst, src.c_str(), src.size() + 1);
@@ -44,7 +64,8 @@ LiveConfig build_live_config(const Config& c, const std::string& replay_file, co
     lc.buffer_size = static_cast<uint32_t>(c.capture.buffer_size);
     lc.promiscuous = c.capture.promiscuous ? 1 : 0;
     copy_field(lc.bpf_filter, sizeof lc.bpf_filter, customer_filter(c.customers.networks), "capture filter");
-    copy_field(lc.classifier_host, sizeof lc.classifier_host, c.classifier.host, "classifier.host");
+    // netd runs in an empty jail with no resolver: it gets the address, resolved here.
+    copy_field(lc.classifier_host, sizeof lc.classifier_host, numeric_host(c.classifier.host), "classifier.host");
     lc.classifier_port = static_cast<uint32_t>(c.classifier.port);
     lc.flow_timeout_s = static_cast<uint32_t>(c.flow.timeout);
     lc.tcp_linger_s = static_cast<uint32_t>(c.flow.tcp_linger);

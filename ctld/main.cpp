@@ -18,6 +18,8 @@
 #include "ctld/daemonize.hpp"
 #include "ctld/db_config_source.hpp"
 #include "ctld/db_schema.hpp"
+#include "ctld/runtime_files.hpp"
+#include "ctld/stage_user.hpp"
 
 using namespace angel;
 
@@ -121,8 +123,19 @@ int main(int argc, char** argv) {
         return kExitConfig;
     }
     warn_readable_secrets(cfg, opt.ctl.config_path);
+    // Who the stages run as: refused here, before anything starts, when it would be root.
+    StageUser stage_user;
+    try {
+        stage_user = resolve_stage_user(cfg);
+    } catch (const ConfigError& e) {
+        log_err("%s", e.what());
+        return kExitConfig;
+    }
     if (opt.check_only) {
         if (opt.verbose) std::fputs(describe(cfg).c_str(), stdout);
+        std::printf("%s: stages run as %s (uid %u, gid %u)%s\n", opt.ctl.config_path.c_str(), stage_user.name.c_str(),
+                    static_cast<unsigned>(stage_user.uid), static_cast<unsigned>(stage_user.gid),
+                    stage_user.notice.empty() ? "" : " - user not set, no 'angel' account");
         std::printf("%s: configuration OK\n", opt.ctl.config_path.c_str());
         return 0;
     }
@@ -130,11 +143,18 @@ int main(int argc, char** argv) {
         log_err("cannot read replay file %s: %s", opt.ctl.replay.c_str(), strerror(errno));
         return EX_NOINPUT;
     }
-    if (geteuid() == 0 && !getpwnam(cfg.user.c_str()))
-        log_warn("user '%s' does not exist: the stages will run as root (make install creates it)",
-                 cfg.user.c_str());
-    if (mkdir(cfg.runtime_dir.c_str(), 0750) != 0 && errno != EEXIST) {
-        log_err("cannot create runtime_dir %s: %s", cfg.runtime_dir.c_str(), strerror(errno));
+    if (!stage_user.notice.empty()) log_notice("%s", stage_user.notice.c_str());
+    // runtime_dir and the stages' jail are checked before detaching, so that a refusal is
+    // seen on the terminal (or by the rc script), not only in syslog.
+    const std::string dir_problem =
+        prepare_runtime_dir(cfg.runtime_dir, stage_user.control_group ? static_cast<int>(stage_user.control_gid) : -1);
+    if (!dir_problem.empty()) {
+        log_err("%s", dir_problem.c_str());
+        return EX_CANTCREAT;
+    }
+    std::string jail;
+    if (const std::string p = prepare_jail(cfg.runtime_dir, &jail); !p.empty()) {
+        log_err("%s", p.c_str());
         return EX_CANTCREAT;
     }
     if (!opt.ctl.foreground) {
@@ -143,7 +163,7 @@ int main(int argc, char** argv) {
     }
     PidFile pid_guard(cfg.runtime_dir + "/" + cfg.instance + ".pid");
     if (!pid_guard.acquired()) return EX_TEMPFAIL;
-    Controller ctl(opt.ctl, cfg);
+    Controller ctl(opt.ctl, cfg, stage_user);
     ctl.set_database(file_cfg, db_values);
     return ctl.run();
 }

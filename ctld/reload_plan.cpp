@@ -25,7 +25,8 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     live(a.supervisor.hang_timeout != b.supervisor.hang_timeout, "supervisor.hang_timeout");
     // Need a restart: they size or name what the running processes hold open.
     restart(a.instance != b.instance, "instance");
-    restart(a.user != b.user, "user");
+    restart(a.user != b.user || a.user_set != b.user_set, "user");
+    restart(a.control.group != b.control.group, "control.group");
     restart(a.runtime_dir != b.runtime_dir, "runtime_dir");
     restart(a.capture.interfaces != b.capture.interfaces, "capture.interface");
     restart(a.capture.snaplen != b.capture.snaplen, "capture.snaplen");

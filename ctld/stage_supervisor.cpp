@@ -1,5 +1,6 @@
 #include "ctld/stage_supervisor.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -11,7 +12,7 @@
 #include <string>
 
 #include "common/log.hpp"
-#include "common/privileges.hpp"
+#include "ctld/runtime_files.hpp"
 
 namespace angel {
 
@@ -24,6 +25,9 @@ constexpr uint64_t kReadyTimeout = 10 * kSecond;  // not ready by then: counts a
 
 std::string describe_status(int st) {
     if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
+    // SIGSYS is what the seccomp filter's kill looks like from here.
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS)
+        return "signal Bad system call: a system call outside its seccomp allow-list";
     if (WIFSIGNALED(st)) return std::string("signal ") + strsignal(WTERMSIG(st));
     return "status " + std::to_string(st);
 }
@@ -46,42 +50,77 @@ StageSupervisor::StageSupervisor(StageId id, Segment& seg, const StageOptions& o
 void StageSupervisor::start() {
     const std::string prog = std::string("angel-") + stage_name(id_);
     const std::string path = opt_.bin_dir + "/" + prog;
+    // Everything the child needs is made here, in the parent: between fork and exec the
+    // child makes only async-signal-safe calls (ctld has a database thread that may hold
+    // malloc's or stdio's locks at the moment of the fork).
+    const std::string inst = opt_.instance;
+    const std::string uid = std::to_string(opt_.uid), gid = std::to_string(opt_.gid);
+    const char* argv[] = {prog.c_str(), "-i", inst.c_str(), "-u", uid.c_str(), "-g", gid.c_str(),
+                          "-j", opt_.jail.c_str(), opt_.foreground ? "-f" : nullptr, nullptr};
+    const std::string exec_failed = "angel-ctld: cannot execute " + path + "\n";
+    // A fresh open file description of the lock for every start: a second stage of this kind
+    // (one that outlived a ctld, say) holds another and keeps the lock from this one.
+    const std::string lock_path = opt_.lock_dir + "/" + opt_.instance + "." + stage_name(id_) + ".lock";
+    std::string lock_err;
+    const int lock_fd = open_runtime_file(lock_path, 0600, false, &lock_err);
+    if (lock_fd < 0) {
+        log_err("cannot open the lock for angel-%s: %s", stage_name(id_), lock_err.c_str());
+        start_failed();
+        return;
+    }
     seg_.stage(id_).state.store(static_cast<uint32_t>(StageState::starting));
     seg_.stage(id_).pid.store(0);
+    const int data_fd = seg_.data_fd();
+    // The stage gets the control object read-only: a descriptor of its own, opened O_RDONLY
+    // through /proc/self/fd (the object is root-owned 0600: the stage cannot reopen it).
+    const std::string ctl_path = "/proc/self/fd/" + std::to_string(seg_.control_fd());
+    const int ctl_ro = open(ctl_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ctl_ro < 0) {
+        log_err("cannot open the control object read-only for angel-%s: %s", stage_name(id_), strerror(errno));
+        close(lock_fd);
+        start_failed();
+        return;
+    }
     const pid_t pid = fork();
     if (pid < 0) {
         log_err("cannot fork %s: %s", prog.c_str(), strerror(errno));
-        state_ = SupervisedState::backoff;
-        restart_at_ns_ = monotonic_ns() + kSecond;
+        close(lock_fd);
+        close(ctl_ro);
+        start_failed();
         return;
     }
     if (pid == 0) {
-        // Child: a clean signal state, then the stage's own binary (its own command name
-        // for ps, top and process accounting).
+        // Child: async-signal-safe calls only. A clean signal mask; a process group of its
+        // own (a Ctrl-C or a `timeout` aimed at ctld's group is ctld's to handle: it stops
+        // the stages in order); the three descriptors at their fixed numbers (dup2 clears
+        // close-on-exec on the copies; everything else ctld holds is close-on-exec).
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        // procd and netd never need root: they drop it before exec. capd drops it itself
-        // once its capture is open.
-        if (id_ == StageId::procd || id_ == StageId::netd) {
-            std::string err;
-            if (drop_privileges(opt_.user, &err) == DropResult::failed) {
-                fprintf(stderr, "angel-ctld: %s: %s\n", prog.c_str(), err.c_str());
-                _exit(EX_NOPERM);
-            }
-        }
-        std::string inst = opt_.instance;
-        const char* argv[] = {prog.c_str(), "-i", inst.c_str(), opt_.foreground ? "-f" : nullptr, nullptr};
+        setpgid(0, 0);
+        if (dup2(data_fd, kStageDataFd) < 0 || dup2(ctl_ro, kStageControlFd) < 0 || dup2(lock_fd, kStageLockFd) < 0)
+            _exit(EX_OSERR);
         execv(path.c_str(), const_cast<char* const*>(argv));
-        fprintf(stderr, "angel-ctld: cannot execute %s: %s\n", path.c_str(), strerror(errno));
+        [[maybe_unused]] ssize_t n = write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
         _exit(127);
     }
+    close(lock_fd);
+    close(ctl_ro);
     pid_ = pid;
     state_ = SupervisedState::starting;
     started_ns_ = monotonic_ns();
     ready_ns_ = 0;
     kill_sent_ = false;
     log_info("started %s (pid %d)", prog.c_str(), pid);
+}
+
+void StageSupervisor::start_failed() {
+    // Counts like a death before readiness: a start that cannot happen (a refused lock file,
+    // say) ends as crash-looping, which an orderly stop does not wait for.
+    ++consecutive_failures_;
+    backoff_ns_ = std::min(kMaxBackoff, std::max(kSecond, backoff_ns_ * 2));
+    state_ = SupervisedState::backoff;
+    restart_at_ns_ = monotonic_ns() + backoff_ns_;
 }
 
 void StageSupervisor::on_exit(int st, uint64_t now_ns) {
@@ -96,7 +135,7 @@ void StageSupervisor::on_exit(int st, uint64_t now_ns) {
         return;
     }
     const bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    if (clean && seg_.stage(id_).state.load() == static_cast<uint32_t>(StageState::finished)) {
+    if (clean && CheckedSegmentView(seg_).stage(id_).state == StageState::finished) {
         state_ = SupervisedState::finished;
         log_info("angel-%s finished", stage_name(id_));
         return;
@@ -123,7 +162,7 @@ void StageSupervisor::on_exit(int st, uint64_t now_ns) {
 }
 
 void StageSupervisor::tick(uint64_t now_ns) {
-    StageStatus& s = seg_.stage(id_);
+    const StageReading s = CheckedSegmentView(seg_).stage(id_);
     if (restart_requested_ && !kill_sent_ && now_ns > restart_requested_ns_ + 5 * kSecond) {
         log_warn("angel-%s did not stop within 5 s for its restart; killing it", stage_name(id_));
         signal(SIGKILL);
@@ -137,7 +176,7 @@ void StageSupervisor::tick(uint64_t now_ns) {
             }
             break;
         case SupervisedState::starting:
-            if (s.state.load() == static_cast<uint32_t>(StageState::ready) && s.pid.load() == pid_) {
+            if (s.state == StageState::ready && s.pid == pid_) {
                 state_ = SupervisedState::running;
                 ready_ns_ = now_ns;
                 log_info("angel-%s ready", stage_name(id_));
@@ -153,7 +192,7 @@ void StageSupervisor::tick(uint64_t now_ns) {
                 consecutive_failures_ = 0;
                 backoff_ns_ = 0;
             }
-            const uint64_t hb = s.heartbeat_ns.load(std::memory_order_relaxed);
+            const uint64_t hb = s.heartbeat_ns;
             if (!kill_sent_ && hb && now_ns > hb + opt_.hang_timeout_ns) {
                 log_err("angel-%s stopped heartbeating %.1f s ago; killing it", stage_name(id_),
                         static_cast<double>(now_ns - hb) / 1e9);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "ctld/checked_segment_view.hpp"
 #include "shm/segment.hpp"
 
 namespace angel {
@@ -19,7 +20,12 @@ struct StageOptions {
     std::string instance;
     bool foreground = false;
     uint64_t hang_timeout_ns = 5'000'000'000ull;
-    std::string user;         // procd and netd run as this user (when ctld is root)
+    // The stages' identity, resolved by ctld (ctld/stage_user.hpp) and passed on the command
+    // line: a stage drops to it itself, right after exec (no account lookup in the child).
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::string jail;         // empty directory the stages chroot into
+    std::string lock_dir;     // <lock_dir>/<instance>.<stage>.lock: one stage of a kind per instance
 };
 
 class StageSupervisor {
@@ -32,6 +38,8 @@ public:
     // Periodic: restarts after backoff, detects readiness and hangs.
     void tick(uint64_t now_ns);
     void signal(int sig) const;
+    // supervisor.hang_timeout reloaded: applies from the next tick.
+    void set_hang_timeout(uint64_t ns) { opt_.hang_timeout_ns = ns; }
     // Operator restart: SIGTERM now, start again as soon as it has exited (no backoff, not a
     // failure). Killed with SIGKILL if it has not exited within 5 s.
     void request_restart(uint64_t now_ns);
@@ -52,6 +60,7 @@ public:
     void give_up();
 
 private:
+    void start_failed();  // start() could not fork or prepare the stage's descriptors
     StageId id_;
     Segment& seg_;
     StageOptions opt_;

@@ -13,6 +13,7 @@
 
 #include "common/json_writer.hpp"
 #include "common/packet/parser.hpp"
+#include "ctld/checked_segment_view.hpp"
 
 namespace angel {
 
@@ -59,13 +60,12 @@ struct StageIo {
     uint64_t in = 0, out = 0, dropped = 0;
 };
 
-StageIo stage_io(const Segment& seg, StageId id) {
-    const auto& c = seg.stage(id).counters;
-    auto v = [&](size_t i) { return c[i].load(std::memory_order_relaxed); };
+StageIo stage_io(const CheckedSegmentView& view, StageId id) {
+    auto v = [&](size_t i) { return view.counter(id, i); };
     switch (id) {
         case StageId::capd: return {v(capd_packets), v(capd_queued), v(capd_ring_dropped) + v(capd_pcap_dropped)};
         case StageId::procd:
-            return {v(procd_packets), seg.header()->record_ring.produced.load(), v(procd_events_dropped)};
+            return {v(procd_packets), view.ring(Segment::Ring::record).produced, v(procd_events_dropped)};
         case StageId::netd: return {v(netd_records), v(netd_records_sent), v(netd_send_errors)};
         default: return {};
     }
@@ -87,16 +87,14 @@ const char* state_text(const StageSupervisor& s) {
     return supervised_state_name(s.state());
 }
 
-double ring_fill(const RingControl& r) {
-    const uint64_t used = r.head.load() - r.tail.load();
-    return r.capacity ? 100.0 * static_cast<double>(used) / static_cast<double>(r.capacity) : 0.0;
-}
+double ring_fill(const CheckedSegmentView& view, Segment::Ring r) { return view.ring(r).fill_pct(); }
 
 }  // namespace
 
 std::string render_status(const Segment& seg, const MeterView& v, bool json) {
     const uint64_t now = monotonic_ns();
-    const SegmentHeader& h = *seg.header();
+    const CheckedSegmentView view(seg);
+    using R = Segment::Ring;
     if (json) {
         JsonWriter j;
         j.begin_object();
@@ -104,10 +102,9 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
         j.field("uptime_s", age_s(now, v.ctld_started_ns)).field("stopping", v.stopping);
         j.key("stages").begin_array();
         for (const StageSupervisor* s : v.stages) {
-            const StageStatus& st = seg.stage(s->id());
             const ProcUsage u = proc_usage(s->pid());
-            const StageIo io = stage_io(seg, s->id());
-            const uint64_t hb = st.heartbeat_ns.load();
+            const StageIo io = stage_io(view, s->id());
+            const uint64_t hb = view.stage(s->id()).heartbeat_ns;
             j.begin_object();
             j.field("stage", stage_name(s->id())).field("pid", static_cast<int64_t>(s->pid()));
             j.field("state", state_text(*s)).field("consecutive_failures", s->consecutive_failures());
@@ -120,12 +117,11 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
         }
         j.end_array();
         j.key("rings").begin_object();
-        j.field("packet_fill_pct", ring_fill(h.packet_ring)).field("record_fill_pct", ring_fill(h.record_ring));
-        j.field("event_fill_pct", ring_fill(h.event_ring));
+        j.field("packet_fill_pct", ring_fill(view, R::packet)).field("record_fill_pct", ring_fill(view, R::record));
+        j.field("event_fill_pct", ring_fill(view, R::event));
         j.end_object();
         j.key("flows").begin_object();
-        FlowMap fm = seg.flow_map();
-        j.field("live", fm.live()).field("capacity", fm.capacity());
+        j.field("live", view.live_flows()).field("capacity", view.flow_capacity());
         j.end_object();
         j.key("database");
         if (v.database) {
@@ -134,7 +130,7 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
             j.field("batches", v.db.batches).field("flows_written", v.db.flows_inserted);
             j.field("flows_ended", v.db.flows_ended).field("reconciles", v.db.reconciles);
             j.field("config_reads", v.db.config_reads);
-            j.field("events_dropped", seg.stage(StageId::procd).counters[procd_events_dropped].load());
+            j.field("events_dropped", view.counter(StageId::procd, procd_events_dropped));
             j.field("last_error", v.db.last_error);
             j.end_object();
         } else {
@@ -154,10 +150,9 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
                   "dropped");
     out += line;
     for (const StageSupervisor* s : v.stages) {
-        const StageStatus& st = seg.stage(s->id());
         const ProcUsage u = proc_usage(s->pid());
-        const StageIo io = stage_io(seg, s->id());
-        const uint64_t hb = st.heartbeat_ns.load();
+        const StageIo io = stage_io(view, s->id());
+        const uint64_t hb = view.stage(s->id()).heartbeat_ns;
         std::snprintf(line, sizeof line,
                       "%-6s %7d %-13s %9.1f %8u %-14s %8.2f %8.2f %8.1f %7.2f %12" PRIu64 " %12" PRIu64 " %9" PRIu64 "\n",
                       stage_name(s->id()), s->pid(),
@@ -168,10 +163,9 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
                       hb && s->alive() ? age_s(now, hb) : -1.0, io.in, io.out, io.dropped);
         out += line;
     }
-    FlowMap fm = seg.flow_map();
     std::snprintf(line, sizeof line, "rings  packet %.1f%%  record %.1f%%  event %.1f%%   flows %u live of %u\n",
-                  ring_fill(h.packet_ring), ring_fill(h.record_ring), ring_fill(h.event_ring), fm.live(),
-                  fm.capacity());
+                  ring_fill(view, R::packet), ring_fill(view, R::record), ring_fill(view, R::event), view.live_flows(),
+                  view.flow_capacity());
     out += line;
     if (v.database) {
         std::snprintf(line, sizeof line,
@@ -179,7 +173,7 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
                       ")  reconciles %" PRIu64 "  events dropped %" PRIu64 "\n",
                       v.db.connected ? "connected" : "DISCONNECTED", v.db.connects, v.db.flows_inserted,
                       v.db.flows_ended, v.db.reconciles,
-                      seg.stage(StageId::procd).counters[procd_events_dropped].load());
+                      view.counter(StageId::procd, procd_events_dropped));
         out += line;
         if (!v.db.connected && !v.db.last_error.empty()) out += "database last error: " + v.db.last_error + "\n";
     }
@@ -187,74 +181,94 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
 }
 
 std::string render_stats(const Segment& seg, bool json) {
+    const CheckedSegmentView view(seg);
     JsonWriter j;
     std::string text;
     j.begin_object();
     for (StageId id : {StageId::capd, StageId::procd, StageId::netd}) {
-        const auto& c = seg.stage(id).counters;
+        const StageReading r = view.stage(id);
         j.key(stage_name(id)).begin_object();
         for (size_t i = 0; const char* name = counter_name(id, i); ++i) {
-            j.field(name, c[i].load());
-            text += std::string(stage_name(id)) + "." + name + " " + std::to_string(c[i].load()) + "\n";
+            j.field(name, r.counters[i]);
+            text += std::string(stage_name(id)) + "." + name + " " + std::to_string(r.counters[i]) + "\n";
         }
         if (id == StageId::procd) {
             for (size_t i = 0; i < static_cast<size_t>(ParseStatus::count_) && procd_parse_first + i < kStageCounters;
                  ++i) {
                 const std::string name = std::string("parse_") + parse_status_name(static_cast<ParseStatus>(i));
-                j.field(name, c[procd_parse_first + i].load());
-                text += "procd." + name + " " + std::to_string(c[procd_parse_first + i].load()) + "\n";
+                j.field(name, r.counters[procd_parse_first + i]);
+                text += "procd." + name + " " + std::to_string(r.counters[procd_parse_first + i]) + "\n";
             }
         }
         j.end_object();
     }
-    const SegmentHeader& h = *seg.header();
-    j.key("rings").begin_object();
-    const std::pair<const char*, const RingControl*> rings[] = {
-        {"packet", &h.packet_ring}, {"record", &h.record_ring}, {"event", &h.event_ring}};
-    for (const auto& [name, r] : rings) {
-        j.key(name).begin_object();
-        j.field("produced", r->produced.load()).field("consumed", r->consumed.load());
-        j.field("dropped", r->dropped.load()).field("fill", r->head.load() - r->tail.load());
-        j.field("capacity", r->capacity);
-        j.end_object();
-        text += std::string("ring.") + name + ".produced " + std::to_string(r->produced.load()) + "\n";
-        text += std::string("ring.") + name + ".dropped " + std::to_string(r->dropped.load()) + "\n";
+    // What ctld refused at the privilege boundary (ctld/checked_segment_view.hpp).
+    j.key("ctld").begin_object();
+    for (size_t k = 0; k < kBoundaryKinds; ++k) {
+        const char* name = boundary_kind_name(static_cast<BoundaryKind>(k));
+        const uint64_t n = boundary_counters().refused[k].load(std::memory_order_relaxed);
+        j.field(name, n);
+        text += std::string("ctld.") + name + " " + std::to_string(n) + "\n";
     }
     j.end_object();
-    j.field("ipfix_sequence", h.ipfix_sequence.load());
+    j.key("rings").begin_object();
+    const std::pair<const char*, Segment::Ring> rings[] = {
+        {"packet", Segment::Ring::packet}, {"record", Segment::Ring::record}, {"event", Segment::Ring::event}};
+    for (const auto& [name, which] : rings) {
+        const RingReading r = view.ring(which);
+        j.key(name).begin_object();
+        j.field("produced", r.produced).field("consumed", r.consumed);
+        j.field("dropped", r.dropped).field("fill", r.fill);
+        j.field("capacity", r.capacity);
+        j.end_object();
+        text += std::string("ring.") + name + ".produced " + std::to_string(r.produced) + "\n";
+        text += std::string("ring.") + name + ".dropped " + std::to_string(r.dropped) + "\n";
+    }
     j.end_object();
-    text += "ipfix.sequence " + std::to_string(h.ipfix_sequence.load()) + "\n";
+    const uint64_t seq = view.ipfix_sequence();
+    j.field("ipfix_sequence", seq);
+    j.end_object();
+    text += "ipfix.sequence " + std::to_string(seq) + "\n";
     return json ? j.str() + "\n" : text;
 }
 
-std::string render_flows(const Segment& seg, size_t top, bool json) {
-    // Read without a lock while procd writes: each entry is copied and checked for in_use
-    // again afterwards, so a torn read shows at worst a flow that just changed.
-    FlowMap fm = seg.flow_map();
-    std::vector<FlowEntry> flows;
-    flows.reserve(fm.live());
-    for (uint32_t i = 0; i < fm.high_water(); ++i) {
-        const FlowEntry& e = fm.entry(i);
-        if (!e.in_use || e.ending) continue;
-        FlowEntry copy;
-        std::memcpy(static_cast<void*>(&copy), &e, sizeof copy);
-        if (copy.in_use && !copy.ending) flows.push_back(copy);
-    }
+std::string render_flows(const Segment& seg, const FlowsQuery& q, bool json) {
+    // Bounded whatever the number of live flows: at most q.count entries are kept (a heap of
+    // the busiest for --top, the first found for --limit), and the reply holds only those.
+    const CheckedSegmentView view(seg);
+    const size_t want = std::min(q.count, kMaxFlowsReply);
     auto total = [](const FlowEntry& e) { return e.packets[0] + e.packets[1]; };
-    auto busier = [&](const FlowEntry& a, const FlowEntry& b) {
+    // "a before b" in the reply: busier first, then by flow ID.
+    auto before = [&](const FlowEntry& a, const FlowEntry& b) {
         return total(a) != total(b) ? total(a) > total(b) : a.flow_id < b.flow_id;
     };
-    // --top N only orders the N busiest: cheap even with a million live flows.
-    if (top && flows.size() > top) {
-        std::partial_sort(flows.begin(), flows.begin() + static_cast<std::ptrdiff_t>(top), flows.end(), busier);
-        flows.resize(top);
-    } else {
-        std::sort(flows.begin(), flows.end(), busier);
-    }
+    std::vector<FlowEntry> kept;
+    kept.reserve(want);
+    uint64_t seen = 0;
+    view.scan_flows([&](const FlowEntry& e) {
+        ++seen;
+        if (!q.top) {
+            if (kept.size() < want) kept.push_back(e);
+            return true;  // keep counting
+        }
+        // Max-heap on "before": its front is the entry that sorts last, the first to go.
+        if (kept.size() < want) {
+            kept.push_back(e);
+            std::push_heap(kept.begin(), kept.end(), before);
+        } else if (want && before(e, kept.front())) {
+            std::pop_heap(kept.begin(), kept.end(), before);
+            kept.back() = e;
+            std::push_heap(kept.begin(), kept.end(), before);
+        }
+        return true;
+    });
+    std::sort(kept.begin(), kept.end(), before);
+    const uint64_t not_shown = seen - kept.size();
+    // JSON stays an array of flows (scripts read it as such); the text says what was left out.
     JsonWriter j;
     j.begin_array();
     std::string text = "flow_id     proto source                                        destination                                   packets       bytes\n";
-    for (const FlowEntry& e : flows) {
+    for (const FlowEntry& e : kept) {
         // Show the tuple as the flow's first packet saw it.
         const bool rev = e.first_reversed;
         const std::string src = addr_text(e.key.ip_version, rev ? e.key.addr_hi : e.key.addr_lo);
@@ -266,13 +280,20 @@ std::string render_flows(const Segment& seg, size_t top, bool json) {
         j.field("dst", dst).field("dport", dport).field("packets", total(e)).field("bytes", e.bytes[0] + e.bytes[1]);
         j.field("first_ns", e.first_ns).field("last_ns", e.last_ns);
         j.end_object();
+        // IPv6 endpoints in brackets, so the port is not read as part of the address.
+        auto endpoint = [&](const std::string& a, unsigned port) {
+            return (e.key.ip_version == 6 ? "[" + a + "]" : a) + ":" + std::to_string(port);
+        };
         char line[256];
         std::snprintf(line, sizeof line, "%-11u %-5u %-45s %-45s %7" PRIu64 " %11" PRIu64 "\n", e.flow_id,
-                      unsigned{e.key.proto}, (src + ":" + std::to_string(sport)).c_str(),
-                      (dst + ":" + std::to_string(dport)).c_str(), total(e), e.bytes[0] + e.bytes[1]);
+                      unsigned{e.key.proto}, endpoint(src, sport).c_str(), endpoint(dst, dport).c_str(), total(e),
+                      e.bytes[0] + e.bytes[1]);
         text += line;
     }
     j.end_array();
+    if (not_shown)
+        text += "(" + std::to_string(not_shown) + " more live flows not shown: --top N or --limit N, at most " +
+                std::to_string(kMaxFlowsReply) + ")\n";
     return json ? j.str() + "\n" : text;
 }
 

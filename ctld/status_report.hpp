@@ -23,6 +23,15 @@ struct MeterView {
 
 std::string render_status(const Segment& seg, const MeterView& v, bool json);
 std::string render_stats(const Segment& seg, bool json);
-std::string render_flows(const Segment& seg, size_t top, bool json);
+// angelctl flows: --top N (the N busiest) or --limit N (the first N found); neither: the
+// first kDefaultFlowsReply. N is capped at kMaxFlowsReply, so a reply (and ctld's memory for
+// it) stays bounded at any number of live flows.
+inline constexpr size_t kDefaultFlowsReply = 1000;
+inline constexpr size_t kMaxFlowsReply = 10000;
+struct FlowsQuery {
+    bool top = false;
+    size_t count = kDefaultFlowsReply;
+};
+std::string render_flows(const Segment& seg, const FlowsQuery& q, bool json);
 
 }  // namespace angel

@@ -9,6 +9,7 @@
 
 #include "common/log.hpp"
 #include "netd/ipfix_exporter.hpp"
+#include "shm/sanitizer_stage_options.hpp"
 #include "shm/stage_runtime.hpp"
 
 using namespace angel;
@@ -41,8 +42,12 @@ void export_counters(StageRuntime& rt, const IpfixExporter& x) {
 
 int main(int argc, char** argv) {
     StageRuntime rt(StageId::netd, "angel-netd", argc, argv);
+    // Sandboxed before anything that carries traffic is mapped.
+    rt.enter_sandbox(SandboxProfile::netd);
+    rt.attach();
+    const ControlBlock& control = rt.control();
     LiveConfig cfg = rt.segment().config();
-    uint32_t cfg_gen = rt.header().config.generation.load();
+    uint32_t cfg_gen = control.config.generation.load();
     RecordRing<Record> ring = rt.segment().record_ring();
     rt.segment().prefault(Segment::Ring::record, Segment::Access::read);  // no fault per page later
     auto& stop = rt.header().stop;
@@ -72,7 +77,7 @@ int main(int argc, char** argv) {
     for (;;) {
         const Record* recs = nullptr;
         const size_t n = ring.peek(&recs, kBatch);
-        const bool master = rt.header().role.load(std::memory_order_relaxed) == 1;
+        const bool master = control.role.load(std::memory_order_relaxed) == 1;
         if (master && !was_master) {
             // A collector that saw the other meter until now needs our templates first.
             x->send_templates();
@@ -103,7 +108,7 @@ int main(int argc, char** argv) {
         export_counters(rt, *x);
         rt.heartbeat();
 
-        const uint32_t gen = rt.header().config.generation.load(std::memory_order_acquire);
+        const uint32_t gen = control.config.generation.load(std::memory_order_acquire);
         if (gen != cfg_gen) {
             cfg_gen = gen;
             const LiveConfig nc = rt.segment().config();

@@ -10,6 +10,7 @@
 #include "common/packet/parser.hpp"
 #include "procd/flow_tracker.hpp"
 #include "procd/ring_sink.hpp"
+#include "shm/sanitizer_stage_options.hpp"
 #include "shm/stage_runtime.hpp"
 
 using namespace angel;
@@ -40,8 +41,12 @@ void export_parse_counters(StageRuntime& rt, const PacketParser& parser) {
 
 int main(int argc, char** argv) {
     StageRuntime rt(StageId::procd, "angel-procd", argc, argv);
+    // Sandboxed before anything that carries traffic is mapped.
+    rt.enter_sandbox(SandboxProfile::procd);
+    rt.attach();
+    const ControlBlock& control = rt.control();
     LiveConfig cfg = rt.segment().config();
-    uint32_t cfg_gen = rt.header().config.generation.load();
+    uint32_t cfg_gen = control.config.generation.load();
     const bool replay = cfg.replay_file[0] != '\0';
 
     FlowMap map = rt.segment().flow_map();
@@ -86,7 +91,7 @@ int main(int argc, char** argv) {
 
     uint64_t trace_now = 0;        // latest capture timestamp seen (replay clock)
     uint64_t last_gc_trace = 0;
-    uint64_t gc_seen = rt.header().gc_request.load();
+    uint64_t gc_seen = control.gc_request.load();
     const uint64_t gc_step = uint64_t{std::max<uint32_t>(cfg.gc_interval_s, 1)} * 1000000000ull;
     auto& stop = rt.header().stop;
 
@@ -140,7 +145,7 @@ int main(int argc, char** argv) {
             tracker.release_ended();
         }
         // Timer-driven expiry in live mode: ctld asks, procd does it (no shared lock).
-        const uint64_t gc_req = rt.header().gc_request.load(std::memory_order_acquire);
+        const uint64_t gc_req = control.gc_request.load(std::memory_order_acquire);
         if (gc_req != gc_seen) {
             gc_seen = gc_req;
             if (!replay) {
@@ -153,7 +158,7 @@ int main(int argc, char** argv) {
                 tracker.release_ended();
             }
         }
-        const uint32_t gen = rt.header().config.generation.load(std::memory_order_acquire);
+        const uint32_t gen = control.config.generation.load(std::memory_order_acquire);
         if (gen != cfg_gen) {
             cfg_gen = gen;
             cfg = rt.segment().config();

@@ -14,7 +14,7 @@ public:
 
     void emit(const Record& r) override {
         while (!records_.push(r)) {
-            if (rt_.header().stop.netd_gone.load(std::memory_order_acquire)) {
+            if (rt_.control().netd_gone.load(std::memory_order_acquire)) {
                 // Stopping without a netd (it crash-loops and was given up): nobody will
                 // read this ring again, so count the record as lost instead of waiting forever.
                 rt_.count(procd_records_lost);

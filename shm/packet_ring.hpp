@@ -18,7 +18,9 @@ public:
     static constexpr uint64_t kAlign = 16;
 
     PacketRing() = default;
-    PacketRing(RingControl* ctl, uint8_t* buf) : ctl_(ctl), buf_(buf), mask_(ctl->capacity - 1) {
+    // capacity (bytes): from the layout, never re-read from the shared block (see RecordRing).
+    PacketRing(RingControl* ctl, uint8_t* buf) : PacketRing(ctl, buf, ctl->capacity) {}
+    PacketRing(RingControl* ctl, uint8_t* buf, uint64_t capacity) : ctl_(ctl), buf_(buf), mask_(capacity - 1) {
         write_ = ctl_->head.load(std::memory_order_acquire);
         read_ = ctl_->tail.load(std::memory_order_acquire);
         cached_tail_ = read_;

@@ -19,7 +19,11 @@ class RecordRing {
 
 public:
     RecordRing() = default;
-    RecordRing(RingControl* ctl, T* slots) : ctl_(ctl), slots_(slots), mask_(ctl->capacity - 1) {
+    // capacity: the slot count the caller knows from the layout, never re-read from the
+    // shared control block (which the other side could change). The two-argument form takes
+    // the block's own value, for rings that one process made for itself (tests, bench).
+    RecordRing(RingControl* ctl, T* slots) : RecordRing(ctl, slots, ctl->capacity) {}
+    RecordRing(RingControl* ctl, T* slots, uint64_t capacity) : ctl_(ctl), slots_(slots), mask_(capacity - 1) {
         write_ = ctl_->head.load(std::memory_order_acquire);
         read_ = ctl_->tail.load(std::memory_order_acquire);
         cached_tail_ = read_;

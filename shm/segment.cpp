@@ -4,6 +4,7 @@
 #include "shm/segment.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <fcntl.h>
@@ -19,8 +20,17 @@ namespace bip = boost::interprocess;
 namespace angel {
 
 struct Segment::Impl {
-    bip::shared_memory_object shm;
-    bip::mapped_region region;
+    bip::shared_memory_object shm, ctl_shm;
+    bip::mapped_region region, ctl_region;
+    // Mappings of descriptors passed at exec (stages): plain mmap.
+    void* raw_data = nullptr;
+    size_t raw_data_len = 0;
+    void* raw_ctl = nullptr;
+    size_t raw_ctl_len = 0;
+    ~Impl() {
+        if (raw_data) munmap(raw_data, raw_data_len);
+        if (raw_ctl) munmap(raw_ctl, raw_ctl_len);
+    }
 };
 
 namespace {
@@ -34,13 +44,70 @@ uint64_t pow2_floor(uint64_t n) {
     while (p * 2 <= n) p *= 2;
     return p;
 }
+bool pow2(uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
+// The layout a stage is handed must describe the data segment it maps: every part inside
+// it, rings of power-of-two sizes, the FlowMap as large as its capacity needs. ctld wrote
+// it; the check turns a mismatch (another build, a damaged object) into a clear error
+// rather than a fault.
+std::string layout_problem(const SegmentLayout& l, uint64_t mapped) {
+    const uint64_t hdr = align_up(sizeof(SegmentHeader), 4096);
+    auto inside = [&](uint64_t off, uint64_t len) { return off >= hdr && off <= mapped && len <= mapped - off; };
+    if (l.total_size > mapped) return "is smaller than its layout says";
+    if (!pow2(l.packet_ring_bytes) || !inside(l.packet_ring_offset, l.packet_ring_bytes)) return "has a bad packet ring";
+    if (!pow2(l.record_ring_slots) || l.record_ring_slots > mapped / sizeof(Record) ||
+        !inside(l.record_ring_offset, l.record_ring_slots * sizeof(Record)))
+        return "has a bad record ring";
+    if (!pow2(l.event_ring_slots) || l.event_ring_slots > mapped / sizeof(Record) ||
+        !inside(l.event_ring_offset, l.event_ring_slots * sizeof(Record)))
+        return "has a bad event ring";
+    if (l.flow_map_capacity == 0 || l.flow_map_bytes < FlowMap::bytes_for(l.flow_map_capacity) ||
+        !inside(l.flow_map_offset, l.flow_map_bytes))
+        return "has a bad FlowMap";
+    return "";
+}
+
+void* map_fd(int fd, int prot, size_t* len, const char* what) {
+    struct stat st{};
+    if (fstat(fd, &st) != 0)
+        throw SegmentError(std::string("no ") + what + " descriptor (fd " + std::to_string(fd) +
+                           "): this program is started by angel-ctld");
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0)
+        throw SegmentError(std::string("fd ") + std::to_string(fd) + " is not the " + what + " object");
+    *len = static_cast<size_t>(st.st_size);
+    void* p = mmap(nullptr, *len, prot, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        throw SegmentError(std::string("cannot map the ") + what + " object: " + strerror(errno));
+    return p;
+}
+
+void check_control(const ControlBlock* c, size_t len, const std::string& name) {
+    if (len < sizeof(ControlBlock)) throw SegmentError(name + " is too small to be an angel control object");
+    if (c->magic != kControlMagic) throw SegmentError(name + " is not an angel control object (bad magic)");
+    if (c->layout_version != kLayoutVersion || c->size != sizeof(ControlBlock))
+        throw SegmentError(name + " has layout version " + std::to_string(c->layout_version) + ", this binary expects " +
+                           std::to_string(kLayoutVersion) + ": restart the whole meter with matching binaries");
+}
+
+void check_data(const SegmentHeader* h, size_t len, const std::string& name) {
+    if (len < sizeof(SegmentHeader)) throw SegmentError(name + " is too small to be an angel segment");
+    if (h->magic != kSegmentMagic) throw SegmentError(name + " is not an angel segment (bad magic)");
+    if (h->layout_version != kLayoutVersion || h->header_size != sizeof(SegmentHeader))
+        throw SegmentError(name + " has layout version " + std::to_string(h->layout_version) +
+                           ", this binary expects " + std::to_string(kLayoutVersion) +
+                           ": restart the whole meter with matching binaries");
+    if (len < h->total_size) throw SegmentError(name + " is truncated");
+}
 }  // namespace
 
 std::string Segment::shm_name(const std::string& instance) { return "angel." + instance; }
+std::string Segment::control_shm_name(const std::string& instance) { return "angel." + instance + ".ctl"; }
 
 std::unique_ptr<Segment> Segment::create(const std::string& instance, const SegmentSizes& sz) {
     const std::string name = shm_name(instance);
+    const std::string ctl_name = control_shm_name(instance);
     bip::shared_memory_object::remove(name.c_str());
+    bip::shared_memory_object::remove(ctl_name.c_str());
     // Rings are powers of two so positions map to slots with a mask.
     const uint64_t pkt_bytes = pow2_floor(std::max<uint64_t>(sz.packet_ring_bytes, 1ull << 20));
     const uint64_t rec_slots = pow2_floor(std::max<uint64_t>(sz.record_ring_bytes / sizeof(Record), 1024));
@@ -64,8 +131,10 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
     auto seg = std::unique_ptr<Segment>(new Segment());
     seg->impl_ = std::make_unique<Impl>();
     try {
+        // 0600: only root opens either object by name. The stages get descriptors at exec;
+        // operators get nothing (they talk to ctld's control socket).
         seg->impl_->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
-                                                    bip::permissions(0660));
+                                                    bip::permissions(0600));
         seg->impl_->shm.truncate(static_cast<bip::offset_t>(off));
         // truncate alone makes a sparse file: on a /dev/shm too small for it, a stage would
         // die of SIGBUS the first time it reaches an unbacked page. A /dev/shm that cannot
@@ -90,88 +159,133 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
             throw SegmentError(no_room(off, name, strerror(rc)));
         }
         seg->impl_->region = bip::mapped_region(seg->impl_->shm, bip::read_write);
+        seg->impl_->ctl_shm = bip::shared_memory_object(bip::create_only, ctl_name.c_str(), bip::read_write,
+                                                        bip::permissions(0600));
+        seg->impl_->ctl_shm.truncate(static_cast<bip::offset_t>(align_up(sizeof(ControlBlock), 4096)));
+        seg->impl_->ctl_region = bip::mapped_region(seg->impl_->ctl_shm, bip::read_write);
     } catch (const bip::interprocess_exception& e) {
+        bip::shared_memory_object::remove(name.c_str());
+        bip::shared_memory_object::remove(ctl_name.c_str());
         throw SegmentError("cannot create shared memory /dev/shm/" + name + ": " + e.what());
     }
+    seg->data_fd_ = seg->impl_->shm.get_mapping_handle().handle;
+    seg->ctl_fd_ = seg->impl_->ctl_shm.get_mapping_handle().handle;
     seg->base_ = static_cast<uint8_t*>(seg->impl_->region.get_address());
-    // Fresh pages of a new shm object are zero; the header is built in place on them.
+    SegmentLayout& l = seg->layout_;
+    l.total_size = off;
+    l.packet_ring_offset = pkt_off;
+    l.packet_ring_bytes = pkt_bytes;
+    l.record_ring_offset = rec_off;
+    l.record_ring_slots = rec_slots;
+    l.event_ring_offset = evt_off;
+    l.event_ring_slots = evt_slots;
+    l.flow_map_offset = fm_off;
+    l.flow_map_bytes = fm_bytes;
+    l.flow_map_capacity = flows;
+    // Fresh pages of a new shm object are zero; the headers are built in place on them.
     auto* h = new (seg->base_) SegmentHeader{};
     h->layout_version = kLayoutVersion;
     h->header_size = sizeof(SegmentHeader);
     h->total_size = off;
-    h->packet_ring_offset = pkt_off;
-    h->packet_ring_bytes = pkt_bytes;
-    h->record_ring_offset = rec_off;
-    h->record_ring_slots = rec_slots;
-    h->event_ring_offset = evt_off;
-    h->event_ring_slots = evt_slots;
-    h->flow_map_offset = fm_off;
-    h->flow_map_bytes = fm_bytes;
-    h->flow_map_capacity = flows;
     h->packet_ring.capacity = pkt_bytes;
     h->record_ring.capacity = rec_slots;
     h->event_ring.capacity = evt_slots;
     FlowMap::format(seg->base_ + fm_off, flows, std::min(flows, kFlowReserveStep));
+    auto* c = new (seg->impl_->ctl_region.get_address()) ControlBlock{};
+    c->layout_version = kLayoutVersion;
+    c->size = sizeof(ControlBlock);
+    c->layout = l;
     std::atomic_thread_fence(std::memory_order_release);
     h->magic = kSegmentMagic;  // last: an attacher never sees a half-built header as valid
+    c->magic = kControlMagic;
     seg->hdr_ = h;
+    seg->ctl_ = c;
     return seg;
 }
 
 std::unique_ptr<Segment> Segment::attach(const std::string& instance) {
     const std::string name = shm_name(instance);
+    const std::string ctl_name = control_shm_name(instance);
     auto seg = std::unique_ptr<Segment>(new Segment());
     seg->impl_ = std::make_unique<Impl>();
     try {
         seg->impl_->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
         seg->impl_->region = bip::mapped_region(seg->impl_->shm, bip::read_write);
+        seg->impl_->ctl_shm = bip::shared_memory_object(bip::open_only, ctl_name.c_str(), bip::read_write);
+        seg->impl_->ctl_region = bip::mapped_region(seg->impl_->ctl_shm, bip::read_write);
     } catch (const bip::interprocess_exception& e) {
         throw SegmentError("cannot attach shared memory /dev/shm/" + name + " (is angel-ctld running for instance '" +
                            instance + "'?): " + e.what());
     }
     seg->base_ = static_cast<uint8_t*>(seg->impl_->region.get_address());
-    if (seg->impl_->region.get_size() < sizeof(SegmentHeader))
-        throw SegmentError("shared memory /dev/shm/" + name + " is too small to be an angel segment");
-    auto* h = reinterpret_cast<SegmentHeader*>(seg->base_);
-    if (h->magic != kSegmentMagic)
-        throw SegmentError("shared memory /dev/shm/" + name + " is not an angel segment (bad magic)");
-    if (h->layout_version != kLayoutVersion || h->header_size != sizeof(SegmentHeader))
-        throw SegmentError("shared memory /dev/shm/" + name + " has layout version " +
-                           std::to_string(h->layout_version) + ", this binary expects " +
-                           std::to_string(kLayoutVersion) + ": restart the whole meter with matching binaries");
-    if (seg->impl_->region.get_size() < h->total_size)
-        throw SegmentError("shared memory /dev/shm/" + name + " is truncated");
-    seg->hdr_ = h;
+    check_data(reinterpret_cast<SegmentHeader*>(seg->base_), seg->impl_->region.get_size(), "shared memory /dev/shm/" + name);
+    seg->ctl_ = static_cast<ControlBlock*>(seg->impl_->ctl_region.get_address());
+    check_control(seg->ctl_, seg->impl_->ctl_region.get_size(), "shared memory /dev/shm/" + ctl_name);
+    seg->hdr_ = reinterpret_cast<SegmentHeader*>(seg->base_);
+    seg->layout_ = seg->ctl_->layout;
+    if (const std::string p = layout_problem(seg->layout_, seg->impl_->region.get_size()); !p.empty())
+        throw SegmentError("shared memory /dev/shm/" + name + " " + p);
+    seg->data_fd_ = seg->impl_->shm.get_mapping_handle().handle;
+    seg->ctl_fd_ = seg->impl_->ctl_shm.get_mapping_handle().handle;
+    return seg;
+}
+
+std::unique_ptr<Segment> Segment::attach_control_fd(int control_fd) {
+    auto seg = std::unique_ptr<Segment>(new Segment());
+    seg->impl_ = std::make_unique<Impl>();
+    // PROT_READ on an O_RDONLY descriptor: the kernel refuses a writable mapping of it.
+    seg->impl_->raw_ctl = map_fd(control_fd, PROT_READ, &seg->impl_->raw_ctl_len, "control");
+    seg->ctl_ = static_cast<ControlBlock*>(seg->impl_->raw_ctl);
+    check_control(seg->ctl_, seg->impl_->raw_ctl_len, "the control object");
+    seg->layout_ = seg->ctl_->layout;
+    seg->ctl_fd_ = control_fd;
+    return seg;
+}
+
+void Segment::attach_data_fd(int data_fd) {
+    impl_->raw_data = map_fd(data_fd, PROT_READ | PROT_WRITE, &impl_->raw_data_len, "data segment");
+    base_ = static_cast<uint8_t*>(impl_->raw_data);
+    check_data(reinterpret_cast<SegmentHeader*>(base_), impl_->raw_data_len, "the data segment");
+    if (const std::string p = layout_problem(layout_, impl_->raw_data_len); !p.empty())
+        throw SegmentError("the data segment " + p);
+    hdr_ = reinterpret_cast<SegmentHeader*>(base_);
+    data_fd_ = data_fd;
+}
+
+std::unique_ptr<Segment> Segment::attach_fds(int data_fd, int control_fd) {
+    auto seg = attach_control_fd(control_fd);
+    seg->attach_data_fd(data_fd);
     return seg;
 }
 
 void Segment::remove(const std::string& instance) {
     bip::shared_memory_object::remove(shm_name(instance).c_str());
+    bip::shared_memory_object::remove(control_shm_name(instance).c_str());
 }
 
 Segment::~Segment() = default;
 
 PacketRing Segment::packet_ring() const {
-    return PacketRing(&hdr_->packet_ring, base_ + hdr_->packet_ring_offset);
+    return PacketRing(&hdr_->packet_ring, base_ + layout_.packet_ring_offset, layout_.packet_ring_bytes);
 }
 RecordRing<Record> Segment::record_ring() const {
-    return RecordRing<Record>(&hdr_->record_ring,
-                              reinterpret_cast<Record*>(base_ + hdr_->record_ring_offset));
+    return RecordRing<Record>(&hdr_->record_ring, reinterpret_cast<Record*>(base_ + layout_.record_ring_offset),
+                              layout_.record_ring_slots);
 }
 RecordRing<Record> Segment::event_ring() const {
-    return RecordRing<Record>(&hdr_->event_ring,
-                              reinterpret_cast<Record*>(base_ + hdr_->event_ring_offset));
+    return RecordRing<Record>(&hdr_->event_ring, reinterpret_cast<Record*>(base_ + layout_.event_ring_offset),
+                              layout_.event_ring_slots);
 }
-FlowMap Segment::flow_map() const { return FlowMap(base_ + hdr_->flow_map_offset); }
+FlowMap Segment::flow_map() const { return FlowMap(base_ + layout_.flow_map_offset); }
 
 int Segment::grow_flow_map(uint32_t upto) const {
     FlowMap fm = flow_map();
     const uint32_t from = fm.reserved();
     upto = std::min(upto, fm.capacity());
     if (upto <= from) return 0;
-    const uint64_t at = hdr_->flow_map_offset + FlowMap::entry_offset(fm.capacity(), from);
+    const uint64_t at = layout_.flow_map_offset + FlowMap::entry_offset(fm.capacity(), from);
     const uint64_t len = uint64_t{upto - from} * sizeof(FlowEntry);
-    const int rc = posix_fallocate(impl_->shm.get_mapping_handle().handle, static_cast<off_t>(at), static_cast<off_t>(len));
+    const int rc = posix_fallocate(data_fd_, static_cast<off_t>(at), static_cast<off_t>(len));
     if (rc == 0) fm.set_reserved(upto);
     return rc;
 }
@@ -180,9 +294,9 @@ void Segment::prefault(Ring r, Access a) const {
 #if defined(MADV_POPULATE_READ) && defined(MADV_POPULATE_WRITE)
     uint64_t off = 0, len = 0;
     switch (r) {
-    case Ring::packet: off = hdr_->packet_ring_offset; len = hdr_->packet_ring_bytes; break;
-    case Ring::record: off = hdr_->record_ring_offset; len = hdr_->record_ring_slots * sizeof(Record); break;
-    case Ring::event: off = hdr_->event_ring_offset; len = hdr_->event_ring_slots * sizeof(Record); break;
+    case Ring::packet: off = layout_.packet_ring_offset; len = layout_.packet_ring_bytes; break;
+    case Ring::record: off = layout_.record_ring_offset; len = layout_.record_ring_slots * sizeof(Record); break;
+    case Ring::event: off = layout_.event_ring_offset; len = layout_.event_ring_slots * sizeof(Record); break;
     }
     // Ring offsets are page-aligned (see create()); an error only means no prefault.
     (void)madvise(base_ + off, len, a == Access::write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
@@ -194,7 +308,7 @@ void Segment::prefault(Ring r, Access a) const {
 
 LiveConfig Segment::config() const {
     LiveConfig c;
-    read_live_config(hdr_->config, c);
+    read_live_config(ctl_->config, c);
     return c;
 }
 

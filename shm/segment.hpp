@@ -1,6 +1,11 @@
-// The instance's shared-memory segment: a versioned header, three rings and the FlowMap.
-// ctld creates and sizes it (Boost.Interprocess shared_memory_object, /dev/shm/angel.<instance>);
-// every stage attaches by instance name and refuses a segment of another layout version.
+// The instance's shared memory, two objects (Boost.Interprocess shared_memory_object):
+//   /dev/shm/angel.<instance>      data: stage status and counters, three rings, the FlowMap;
+//                                  written by the stages, so input to validate for root;
+//   /dev/shm/angel.<instance>.ctl  control: layout, configuration, role, stop request;
+//                                  written by ctld alone, read-only for the stages.
+// Both are root-owned 0600: nobody opens them by name but root. ctld creates and sizes them
+// and hands each stage descriptors at exec (data read-write, control read-only); a stage
+// refuses objects of another layout version.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -18,18 +23,33 @@
 namespace angel {
 
 inline constexpr uint64_t kSegmentMagic = 0x314d534c45474e41ull;  // "ANGELSM1"
-// 4: the FlowMap header records how many entries have memory behind them.
-inline constexpr uint32_t kLayoutVersion = 4;
+inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
+// 5: what root relies on (layout, configuration, role, stop request) moved out of the
+//    stage-writable segment into the control object, which the stages map read-only.
+inline constexpr uint32_t kLayoutVersion = 5;
 // FlowMap entries reserved at a time: at creation, then by procd whenever high_water comes
 // within half of this of the reserved part (about 10 MB a step).
 inline constexpr uint32_t kFlowReserveStep = 65536;
 // FlowMap entries beyond flow.max_flows (see Segment::create).
 inline constexpr uint32_t kFlowMapSpare = 4096;
 
-// Orderly stop, driven through the segment so that each stage drains what is upstream:
+// Where everything lies in the data segment. ctld computes it at create() and keeps its own
+// copy; it is published in the control object (read-only for the stages) and never read
+// back from memory a stage can write.
+struct SegmentLayout {
+    uint64_t total_size;
+    uint64_t packet_ring_offset, packet_ring_bytes;
+    uint64_t record_ring_offset, record_ring_slots;
+    uint64_t event_ring_offset, event_ring_slots;
+    uint64_t flow_map_offset, flow_map_bytes;
+    uint32_t flow_map_capacity;
+    uint32_t pad_;
+};
+
+// Orderly stop, stage side: what each stage says about its own progress. ctld's request
+// (stop_capture) lives in the control object.
 // capd stops and publishes; procd drains, ends every flow, publishes; netd drains, flushes.
 struct StopControl {
-    std::atomic<uint32_t> stop_capture{0};   // ctld -> capd: close the capture, finish
     std::atomic<uint32_t> capd_finished{0};  // capd: nothing more will enter the packet ring
     std::atomic<uint32_t> input_ended{0};    // capd: finished because replay input ended
     std::atomic<uint32_t> procd_finished{0}; // procd: all flows ended, all records published
@@ -40,29 +60,37 @@ struct StopControl {
     // happened.
     std::atomic<uint64_t> replay_pending{0};
     std::atomic<uint64_t> replay_pending_head{0};
-    std::atomic<uint32_t> netd_gone{0};      // ctld: netd given up during a stop; drop, do not wait
 };
 
+// ctld -> stages. Its own shared-memory object (/dev/shm/angel.<instance>.ctl), root-owned
+// 0600; a stage gets a read-only descriptor at exec and maps it read-only, so nothing a
+// stage does can change what ctld and a root capd act on.
+struct ControlBlock {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t size;                            // sizeof(ControlBlock)
+    SegmentLayout layout;
+    std::atomic<uint32_t> role{1};            // 1 master, 0 backup
+    std::atomic<uint32_t> stop_capture{0};    // ctld -> capd: close the capture, finish
+    std::atomic<uint32_t> netd_gone{0};       // ctld: netd given up during a stop; drop, do not wait
+    std::atomic<int32_t> ctld_pid{0};
+    std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
+    LiveConfigBlock config;
+};
+
+// The data segment's header: written by the stages (and ctld). Root code reads it only
+// through ctld/checked_segment_view.hpp.
 struct SegmentHeader {
     uint64_t magic;
     uint32_t layout_version;
     uint32_t header_size;
     uint64_t total_size;
-    uint64_t packet_ring_offset, packet_ring_bytes;
-    uint64_t record_ring_offset, record_ring_slots;
-    uint64_t event_ring_offset, event_ring_slots;
-    uint64_t flow_map_offset, flow_map_bytes;
-    uint32_t flow_map_capacity;
-    std::atomic<uint32_t> role{1};            // 1 master, 0 backup
-    std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
     std::atomic<uint64_t> ipfix_sequence{0};  // survives netd restarts
-    std::atomic<int32_t> ctld_pid{0};
     StopControl stop;
     alignas(kCacheLine) StageStatus stages[kStageCount];
     alignas(kCacheLine) RingControl packet_ring;
     RingControl record_ring;
     RingControl event_ring;
-    LiveConfigBlock config;
 };
 
 struct SegmentSizes {
@@ -76,18 +104,41 @@ class SegmentError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Descriptors a stage finds open at exec (ctld's StageSupervisor puts them there).
+inline constexpr int kStageDataFd = 3;     // the data segment, read-write
+inline constexpr int kStageControlFd = 4;  // the control object, read-only
+inline constexpr int kStageLockFd = 5;     // <runtime_dir>/<instance>.<stage>.lock
+
 class Segment {
 public:
-    // ctld: creates (replacing a stale segment of the same name), sizes and formats.
+    // ctld: creates (replacing stale objects of the same name), sizes and formats both the
+    // data segment and the control object, each root-owned 0600.
     static std::unique_ptr<Segment> create(const std::string& instance, const SegmentSizes& sz);
-    // Stages and angelctl: attaches to an existing segment; SegmentError with a clear
-    // message when it is missing or of another layout.
+    // Root tools and tests: attaches both objects by name, read-write; SegmentError with a
+    // clear message when they are missing or of another layout.
     static std::unique_ptr<Segment> attach(const std::string& instance);
+    // Stages: maps the descriptors ctld passed (data read-write, control read-only), and
+    // checks the layout published in the control object against the data segment.
+    static std::unique_ptr<Segment> attach_fds(int data_fd, int control_fd);
+    // The control object alone, read-only (capd reads its configuration before dropping
+    // root, and maps the data segment only after).
+    static std::unique_ptr<Segment> attach_control_fd(int control_fd);
+    // Maps the data segment into a Segment made by attach_control_fd().
+    void attach_data_fd(int data_fd);
     static void remove(const std::string& instance);
-    static std::string shm_name(const std::string& instance);  // "angel.<instance>"
+    static std::string shm_name(const std::string& instance);          // "angel.<instance>"
+    static std::string control_shm_name(const std::string& instance);  // "angel.<instance>.ctl"
 
     ~Segment();
     SegmentHeader* header() const { return hdr_; }
+    const ControlBlock& control() const { return *ctl_; }
+    // ctld only (a stage's mapping is read-only: writing through it faults).
+    ControlBlock& control_rw() const { return *ctl_; }
+    // The layout this process relies on: ctld's own, or (stages) the control object's.
+    const SegmentLayout& layout() const { return layout_; }
+    uint8_t* base() const { return base_; }
+    int data_fd() const { return data_fd_; }
+    int control_fd() const { return ctl_fd_; }
     StageStatus& stage(StageId s) const { return hdr_->stages[static_cast<size_t>(s)]; }
     PacketRing packet_ring() const;
     RecordRing<Record> record_ring() const;
@@ -113,7 +164,10 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
     SegmentHeader* hdr_ = nullptr;
+    ControlBlock* ctl_ = nullptr;
     uint8_t* base_ = nullptr;
+    SegmentLayout layout_{};
+    int data_fd_ = -1, ctl_fd_ = -1;
 };
 
 uint64_t monotonic_ns();

@@ -5,7 +5,7 @@ set -e
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 libpcap-dev libboost-dev libpq-dev libconfig++-dev libgtest-dev libgmock-dev googletest
 libbenchmark-dev postgresql postgresql-client tshark tcpdump tcpreplay ucarp softflowd nfdump
-iproute2 procps psmisc util-linux python3"
+iproute2 procps psmisc util-linux python3 libseccomp-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -186,7 +186,8 @@ protected:
     }
 
     std::set<FlowRow> flowmap(const fs::path& conf) {
-        const CommandResult r = ctl(conf, {"flows", "--json"});
+        // Every flow of these traces (a few thousand) fits the largest bounded reply.
+        const CommandResult r = ctl(conf, {"flows", "--limit", "10000", "--json"});
         EXPECT_TRUE(r.ok()) << r.describe();
         std::set<FlowRow> out;
         for (const auto& o : json_flat_objects(r.out))

@@ -110,6 +110,7 @@ MeterScratch::~MeterScratch() {
     if (std::getenv("ANGEL_KEEP_TEST_DIRS") == nullptr) fs::remove_all(dir, ec);
     else std::fprintf(stderr, "[meter_harness] keeping %s\n", dir.c_str());
     fs::remove(ShmGuard::path_of(instance), ec);
+    fs::remove(ShmGuard::path_of(instance).string() + ".ctl", ec);
 }
 
 // ---- Traffic ---------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@
 //   start with a configuration that does not parse -> 6 (and no daemon).
 //   While running: `ps -o user=,comm=` shows four distinct command names (angel-ctld, angel-capd,
 //   angel-procd, angel-netd); ctld runs as root, procd, netd and capd (after opening its capture)
-//   as nobody. angelctl run by a user outside the meter's group (daemon) is refused: non-zero
-//   exit, "permission denied". After the stop the pidfile, the control socket and the segment are gone.
+//   as nobody. Without control.group the socket is 0600 and angelctl run by another user
+//   (daemon) is refused: non-zero exit, "permission denied". After the stop the pidfile, the control socket and the segment are gone.
 // Everything (namespace and the processes in it, temp dir, /dev/shm segment) is removed on failure too.
 #include <gtest/gtest.h>
 #include <pwd.h>
@@ -119,10 +119,10 @@ TEST(RcScript, LinuxServiceLifecycle) {
     EXPECT_EQ(user_of["angel-ctld"], "root") << ps.out;
     for (const char* comm : {"angel-capd", "angel-procd", "angel-netd"}) EXPECT_EQ(user_of[comm], "nobody") << ps.out;
 
-    // The control socket refuses a user outside the meter's group.
+    // No control.group: the control socket is root's alone (0600), and refuses everyone else.
     struct stat ss{};
     ASSERT_EQ(stat(sock.c_str(), &ss), 0);
-    EXPECT_EQ(ss.st_mode & 0777, 0660u);
+    EXPECT_EQ(ss.st_mode & 0777, 0600u);
     const CommandResult denied =
         netns::run({"runuser", "-u", "daemon", "--", binary("angelctl").string(), "-s", sock.string(), "status"}, 15);
     EXPECT_NE(exit_code(denied), 0) << denied.out;
@@ -147,6 +147,7 @@ TEST(RcScript, LinuxServiceLifecycle) {
     EXPECT_FALSE(fs::exists(sock));
     EXPECT_FALSE(fs::exists(run_dir / (scratch.instance + ".pid")));
     EXPECT_FALSE(fs::exists("/dev/shm/angel." + scratch.instance));
+    EXPECT_FALSE(fs::exists("/dev/shm/angel." + scratch.instance + ".ctl"));
 
     r = rc("status");
     EXPECT_EQ(exit_code(r), 3) << r.out << r.err;

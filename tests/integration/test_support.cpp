@@ -181,11 +181,13 @@ TempDir::~TempDir() {
 ShmGuard::ShmGuard(std::string instance) : instance_(std::move(instance)) {
     std::error_code ec;
     fs::remove(path_of(instance_), ec);
+    fs::remove(path_of(instance_).string() + ".ctl", ec);
 }
 
 ShmGuard::~ShmGuard() {
     std::error_code ec;
     fs::remove(path_of(instance_), ec);
+    fs::remove(path_of(instance_).string() + ".ctl", ec);
 }
 
 fs::path ShmGuard::path_of(const std::string& instance) { return "/dev/shm/angel." + instance; }
@@ -1073,6 +1075,8 @@ ReplayResult ReplayHarness::run(const ReplayOptions& o) {
     res.sink_err = read_file(res.sink_stderr);
     if (fs::exists(ShmGuard::path_of(res.instance)))
         res.problems.push_back("ctld left its segment " + ShmGuard::path_of(res.instance).string());
+    if (fs::exists(ShmGuard::path_of(res.instance).string() + ".ctl"))
+        res.problems.push_back("ctld left its control object " + ShmGuard::path_of(res.instance).string() + ".ctl");
     return res;
 }
 

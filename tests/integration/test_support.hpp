@@ -85,7 +85,7 @@ private:
     fs::path path_;
 };
 
-// Removes /dev/shm/angel.<instance> on construction (a leftover from a crashed run) and on
+// Removes /dev/shm/angel.<instance> (and its .ctl control object) on construction (a leftover from a crashed run) and on
 // destruction (ctld removes it on a clean exit; this covers every other exit).
 class ShmGuard {
 public:

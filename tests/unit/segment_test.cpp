@@ -61,15 +61,15 @@ long minor_faults() {
 
 long faults_writing_packet_ring(const Segment& seg) {
     auto* base = reinterpret_cast<uint8_t*>(seg.header());
-    const SegmentHeader* h = seg.header();
+    const SegmentLayout& h = seg.layout();
     const long before = minor_faults();
-    for (uint64_t off = 0; off < h->packet_ring_bytes; off += 4096) base[h->packet_ring_offset + off] = 1;
+    for (uint64_t off = 0; off < h.packet_ring_bytes; off += 4096) base[h.packet_ring_offset + off] = 1;
     return minor_faults() - before;
 }
 
 TEST(Segment, PrefaultMapsTheRingSoWritesTakeNoPageFault) {
     ScopedInstance inst;
-    const long pages = static_cast<long>(inst.seg->header()->packet_ring_bytes / 4096);
+    const long pages = static_cast<long>(inst.seg->layout().packet_ring_bytes / 4096);
     {
         auto cold = Segment::attach(inst.name);
         EXPECT_GE(faults_writing_packet_ring(*cold), pages / 2);  // the test can see faults
@@ -161,15 +161,18 @@ TEST(Segment, CreateAttachRemove) {
         EXPECT_EQ(h->packet_ring.capacity, 1u << 20);
         EXPECT_EQ(h->record_ring.capacity, (1u << 20) / sizeof(Record));
         EXPECT_EQ(h->event_ring.capacity, (1u << 18) / sizeof(Record));
-        EXPECT_EQ(h->flow_map_capacity, 1000u + kFlowMapSpare);  // spare entries for flows ending in a batch
-        EXPECT_GE(h->packet_ring_offset, sizeof(SegmentHeader));
-        EXPECT_GE(h->record_ring_offset, h->packet_ring_offset + h->packet_ring_bytes);
-        EXPECT_GE(h->event_ring_offset, h->record_ring_offset + h->record_ring_slots * sizeof(Record));
-        EXPECT_GE(h->flow_map_offset, h->event_ring_offset + h->event_ring_slots * sizeof(Record));
-        EXPECT_LE(h->flow_map_offset + h->flow_map_bytes, h->total_size);
-        for (uint64_t off : {h->packet_ring_offset, h->record_ring_offset, h->event_ring_offset,
-                             h->flow_map_offset})
+        const SegmentLayout& l = seg->layout();
+        EXPECT_EQ(l.flow_map_capacity, 1000u + kFlowMapSpare);  // spare entries for flows ending in a batch
+        EXPECT_GE(l.packet_ring_offset, sizeof(SegmentHeader));
+        EXPECT_GE(l.record_ring_offset, l.packet_ring_offset + l.packet_ring_bytes);
+        EXPECT_GE(l.event_ring_offset, l.record_ring_offset + l.record_ring_slots * sizeof(Record));
+        EXPECT_GE(l.flow_map_offset, l.event_ring_offset + l.event_ring_slots * sizeof(Record));
+        EXPECT_LE(l.flow_map_offset + l.flow_map_bytes, l.total_size);
+        EXPECT_EQ(l.total_size, h->total_size);
+        for (uint64_t off : {l.packet_ring_offset, l.record_ring_offset, l.event_ring_offset, l.flow_map_offset})
             EXPECT_EQ(off % 4096, 0u);
+        // The layout the stages are given is ctld's: the control object holds the same.
+        EXPECT_EQ(std::memcmp(&seg->control().layout, &l, sizeof l), 0);
 
         auto other = Segment::attach(name);
         EXPECT_NE(other->header(), seg->header());  // a mapping of its own
@@ -257,10 +260,10 @@ TEST(Segment, LiveConfigRoundTrip) {
     in.id_key[1] = 0xfedcba9876543210ull;
     in.interface_count = 2;
     std::strcpy(in.interfaces[1], "em1");
-    const uint32_t gen0 = inst.seg->header()->config.generation.load();
-    write_live_config(inst.seg->header()->config, in);
-    EXPECT_EQ(reader->header()->config.generation.load(), gen0 + 1);
-    EXPECT_EQ(reader->header()->config.seq.load() % 2, 0u);
+    const uint32_t gen0 = inst.seg->control_rw().config.generation.load();
+    write_live_config(inst.seg->control_rw().config, in);
+    EXPECT_EQ(reader->control().config.generation.load(), gen0 + 1);
+    EXPECT_EQ(reader->control().config.seq.load() % 2, 0u);
     LiveConfig out = reader->config();
     EXPECT_EQ(std::memcmp(&in, &out, sizeof in), 0);
     EXPECT_STREQ(out.classifier_host, "127.0.0.1");
@@ -273,11 +276,11 @@ TEST(Segment, LiveConfigRoundTrip) {
 TEST(Segment, LiveConfigReadersNeverSeeATornCopy) {
     ScopedInstance inst;
     auto reader = Segment::attach(inst.name);
-    write_live_config(inst.seg->header()->config, config_pattern(1));  // no all-zero start
+    write_live_config(inst.seg->control_rw().config, config_pattern(1));  // no all-zero start
     std::atomic<bool> stop{false};
     std::thread writer([&] {
         for (uint32_t i = 0; !stop.load(std::memory_order_relaxed); ++i)
-            write_live_config(inst.seg->header()->config, config_pattern(uint8_t(1 + i % 2)));
+            write_live_config(inst.seg->control_rw().config, config_pattern(uint8_t(1 + i % 2)));
     });
     const LiveConfig a = config_pattern(1), b = config_pattern(2);
     int reads = 0, torn = 0, seen_a = 0, seen_b = 0;

@@ -1,0 +1,241 @@
+#include "ctld/checked_segment_view.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "common/log.hpp"
+
+namespace angel {
+
+namespace {
+
+// FlowMap entries copied per pread(): 1024 x 160 bytes, 160 KiB, whatever the map holds.
+constexpr uint32_t kScanChunk = 1024;
+
+// pread of len bytes at off; false on a short or failed read (nothing is used then).
+bool read_exact(int fd, void* buf, size_t len, uint64_t off) {
+    auto* p = static_cast<uint8_t*>(buf);
+    while (len > 0) {
+        const ssize_t n = pread(fd, p, len, static_cast<off_t>(off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        p += n;
+        len -= static_cast<size_t>(n);
+        off += static_cast<uint64_t>(n);
+    }
+    return true;
+}
+
+bool valid_flow(const FlowEntry& e) {
+    return (e.key.ip_version == 4 || e.key.ip_version == 6) && e.first_reversed <= 1;
+}
+
+bool valid_event(const Record& r) {
+    if (r.type == static_cast<uint8_t>(RecordType::flow_start))
+        return r.start.ip_version == 4 || r.start.ip_version == 6;
+    if (r.type == static_cast<uint8_t>(RecordType::flow_end))
+        return r.end.reason >= static_cast<uint8_t>(EndReason::idle) &&
+               r.end.reason <= static_cast<uint8_t>(EndReason::evicted);
+    return false;
+}
+
+}  // namespace
+
+const char* boundary_kind_name(BoundaryKind k) {
+    switch (k) {
+        case BoundaryKind::stage_state: return "bad_stage_state";
+        case BoundaryKind::ring_position: return "bad_ring_position";
+        case BoundaryKind::flow_count: return "bad_flow_count";
+        case BoundaryKind::flow_entry: return "bad_flow_entry";
+        case BoundaryKind::event_record: return "bad_event_record";
+        case BoundaryKind::count_: break;
+    }
+    return "?";
+}
+
+BoundaryCounters& boundary_counters() {
+    static BoundaryCounters c;
+    return c;
+}
+
+void note_refused(BoundaryKind k, const char* what, uint64_t value) {
+    if (boundary_counters().refused[static_cast<size_t>(k)].fetch_add(1, std::memory_order_relaxed) == 0)
+        log_err("refused a value a stage wrote into shared memory: %s = %llu (%s; counted in angelctl stats, "
+                "logged once)",
+                what, static_cast<unsigned long long>(value), boundary_kind_name(k));
+}
+
+// ---- CheckedSegmentView ----------------------------------------------------------------------
+
+CheckedSegmentView::CheckedSegmentView(const Segment& seg)
+    : seg_(seg), layout_(seg.layout()), capacity_(seg.layout().flow_map_capacity) {}
+
+StageReading CheckedSegmentView::stage(StageId id) const {
+    const StageStatus& s = seg_.stage(id);
+    StageReading r;
+    r.pid = s.pid.load(std::memory_order_relaxed);
+    const uint32_t st = s.state.load(std::memory_order_acquire);
+    if (st <= static_cast<uint32_t>(StageState::finished)) {
+        r.state = static_cast<StageState>(st);
+    } else {
+        note_refused(BoundaryKind::stage_state, "stage state", st);
+        r.state = StageState::down;
+    }
+    // Another process's clock read can be a little ahead of ours; one far ahead is a lie that
+    // would otherwise overflow the hang check: no later than now.
+    const uint64_t now = monotonic_ns();
+    r.heartbeat_ns = std::min(s.heartbeat_ns.load(std::memory_order_relaxed), now);
+    r.started_ns = std::min(s.started_ns.load(std::memory_order_relaxed), now);
+    for (size_t i = 0; i < kStageCounters; ++i) r.counters[i] = s.counters[i].load(std::memory_order_relaxed);
+    return r;
+}
+
+uint64_t CheckedSegmentView::counter(StageId id, size_t slot) const {
+    if (slot >= kStageCounters) return 0;
+    return seg_.stage(id).counters[slot].load(std::memory_order_relaxed);
+}
+
+RingReading CheckedSegmentView::ring(Segment::Ring which) const {
+    const SegmentHeader& h = *seg_.header();
+    const RingControl* c = nullptr;
+    RingReading r;
+    switch (which) {
+        case Segment::Ring::packet: c = &h.packet_ring; r.capacity = layout_.packet_ring_bytes; break;
+        case Segment::Ring::record: c = &h.record_ring; r.capacity = layout_.record_ring_slots; break;
+        case Segment::Ring::event: c = &h.event_ring; r.capacity = layout_.event_ring_slots; break;
+    }
+    const uint64_t tail = c->tail.load(std::memory_order_acquire);
+    const uint64_t head = c->head.load(std::memory_order_acquire);
+    if (head < tail || head - tail > r.capacity) {
+        // Readings race with the stages: a tail read before a head that both moved since can
+        // look a little off, never a whole ring apart.
+        if (tail - head > r.capacity || head - tail > 2 * r.capacity) note_refused(BoundaryKind::ring_position, "ring fill", head - tail);
+        r.fill = head < tail ? 0 : r.capacity;
+    } else {
+        r.fill = head - tail;
+    }
+    r.produced = c->produced.load(std::memory_order_relaxed);
+    r.consumed = c->consumed.load(std::memory_order_relaxed);
+    r.dropped = c->dropped.load(std::memory_order_relaxed);
+    return r;
+}
+
+StopFlags CheckedSegmentView::stop_flags() const {
+    const StopControl& s = seg_.header()->stop;
+    StopFlags f;
+    f.capd_finished = s.capd_finished.load(std::memory_order_acquire) != 0;
+    f.input_ended = s.input_ended.load(std::memory_order_acquire) != 0;
+    f.procd_finished = s.procd_finished.load(std::memory_order_acquire) != 0;
+    f.netd_finished = s.netd_finished.load(std::memory_order_acquire) != 0;
+    return f;
+}
+
+uint64_t CheckedSegmentView::ipfix_sequence() const {
+    return seg_.header()->ipfix_sequence.load(std::memory_order_relaxed);
+}
+
+uint32_t CheckedSegmentView::live_flows() const {
+    // The FlowMap header sits at the start of the map's memory, backed from creation on.
+    const auto* fh = reinterpret_cast<const FlowMapHeader*>(seg_.base() + layout_.flow_map_offset);
+    const uint32_t live = fh->live.load(std::memory_order_relaxed);
+    if (live > capacity_) {
+        note_refused(BoundaryKind::flow_count, "FlowMap live", live);
+        return capacity_;
+    }
+    return live;
+}
+
+void CheckedSegmentView::scan_flows(const std::function<bool(const FlowEntry&)>& f) const {
+    const auto* fh = reinterpret_cast<const FlowMapHeader*>(seg_.base() + layout_.flow_map_offset);
+    uint32_t hw = fh->high_water.load(std::memory_order_acquire);
+    if (hw > capacity_) {
+        note_refused(BoundaryKind::flow_count, "FlowMap high_water", hw);
+        hw = capacity_;
+    }
+    // One buffer per scan, of a fixed size (not per entry, not sized by the map).
+    auto buf = std::make_unique<FlowEntry[]>(kScanChunk);
+    for (uint32_t i = 0; i < hw; i += kScanChunk) {
+        const uint32_t n = std::min(kScanChunk, hw - i);
+        const uint64_t off = layout_.flow_map_offset + FlowMap::entry_offset(capacity_, i);
+        // A hole procd never backed reads as zeros (not in use), never as a fault.
+        if (!read_exact(seg_.data_fd(), buf.get(), size_t{n} * sizeof(FlowEntry), off)) return;
+        for (uint32_t k = 0; k < n; ++k) {
+            const FlowEntry& e = buf[k];
+            if (e.in_use != 1 || e.ending != 0) continue;
+            if (!valid_flow(e)) {
+                note_refused(BoundaryKind::flow_entry, "FlowMap entry IP version", e.key.ip_version);
+                continue;
+            }
+            if (!f(e)) return;
+        }
+    }
+}
+
+// ---- CheckedEventReader ----------------------------------------------------------------------
+
+CheckedEventReader::CheckedEventReader(const Segment& seg)
+    : seg_(seg),
+      ctl_(&seg.header()->event_ring),
+      slots_(reinterpret_cast<const Record*>(seg.base() + seg.layout().event_ring_offset)),
+      capacity_(seg.layout().event_ring_slots) {}
+
+uint64_t CheckedEventReader::head_checked() {
+    const uint64_t head = ctl_->head.load(std::memory_order_acquire);
+    if (head < read_) return read_;  // behind us: nothing new (a hostile or restarted producer)
+    if (head - committed_ > capacity_) {
+        // More than the ring can hold: not a position procd could have published. Skip to it
+        // (what was there is lost: counted, and the FlowMap reconcile repairs the rows).
+        note_refused(BoundaryKind::ring_position, "event ring head ahead of the tail by", head - committed_);
+        lost_ += std::min<uint64_t>(head - read_, capacity_);
+        read_ = committed_ = head;
+        ctl_->tail.store(head, std::memory_order_release);
+        return head;
+    }
+    return head;
+}
+
+size_t CheckedEventReader::read(Record* out, size_t max) {
+    const uint64_t head = head_checked();
+    size_t got = 0;
+    const uint64_t mask = capacity_ - 1;
+    for (size_t scanned = 0; scanned < max && read_ < head; ++scanned, ++read_) {
+        Record r;
+        std::memcpy(&r, &slots_[read_ & mask], sizeof r);  // a private copy, then checked
+        if (!valid_event(r)) {
+            note_refused(BoundaryKind::event_record, "event record type", r.type);
+            ++lost_;
+            continue;
+        }
+        out[got++] = r;
+    }
+    return got;
+}
+
+void CheckedEventReader::commit() {
+    if (read_ == committed_) return;
+    ctl_->consumed.fetch_add(read_ - committed_, std::memory_order_relaxed);
+    committed_ = read_;
+    ctl_->tail.store(committed_, std::memory_order_release);
+    wake_if_sleeping(ctl_->producer_sleeping, ctl_->space_seq);
+}
+
+void CheckedEventReader::rewind() { read_ = committed_; }
+
+void CheckedEventReader::discard_all() {
+    read_ = head_checked();
+    commit();
+}
+
+bool CheckedEventReader::empty() const { return ctl_->head.load(std::memory_order_acquire) <= read_; }
+
+uint64_t CheckedEventReader::take_lost() {
+    const uint64_t n = lost_;
+    lost_ = 0;
+    return n;
+}
+
+}  // namespace angel
