@@ -81,6 +81,10 @@ std::string install_syscall_filter(SandboxProfile p) {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
     if (!ctx) return "seccomp_init failed";
     std::string err;
+    // Every thread of the process, not only the caller: a filter is per thread otherwise, and
+    // a thread started earlier (by a library, say) would run unfiltered.
+    if (const int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1); rc != 0)
+        err = std::string("seccomp thread sync: ") + strerror(-rc);
     auto add = [&](uint32_t action, const char* name, int arg, const std::vector<uint64_t>& values) {
         const int nr = seccomp_syscall_resolve_name(name);
         if (nr == __NR_SCMP_ERROR) return;  // not a call on this architecture
