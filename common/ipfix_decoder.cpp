@@ -2,7 +2,9 @@
 // compiled once into a list of (target, length) so that data records cost one switch per field.
 #include "common/ipfix_decoder.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 
 namespace angel::ipfix {
 
@@ -54,6 +56,24 @@ Decoder::Target Decoder::classify(uint32_t enterprise, uint16_t id, uint16_t len
     return Target::ignore;
 }
 
+void Decoder::withdraw(uint64_t session, uint32_t domain, uint16_t tid, bool options,
+                       MessageResult& res) {
+    auto drop = [&](std::map<Key, Template>::iterator it) {
+        fields_ -= it->second.fields.size();
+        ++res.templates_withdrawn;
+        return templates_.erase(it);
+    };
+    if (tid >= kMinDataSetId) {
+        // One template, whatever set type defined it; an unknown ID withdraws nothing.
+        if (auto it = templates_.find(Key{session, domain, tid}); it != templates_.end()) drop(it);
+        return;
+    }
+    // All templates of the set's type for this session+domain: one contiguous key range.
+    for (auto it = templates_.lower_bound(Key{session, domain, kMinDataSetId});
+         it != templates_.end() && it->first.session == session && it->first.domain == domain;)
+        it = it->second.options == options ? drop(it) : std::next(it);
+}
+
 bool Decoder::parse_template_set(const uint8_t* p, size_t len, bool options, uint64_t session,
                                  uint32_t domain, MessageResult& res) {
     size_t off = 0;
@@ -62,23 +82,25 @@ bool Decoder::parse_template_set(const uint8_t* p, size_t len, bool options, uin
         const uint16_t tid = get16(p + off);
         const uint16_t count = get16(p + off + 2);
         off += 4;
-        if (tid < kMinDataSetId) return false;
-        uint16_t scope = 0;
-        if (options && count > 0) {
-            if (len - off < 2) return false;
-            scope = get16(p + off);
-            off += 2;
-            if (scope == 0 || scope > count) return false;
-        }
-        const Key key{session, domain, tid};
-        if (count == 0) {  // withdrawal (RFC 7011 §8.1)
-            templates_.erase(key);
+        if (count == 0) {
+            // Withdrawal (RFC 7011 §8.1): of template TID, or, with TID equal to the set ID
+            // (2 in a template set, 3 in an options template set), of all templates of that type.
+            if (tid < kMinDataSetId && tid != (options ? kOptionsTemplateSetId : kTemplateSetId))
+                return false;
+            withdraw(session, domain, tid, options, res);
             ++res.templates;
             continue;
         }
+        if (tid < kMinDataSetId) return false;
+        if (options) {
+            if (len - off < 2) return false;
+            const uint16_t scope = get16(p + off);
+            off += 2;
+            if (scope == 0 || scope > count) return false;
+        }
         Template t;
         t.options = options;
-        t.fields.reserve(count);
+        t.fields.reserve(std::min<size_t>(count, (len - off) / 4));  // count may lie
         bool has[32] = {};
         for (uint16_t i = 0; i < count; ++i) {
             if (len - off < 4) return false;
@@ -110,9 +132,28 @@ bool Decoder::parse_template_set(const uint8_t* p, size_t len, bool options, uin
             t.kind = RecordKind::flow_start;
         else if (has[size_t(Target::obs_time_ns)])
             t.kind = RecordKind::packet;
-        if (templates_.size() >= kMaxTemplates && !templates_.count(key)) return false;
-        templates_[key] = std::move(t);
         ++res.templates;
+        // Within the limits, a redefinition replaces the old template in place. Over them the
+        // template is refused, but the record was well formed: the rest of the set still counts.
+        const auto old = templates_.find(Key{session, domain, tid});
+        const bool known = old != templates_.end();
+        const size_t old_fields = known ? old->second.fields.size() : 0;
+        const bool fits = (known || templates_.size() < limits_.max_templates) &&
+                          fields_ - old_fields + t.fields.size() <= limits_.max_fields;
+        if (!fits) {
+            // The exporter's records now follow the definition we refused, not the old one.
+            if (known) {
+                fields_ -= old_fields;
+                templates_.erase(old);
+            }
+            ++res.templates_refused;
+            continue;
+        }
+        fields_ = fields_ - old_fields + t.fields.size();
+        if (known)
+            old->second = std::move(t);
+        else
+            templates_.emplace(Key{session, domain, tid}, std::move(t));
     }
     return true;
 }
@@ -204,22 +245,20 @@ bool Decoder::parse_data_set(const Template& t, uint16_t tid, const uint8_t* p, 
     return true;
 }
 
+DecodeStatus Decoder::check_header(const uint8_t* data, size_t len) {
+    if (len < kMessageHeaderSize) return DecodeStatus::too_short;
+    if (get16(data) != kVersion) return DecodeStatus::bad_version;
+    const size_t mlen = get16(data + 2);
+    if (mlen < kMessageHeaderSize || mlen > len) return DecodeStatus::bad_length;
+    return DecodeStatus::ok;
+}
+
 MessageResult Decoder::decode(const uint8_t* data, size_t len, uint64_t session,
                               const RecordFn& fn) {
     MessageResult res;
-    if (len < kMessageHeaderSize) {
-        res.status = DecodeStatus::too_short;
-        return res;
-    }
-    if (get16(data) != kVersion) {
-        res.status = DecodeStatus::bad_version;
-        return res;
-    }
+    res.status = check_header(data, len);
+    if (res.status != DecodeStatus::ok) return res;
     const size_t mlen = get16(data + 2);
-    if (mlen < kMessageHeaderSize || mlen > len) {
-        res.status = DecodeStatus::bad_length;
-        return res;
-    }
     res.export_time = get32(data + 4);
     res.sequence = get32(data + 8);
     res.domain_id = get32(data + 12);

@@ -42,7 +42,9 @@ struct MessageResult {
     uint32_t sequence = 0;
     uint32_t export_time = 0;
     uint32_t data_records = 0;        // decoded through a known template (all kinds)
-    uint32_t templates = 0;           // template records received (incl. withdrawals)
+    uint32_t templates = 0;           // template records received (incl. withdrawals, refused)
+    uint32_t templates_refused = 0;   // over the decoder's Limits: not kept (their data: unknown)
+    uint32_t templates_withdrawn = 0; // templates removed by withdrawals (RFC 7011 §8.1)
     uint32_t unknown_sets = 0;        // data sets whose template we have not seen (skipped)
     uint32_t unknown_set_bytes = 0;
     // Sequence check against the previous message of the same session+domain.
@@ -54,16 +56,32 @@ class Decoder {
 public:
     using RecordFn = std::function<void(const DecodedRecord&)>;
 
+    // Upper bound of templates kept (hostile input must not grow memory without limit).
+    static constexpr size_t kMaxTemplates = 65536;
+
+    // What one decoder keeps, over all its sessions. A template beyond either bound is refused
+    // and counted (MessageResult::templates_refused); the rest of the message still decodes.
+    // Fields are bounded too because one template may hold ~16k of them (a 64 KiB datagram).
+    struct Limits {
+        size_t max_templates = kMaxTemplates;
+        size_t max_fields = size_t(1) << 22;  // 4 bytes each: 16 MiB
+    };
+
+    Decoder() = default;
+    explicit Decoder(const Limits& limits) : limits_(limits) {}
+
+    // DecodeStatus::ok if DATA starts with a usable message header (length >= 16, version 10,
+    // header length within the datagram); what decode() would report otherwise.
+    static DecodeStatus check_header(const uint8_t* data, size_t len);
+
     // Decodes one datagram. session identifies the transport session (e.g. a hash of the
     // exporter's address and port): templates and sequence numbers are kept per session+domain
     // (RFC 7011 §8). Records decoded before an error are still delivered.
     MessageResult decode(const uint8_t* data, size_t len, uint64_t session, const RecordFn& fn);
 
     size_t template_count() const { return templates_.size(); }
-    void clear() { templates_.clear(); sequences_.clear(); }
-
-    // Upper bound of templates kept (hostile input must not grow memory without limit).
-    static constexpr size_t kMaxTemplates = 65536;
+    size_t field_count() const { return fields_; }  // over all templates kept
+    void clear() { templates_.clear(); sequences_.clear(); fields_ = 0; }
 
 private:
     enum class Target : uint8_t {
@@ -101,12 +119,16 @@ private:
     static Target classify(uint32_t enterprise, uint16_t id, uint16_t length);
     bool parse_template_set(const uint8_t* p, size_t len, bool options, uint64_t session,
                             uint32_t domain, MessageResult& res);
+    void withdraw(uint64_t session, uint32_t domain, uint16_t tid, bool options,
+                  MessageResult& res);
     bool parse_data_set(const Template& t, uint16_t tid, const uint8_t* p, size_t len,
                         MessageResult& res, const RecordFn& fn);
     static bool decode_record(const Template& t, const uint8_t* p, size_t avail, size_t* used,
                               DecodedRecord& out);
 
+    Limits limits_;
     std::map<Key, Template> templates_;
+    size_t fields_ = 0;  // sum of fields.size() over templates_
     std::map<SeqKey, SeqState> sequences_;
 };
 

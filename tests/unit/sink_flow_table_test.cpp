@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <unordered_map>
 #include <vector>
@@ -48,7 +49,12 @@ void expect_same(const FlowTable& t, const std::unordered_map<uint32_t, Ref>& re
 }
 
 FlowTable::Slot& add(FlowTable& t, uint32_t id, uint16_t sport, bool* inserted) {
-    FlowTable::Slot& s = t.insert(id, inserted);
+    FlowTable::Slot* p = t.insert(id, inserted);
+    if (!p) {  // these tables stay far below their bound
+        ADD_FAILURE() << "table full at " << t.size();
+        std::abort();
+    }
+    FlowTable::Slot& s = *p;
     if (*inserted) {
         // A new entry starts from zero, even when it reuses an erased flow's cold part.
         EXPECT_EQ(s.packets, 0u);
@@ -236,6 +242,37 @@ TEST(SinkFlowTable, BackwardShiftSkipsEntriesAtHome) {
     EXPECT_EQ(t.index_of(t.find(z)), 7u);
     EXPECT_TRUE(t.check_invariants());
     for (uint32_t id : {y, z, w}) EXPECT_EQ(t.cold(*t.find(id)).start.sport, uint16_t(id));
+}
+
+// The bound: a full table refuses new IDs only (a known ID is still found through insert), takes
+// new ones again once a flow leaves, and never allocates slots beyond what its bound needs.
+TEST(SinkFlowTable, BoundedTableRefusesNewIdsOnly) {
+    FlowTable t(1 << 16, 5);
+    EXPECT_EQ(t.max_size(), 5u);
+    EXPECT_EQ(t.capacity(), 16u);  // the asked-for 65536 slots clamped to bit_ceil(2 x 5), >= 16
+    bool ins = false;
+    for (uint32_t id = 1; id <= 5; ++id) add(t, id * 7919, uint16_t(id), &ins);
+    EXPECT_EQ(t.size(), 5u);
+    EXPECT_EQ(t.insert(6 * 7919, &ins), nullptr);
+    EXPECT_FALSE(ins);
+    FlowTable::Slot* known = t.insert(3 * 7919, &ins);
+    ASSERT_NE(known, nullptr);
+    EXPECT_FALSE(ins);
+    EXPECT_EQ(t.cold(*known).start.sport, 3);
+    ASSERT_TRUE(t.erase(2 * 7919));
+    ASSERT_NE(t.insert(6 * 7919, &ins), nullptr);
+    EXPECT_TRUE(ins);
+    EXPECT_EQ(t.insert(7 * 7919, &ins), nullptr);
+    EXPECT_EQ(t.size(), 5u);
+    EXPECT_EQ(t.capacity(), 16u);
+    EXPECT_TRUE(t.check_invariants());
+
+    // At the bound the slot array is bit_ceil(2 x max_size): 1000 flows, 2048 slots, not more.
+    FlowTable big(16, 1000);
+    for (uint32_t id = 0; id < 1500; ++id) big.insert(id * 2654435761u, &ins);
+    EXPECT_EQ(big.size(), 1000u);
+    EXPECT_EQ(big.capacity(), 2048u);
+    EXPECT_TRUE(big.check_invariants());
 }
 
 }  // namespace

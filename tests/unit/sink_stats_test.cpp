@@ -235,5 +235,33 @@ TEST(SinkStats, ManyLiveTiesNewestInsertedFirst) {
     EXPECT_NE(out.find("40 still open"), std::string::npos) << out;
 }
 
+// A full live-flow table: flow_starts of new IDs are counted (flows_table_full) and not stored,
+// their packets still count in the totals; a repeated start of a live ID is no new flow; once a
+// flow ends there is room again. The counter shows in the summary, with the limit.
+TEST(SinkStats, FullFlowTableCountsNewFlowsNotStored) {
+    Stats s(3);
+    for (uint32_t id = 1; id <= 4; ++id) s.on_record(start4(id, "10.0.0.1", uint16_t(id), "10.0.0.2", 80));
+    EXPECT_EQ(s.live_flows(), 3u);
+    EXPECT_EQ(s.flows_table_full(), 1u);
+    s.on_record(start4(2, "10.0.0.1", 22, "10.0.0.2", 80));  // live ID again: stored, not counted
+    EXPECT_EQ(s.flows_table_full(), 1u);
+    packets(s, 4, 3, 100);  // the flow not stored: totals only
+    s.on_record(end(1, 1, 0, 60, 0, ipfix::kReasonIdle));
+    s.on_record(start4(5, "10.0.0.1", 5, "10.0.0.2", 80));
+    s.on_record(start4(6, "10.0.0.1", 6, "10.0.0.2", 80));
+    EXPECT_EQ(s.live_flows(), 3u);
+    EXPECT_EQ(s.flows_table_full(), 2u);
+    const std::string out = summary(s);
+    EXPECT_NE(out.find("flow table full  2 flow_start records of new flows not stored (limit 3 live "
+                       "flows)\n"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("packets          3 packet records, 300 bytes on the wire\n"), std::string::npos)
+        << out;
+    EXPECT_NE(out.find("3 still open"), std::string::npos) << out;
+    // Without overflow the line is absent (the usual summary is unchanged).
+    EXPECT_EQ(summary(Stats()).find("flow table full"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace angel::sink

@@ -1,12 +1,16 @@
 // Insert, growth and backward-shift deletion of the live-flow table (see flow_table.hpp).
 #include "tools/sink/flow_table.hpp"
 
+#include <algorithm>
 #include <bit>
 
 namespace angel::sink {
 
-FlowTable::FlowTable(size_t capacity) {
-    const size_t cap = std::bit_ceil(capacity < 16 ? size_t(16) : capacity);
+FlowTable::FlowTable(size_t capacity, size_t max_size)
+    : max_size_(std::clamp(max_size, size_t(1), kMaxMaxSize)) {
+    // Never more slots than max_size entries can need (growth keeps them at most half full).
+    const size_t most = std::max(size_t(16), 2 * max_size_);
+    const size_t cap = std::bit_ceil(std::clamp(capacity, size_t(16), most));
     slots_.assign(cap, Slot{0, 0, 0, 0});
     mask_ = cap - 1;
     shift_ = 32u - unsigned(std::countr_zero(cap));
@@ -18,11 +22,10 @@ size_t FlowTable::place(uint32_t id) const {
     return i;
 }
 
-FlowTable::Slot& FlowTable::insert(uint32_t id, bool* inserted) {
-    if (Slot* s = find(id)) {
-        *inserted = false;
-        return *s;
-    }
+FlowTable::Slot* FlowTable::insert(uint32_t id, bool* inserted) {
+    *inserted = false;
+    if (Slot* s = find(id)) return s;
+    if (size_ >= max_size_) return nullptr;
     // Grow before passing half full, so that probes stay short and an empty slot always ends them.
     if ((size_ + 1) * 2 > slots_.size()) grow();
     uint32_t c;
@@ -38,7 +41,7 @@ FlowTable::Slot& FlowTable::insert(uint32_t id, bool* inserted) {
     s = Slot{id, c + 1, 0, 0};
     ++size_;
     *inserted = true;
-    return s;
+    return &s;
 }
 
 void FlowTable::grow() {

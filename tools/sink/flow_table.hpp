@@ -12,6 +12,10 @@
 //   a probe reads one cache line. What the flow_start said lives in a separate dense array, read
 //   at the flow's end and for the summary only; a slot refers to it by index, and that index
 //   moves with the slot.
+// - Bounded: at most max_size entries (flow_start records arrive from the network, so memory
+//   must not follow what is sent). A full table refuses new IDs. At max_size the slot array is
+//   bit_ceil(2 x max_size) slots, 64 to 128 bytes per flow, plus 64 bytes of cold part: at the
+//   default 1,000,000 flows 2^21 slots, about 130 MB in all.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -37,8 +41,13 @@ public:
     };
     static_assert(sizeof(Slot) == 32, "two slots per cache line, none straddling");
 
-    // capacity: initial slot count, rounded up to a power of two (at least 16).
-    explicit FlowTable(size_t capacity = 1024);
+    static constexpr size_t kDefaultMaxSize = 1'000'000;
+    // home() hashes into 32 bits: 2^31 entries need 2^32 slots, the most it can address.
+    static constexpr size_t kMaxMaxSize = size_t(1) << 31;
+
+    // capacity: initial slot count, rounded up to a power of two (at least 16, at most what
+    // max_size needs). max_size: most entries held, clamped to 1..kMaxMaxSize.
+    explicit FlowTable(size_t capacity = 1024, size_t max_size = kDefaultMaxSize);
 
     // The slot of ID, or nullptr. Valid until the next insert or erase.
     Slot* find(uint32_t id) {
@@ -51,8 +60,9 @@ public:
     const Slot* find(uint32_t id) const { return const_cast<FlowTable*>(this)->find(id); }
 
     // The slot of ID; a new one (packets and bytes 0, cold part default) if ID was absent, then
-    // *inserted is true. May grow the table: earlier slot pointers become invalid.
-    Slot& insert(uint32_t id, bool* inserted);
+    // *inserted is true; nullptr if ID was absent and the table holds max_size() entries.
+    // May grow the table: earlier slot pointers become invalid.
+    Slot* insert(uint32_t id, bool* inserted);
 
     // Removes the entry in slot s (from find or insert) and frees its cold part.
     void erase_slot(Slot* s);
@@ -63,6 +73,7 @@ public:
 
     size_t size() const { return size_; }
     size_t capacity() const { return slots_.size(); }
+    size_t max_size() const { return max_size_; }
 
     // fn(const Slot&, const FlowCold&) for every entry, in slot order.
     template <class Fn>
@@ -86,6 +97,7 @@ private:
     size_t mask_ = 0;
     unsigned shift_ = 0;  // 32 - log2(capacity)
     size_t size_ = 0;
+    size_t max_size_;
     std::vector<FlowCold> cold_;      // indexed by Slot::cold - 1
     std::vector<uint32_t> free_cold_; // cold entries of erased flows, reused first
 };

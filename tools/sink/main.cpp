@@ -20,12 +20,14 @@
 
 #include "common/ipfix_decoder.hpp"
 #include "tools/sink/output.hpp"
+#include "tools/sink/receiver.hpp"
 #include "tools/sink/stats.hpp"
 
 namespace {
 
 const char kUsage[] =
     "usage: angel-sink --listen HOST:PORT [--json] [--summary] [--idle SECONDS] [--out FILE]\n"
+    "                  [--max-flows N]\n"
     "\n"
     "Receives the meter's IPFIX export over UDP and decodes it through the templates it\n"
     "receives (docs/protocol.md).\n"
@@ -36,6 +38,9 @@ const char kUsage[] =
     "  --summary           print the end-of-run summary on stdout; alone, no per-record output\n"
     "  --idle SECONDS      exit after SECONDS without any datagram (counted from start too)\n"
     "  --out FILE          write the JSON lines to FILE instead of stdout\n"
+    "  --max-flows N       most live flows tracked for the summary (default 1000000, about\n"
+    "                      130 MB when full; at most 100000000); beyond, flow_starts of new\n"
+    "                      flows are counted as \"flow table full\" and not stored\n"
     "\n"
     "Output: per record exactly one of\n"
     "  {\"type\":\"packet\",\"flow_id\":N,\"ts_ns\":N,\"len\":N,\"dir\":0|1,\"tcp_flags\":N,\"new\":B}\n"
@@ -46,7 +51,10 @@ const char kUsage[] =
     "On SIGINT/SIGTERM or --idle, a summary (messages, records by type, flows, packets, bytes,\n"
     "sequence gaps, top 10 flows) is printed and the sink exits 0. The summary goes to stdout\n"
     "when stdout carries no JSON (--summary alone, or --out FILE), else to stderr.\n"
-    "Sequence gaps (lost datagrams) are also reported on stderr as they happen.\n";
+    "Sequence gaps (lost datagrams) are also reported on stderr as they happen.\n"
+    "Templates are kept per exporter (source address, port and observation domain): at most\n"
+    "256 templates and 16384 fields each, at most 64 exporters (the least recently seen is\n"
+    "evicted). Template withdrawals (RFC 7011 section 8.1) are honoured.\n";
 
 volatile sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
@@ -56,7 +64,17 @@ struct Options {
     bool json = false, summary = false;
     double idle_s = 0;
     std::string out;
+    size_t max_flows = angel::sink::FlowTable::kDefaultMaxSize;
 };
+
+// Beyond this the table (130 to 190 bytes per flow) would take more than some 13 GB.
+constexpr size_t kMaxMaxFlows = 100'000'000;
+static_assert(kMaxMaxFlows <= angel::sink::FlowTable::kMaxMaxSize);
+// kUsage and docs/angel-sink.1 spell these out.
+static_assert(angel::sink::FlowTable::kDefaultMaxSize == 1'000'000 &&
+              angel::sink::ExporterTable::kMaxExporters == 64 &&
+              angel::sink::ExporterTable::kMaxTemplatesPerExporter == 256 &&
+              angel::sink::ExporterTable::kMaxFieldsPerExporter == 16384);
 
 [[noreturn]] void usage_exit(const char* msg) {
     if (msg) std::fprintf(stderr, "angel-sink: %s\n", msg);
@@ -101,6 +119,13 @@ Options parse_args(int argc, char** argv) {
             if (!end || *end || o.idle_s <= 0) usage_exit("bad --idle SECONDS");
         } else if (a == "--out") {
             o.out = value();
+        } else if (a == "--max-flows") {
+            const std::string v = value();
+            char* end = nullptr;
+            const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+            if (v.empty() || v[0] == '-' || !end || *end || n == 0 || n > kMaxMaxFlows)
+                usage_exit("bad --max-flows N (1..100000000)");
+            o.max_flows = size_t(n);
         } else if (a == "-h" || a == "--help") {
             std::fputs(kUsage, stdout);
             std::exit(0);
@@ -152,14 +177,6 @@ double now_s() {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
-
-// Transport session of a datagram: its source address and port (RFC 7011 §8 scoping).
-uint64_t session_of(const sockaddr_storage& ss, socklen_t len) {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a
-    const auto* p = reinterpret_cast<const uint8_t*>(&ss);
-    for (socklen_t i = 0; i < len; ++i) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
 }
 
 std::string peer_text(const sockaddr_storage& ss, socklen_t len) {
@@ -227,9 +244,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "angel-sink: listening on %s (receive buffer %d bytes)\n", bound.c_str(),
                  rcvbuf);
 
-    angel::ipfix::Decoder decoder;
     angel::sink::Output out(out_fd);
-    angel::sink::Stats stats;
+    angel::sink::Stats stats(opt.max_flows);
+    angel::sink::Receiver receiver(stats);
     GapReporter gaps;
 
     constexpr unsigned kBatch = 64;
@@ -282,9 +299,9 @@ int main(int argc, char** argv) {
             last_data = now;
             for (int i = 0; i < n; ++i) {
                 const socklen_t pl = msgs[i].msg_hdr.msg_namelen;
-                const auto res = decoder.decode(bufs.data() + size_t(i) * kDgram, msgs[i].msg_len,
-                                                session_of(peers[i], pl), fn);
-                stats.on_message(res, msgs[i].msg_len);
+                const auto res = receiver.process(bufs.data() + size_t(i) * kDgram, msgs[i].msg_len,
+                                                  reinterpret_cast<const sockaddr*>(&peers[i]), pl,
+                                                  fn);
                 // Reported, but a flood of garbage must not flood stderr: the first 20, then
                 // every 1000th (the summary has the total).
                 if (res.status != angel::ipfix::DecodeStatus::ok &&

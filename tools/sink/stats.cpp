@@ -5,12 +5,13 @@
 #include <algorithm>
 #include <cinttypes>
 
+#include "tools/sink/exporters.hpp"
 #include "tools/sink/output.hpp"
 
 namespace angel::sink {
 
 // Room for 32k live flows before the first doubling.
-Stats::Stats() : live_(1 << 16) {}
+Stats::Stats(size_t max_flows) : live_(1 << 16, max_flows) {}
 
 void Stats::on_message(const ipfix::MessageResult& m, size_t bytes) {
     ++datagrams_;
@@ -19,6 +20,8 @@ void Stats::on_message(const ipfix::MessageResult& m, size_t bytes) {
     template_records_ += m.templates;
     unknown_sets_ += m.unknown_sets;
     unknown_set_bytes_ += m.unknown_set_bytes;
+    templates_refused_ += m.templates_refused;
+    templates_withdrawn_ += m.templates_withdrawn;
     if (m.sequence_checked && m.sequence_gap > 0) {
         ++gaps_;
         lost_ += uint64_t(m.sequence_gap);
@@ -43,9 +46,13 @@ void Stats::on_flow_record(const ipfix::DecodedRecord& r) {
     case ipfix::RecordKind::flow_start: {
         // A repeated start for a live ID resets its counts but keeps its place in the tie order.
         bool inserted = false;
-        FlowTable::Slot& f = live_.insert(r.start.flow_id, &inserted);
-        f.packets = f.bytes = 0;
-        FlowCold& c = live_.cold(f);
+        FlowTable::Slot* f = live_.insert(r.start.flow_id, &inserted);
+        if (!f) {  // table full: its packets count in the totals only, its end has no addresses
+            ++flows_table_full_;
+            break;
+        }
+        f->packets = f->bytes = 0;
+        FlowCold& c = live_.cold(*f);
         c.start = r.start;
         if (inserted) c.order = ++inserted_;
         break;
@@ -86,6 +93,20 @@ void Stats::print(FILE* out, double seconds) const {
         std::fprintf(out, "unknown template %" PRIu64 " data sets (%" PRIu64
                           " bytes) skipped: their templates never arrived\n",
                      unknown_sets_, unknown_set_bytes_);
+    // The bounds' lines appear only when they mattered (the usual summary stays as it was).
+    if (templates_withdrawn_ || templates_refused_)
+        std::fprintf(out, "templates        %" PRIu64 " withdrawn, %" PRIu64
+                          " refused (limit %zu templates, %zu fields per exporter)\n",
+                     templates_withdrawn_, templates_refused_,
+                     ExporterTable::kMaxTemplatesPerExporter, ExporterTable::kMaxFieldsPerExporter);
+    if (exporters_ > 1)
+        std::fprintf(out, "exporters        %" PRIu64 " seen, %" PRIu64 " evicted (limit %zu"
+                          " tracked, the least recently seen evicted)\n",
+                     exporters_, exporters_evicted_, ExporterTable::kMaxExporters);
+    if (flows_table_full_)
+        std::fprintf(out, "flow table full  %" PRIu64 " flow_start records of new flows not stored"
+                          " (limit %zu live flows)\n",
+                     flows_table_full_, live_.max_size());
     std::fprintf(out, "flows            %" PRIu64 " started, %" PRIu64 " ended (idle %" PRIu64
                       ", tcp_close %" PRIu64 ", end_of_input %" PRIu64 ", shutdown %" PRIu64
                       ", evicted %" PRIu64 "), %zu still open\n",

@@ -1,5 +1,6 @@
 // What the sink counts for its end-of-run summary: messages, records by kind, flows, packets,
-// bytes, sequence gaps, malformed input, and the top flows by packets.
+// bytes, sequence gaps, malformed input, what the bounds refused (templates, exporters, flows),
+// and the top flows by packets.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -21,8 +22,14 @@ struct FlowStat {
 
 class Stats {
 public:
-    Stats();
+    // max_flows: most live flows tracked (FlowTable bound); flow_starts beyond are counted.
+    explicit Stats(size_t max_flows = FlowTable::kDefaultMaxSize);
     void on_message(const ipfix::MessageResult& m, size_t bytes);
+    // A new exporter (tools/sink/exporters.hpp) was tracked; evicted: one was dropped for it.
+    void on_new_exporter(bool evicted) {
+        ++exporters_;
+        if (evicted) ++exporters_evicted_;
+    }
     // Packet records (nearly all records) take this inline path: measured 4% fewer sink
     // instructions than a call per record into stats.cpp.
     void on_record(const ipfix::DecodedRecord& r) {
@@ -42,6 +49,12 @@ public:
 
     uint64_t gaps() const { return gaps_; }
     uint64_t lost_records() const { return lost_; }
+    uint64_t templates_refused() const { return templates_refused_; }
+    uint64_t templates_withdrawn() const { return templates_withdrawn_; }
+    uint64_t unknown_sets() const { return unknown_sets_; }
+    uint64_t exporters_evicted() const { return exporters_evicted_; }
+    uint64_t flows_table_full() const { return flows_table_full_; }
+    size_t live_flows() const { return live_.size(); }
 
 private:
     void on_flow_record(const ipfix::DecodedRecord& r);  // every kind but packet
@@ -49,6 +62,9 @@ private:
 
     uint64_t datagrams_ = 0, bytes_ = 0, malformed_ = 0, template_records_ = 0;
     uint64_t unknown_sets_ = 0, unknown_set_bytes_ = 0;
+    uint64_t templates_refused_ = 0, templates_withdrawn_ = 0;
+    uint64_t exporters_ = 0, exporters_evicted_ = 0;
+    uint64_t flows_table_full_ = 0;  // flow_starts of new IDs while live_ was full: not stored
     uint64_t by_kind_[4] = {0, 0, 0, 0};
     uint64_t pkt_bytes_ = 0;
     uint64_t end_packets_ = 0, end_bytes_ = 0;
