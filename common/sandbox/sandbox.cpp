@@ -68,7 +68,8 @@ std::string become(uid_t uid, gid_t gid) {
     __user_cap_header_struct hdr{};
     hdr.version = _LINUX_CAPABILITY_VERSION_3;
     hdr.pid = 0;
-    __user_cap_data_struct data[2]{};
+    __user_cap_data_struct data[2];
+    std::memset(data, 0, sizeof data);
     if (syscall(SYS_capget, &hdr, data) != 0) return errno_text("capget");
     for (const auto& d : data)
         if (d.effective || d.permitted || d.inheritable) return "capabilities left after the change of user";
@@ -93,7 +94,13 @@ std::string install_syscall_filter(SandboxProfile p) {
             rc = seccomp_rule_add(ctx, action, nr, 0);
         } else {
             for (uint64_t v : values) {
-                rc = seccomp_rule_add(ctx, action, nr, 1, SCMP_CMP(static_cast<unsigned>(arg), SCMP_CMP_EQ, v));
+                // (Spelled out: clang's -Wmissing-field-initializers rejects libseccomp's SCMP_CMP macro.)
+                scmp_arg_cmp cmp{};
+                cmp.arg = static_cast<unsigned>(arg);
+                cmp.op = SCMP_CMP_EQ;
+                cmp.datum_a = v;
+                cmp.datum_b = 0;
+                rc = seccomp_rule_add_array(ctx, action, nr, 1, &cmp);
                 if (rc != 0) break;
             }
         }
