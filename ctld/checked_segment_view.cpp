@@ -178,8 +178,7 @@ void CheckedSegmentView::scan_flows(const std::function<bool(const FlowEntry&)>&
 // ---- CheckedEventReader ----------------------------------------------------------------------
 
 CheckedEventReader::CheckedEventReader(const Segment& seg)
-    : seg_(seg),
-      ctl_(&seg.header()->event_ring),
+    : ctl_(&seg.header()->event_ring),
       slots_(reinterpret_cast<const Record*>(seg.base() + seg.layout().event_ring_offset)),
       capacity_(seg.layout().event_ring_slots) {}
 

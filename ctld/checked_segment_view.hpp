@@ -108,7 +108,6 @@ public:
 
 private:
     uint64_t head_checked();
-    const Segment& seg_;
     RingControl* ctl_;
     const Record* slots_;
     uint64_t capacity_;
