@@ -306,7 +306,7 @@ ControlReply Controller::handle_command(const std::string& line) {
     if (cmd == "stats") return {true, render_stats(*seg_, json)};
     if (cmd == "flows") {
         FlowsQuery q;
-        for (size_t i = 1; i < words.size(); ++i) {
+        for (size_t i = 1; i < words.size(); i += 2) {  // option, value
             const bool top = words[i] == "--top", limit = words[i] == "--limit";
             if ((!top && !limit) || i + 1 >= words.size())
                 return {false, "usage: flows [--top N | --limit N] [--json]"};
@@ -316,7 +316,6 @@ ControlReply Controller::handle_command(const std::string& line) {
                 return {false, "flows: N must be 1.." + std::to_string(kMaxFlowsReply)};
             q.top = top;
             q.count = n;
-            ++i;
         }
         return {true, render_flows(*seg_, q, json)};
     }
