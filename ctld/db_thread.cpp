@@ -107,7 +107,6 @@ void DbThread::publish_config(const DbConfigValues& v) {
 }
 
 bool DbThread::drain_events(DbConnection& db, size_t max_events) {
-    size_t total = 0;
     // Bounded by max_events slots per call whatever procd published (the reader reads at
     // most kBatch slots per read), so a hostile head cannot keep this loop going.
     size_t scanned = 0;
@@ -127,7 +126,6 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events) {
             throw;
         }
         events_->commit();
-        total += n;
         std::lock_guard<std::mutex> g(mu_);
         stats_.busy_ns += monotonic_ns() - t0;
         ++stats_.batches;

@@ -452,3 +452,18 @@ TEST(ConfigMeterId, DefaultsToInstanceInsideADatabaseSection) {
         "instance = \"edge7\"; database = { conninfo = \"host=/tmp\"; meter_id = \"m1\"; };", "t.conf");
     EXPECT_EQ(d.database.meter_id, "m1");
 }
+
+TEST(Config, UserRootIsRefusedAndAnExplicitUserIsMarked) {
+    try {
+        angel::parse_config_string("instance = \"a\";\nuser = \"root\";\n", "u.conf");
+        ADD_FAILURE() << "user = root accepted";
+    } catch (const angel::ConfigError& e) {
+        EXPECT_EQ(e.line(), 2);
+        EXPECT_NE(e.message().find("must not be root"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(angel::parse_config_string("instance = \"a\";\n", "u.conf").user_set);
+    const angel::Config c = angel::parse_config_string("user = \"angel\";\ncontrol = { group = \"ops\"; };\n", "u.conf");
+    EXPECT_TRUE(c.user_set);
+    EXPECT_EQ(c.control.group, "ops");
+    EXPECT_THROW(angel::parse_config_string("control = { grp = \"ops\"; };\n", "u.conf"), angel::ConfigError);  // unknown key
+}
