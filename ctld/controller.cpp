@@ -17,6 +17,7 @@
 
 #include "common/control_proto.hpp"
 #include "common/log.hpp"
+#include "ctld/capture_filter_check.hpp"
 #include "ctld/id_key_store.hpp"
 #include "ctld/live_config_builder.hpp"
 #include "ctld/reload_plan.hpp"
@@ -254,6 +255,12 @@ std::string Controller::reload(bool* ok, bool db_only) {
     const auto missing = missing_required(next, !opt_.replay.empty());
     if (!missing.empty()) return "reload refused, running configuration kept: required value missing: " + join(missing);
     const ReloadPlan plan = plan_reload(cfg_, next);
+    if (!(next.customers.networks == cfg_.customers.networks)) {
+        // The same check as at start: never a filter the kernel refuses (capd would keep
+        // capturing with libpcap filtering in user space, silently).
+        if (const std::string p = customer_filter_problem(next, !opt_.replay.empty()); !p.empty())
+            return "reload refused, running configuration kept: " + p;
+    }
     if (!plan.restart_changes.empty())
         return "reload refused, nothing applied: " + join(plan.restart_changes) +
                " changed, which needs a restart of the meter";

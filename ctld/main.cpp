@@ -14,6 +14,7 @@
 
 #include "common/config.hpp"
 #include "common/log.hpp"
+#include "ctld/capture_filter_check.hpp"
 #include "ctld/controller.hpp"
 #include "ctld/daemonize.hpp"
 #include "ctld/db_config_source.hpp"
@@ -123,6 +124,17 @@ int main(int argc, char** argv) {
         return kExitConfig;
     }
     warn_readable_secrets(cfg, opt.ctl.config_path);
+    // A customer list whose BPF program the kernel would refuse (libpcap would then filter in
+    // user space, silently): refused here, at -t and before detaching.
+    {
+        std::string warning;
+        const std::string problem = customer_filter_problem(cfg, replay, &warning);
+        if (!warning.empty()) log_warn("%s", warning.c_str());
+        if (!problem.empty()) {
+            log_err("%s: %s", opt.ctl.config_path.c_str(), problem.c_str());
+            return kExitConfig;
+        }
+    }
     // Who the stages run as: refused here, before anything starts, when it would be root.
     StageUser stage_user;
     try {
