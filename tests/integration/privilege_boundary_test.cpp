@@ -180,7 +180,8 @@ TEST(PrivilegeBoundary, OperatorsUseTheSocketAndNeverTheSharedMemory) {
     EXPECT_EQ(st.st_mode & 0777, 0660u);
     EXPECT_EQ(st.st_gid, getgrnam("daemon")->gr_gid);
     // The operator (user daemon, group daemon): status works ...
-    CommandResult r = run_command({"runuser", "-u", "daemon", "--", binary("angelctl").string(), "-s", sock, "status"}, 15000ms);
+    const std::string angelctl = copy_binary_for_others("angelctl", m.dir.path()).string();
+    CommandResult r = run_command({"runuser", "-u", "daemon", "--", angelctl, "-s", sock, "status"}, 15000ms);
     EXPECT_TRUE(r.status.ok()) << r.describe();
     EXPECT_NE(r.out.find("procd"), std::string::npos) << r.out;
     // ... the shared memory does not (neither object, for reading or writing).
@@ -194,7 +195,7 @@ TEST(PrivilegeBoundary, OperatorsUseTheSocketAndNeverTheSharedMemory) {
         EXPECT_EQ(st.st_uid, 0u) << obj;
     }
     // The stages' user with the operators' group passes the file modes, not the socket.
-    r = run_command({"runuser", "-u", "nobody", "-g", "daemon", "--", binary("angelctl").string(), "-s", sock, "status"},
+    r = run_command({"runuser", "-u", "nobody", "-g", "daemon", "--", angelctl, "-s", sock, "status"},
                     15000ms);
     EXPECT_FALSE(r.status.ok()) << r.out;
     EXPECT_NE(r.err.find("the stages' user may not use the control socket"), std::string::npos) << r.describe();

@@ -124,7 +124,9 @@ TEST(RcScript, LinuxServiceLifecycle) {
     ASSERT_EQ(stat(sock.c_str(), &ss), 0);
     EXPECT_EQ(ss.st_mode & 0777, 0600u);
     const CommandResult denied =
-        netns::run({"runuser", "-u", "daemon", "--", binary("angelctl").string(), "-s", sock.string(), "status"}, 15);
+        netns::run({"runuser", "-u", "daemon", "--", copy_binary_for_others("angelctl", scratch.dir).string(), "-s",
+                    sock.string(), "status"},
+                   15);
     EXPECT_NE(exit_code(denied), 0) << denied.out;
     EXPECT_NE(denied.err.find("permission denied"), std::string::npos) << denied.describe() << denied.err;
     EXPECT_EQ(denied.out, "");

@@ -190,6 +190,13 @@ ShmGuard::~ShmGuard() {
     fs::remove(path_of(instance_).string() + ".ctl", ec);
 }
 
+fs::path copy_binary_for_others(const std::string& name, const fs::path& dir) {
+    const fs::path to = dir / name;
+    fs::copy_file(binary(name), to, fs::copy_options::overwrite_existing);
+    fs::permissions(to, fs::perms(0755));
+    return to;
+}
+
 fs::path ShmGuard::path_of(const std::string& instance) { return "/dev/shm/angel." + instance; }
 
 // ---- Processes ---------------------------------------------------------------------------------

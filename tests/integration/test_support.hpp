@@ -42,6 +42,9 @@ fs::path source_dir();
 fs::path bin_dir();
 // A program built by the project: bin_dir()/name.
 fs::path binary(const std::string& name);
+// A copy of binary(name) in dir, mode 0755, for running it as another user: the build tree
+// may sit under a 0700 home directory (a clone under /root) that other users cannot reach.
+fs::path copy_binary_for_others(const std::string& name, const fs::path& dir);
 // <source>/../shared/pcaps/<sub> (the folder may not exist: callers check).
 fs::path shared_pcaps_dir(const std::string& sub);
 // Regular files of a folder, sorted by name; empty when the folder is missing.
