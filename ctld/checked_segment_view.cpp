@@ -34,13 +34,30 @@ bool valid_flow(const FlowEntry& e) {
     return (e.key.ip_version == 4 || e.key.ip_version == 6) && e.first_reversed <= 1;
 }
 
-bool valid_event(const Record& r) {
+// Totals the database stores in bigint columns: each part and their sum within INT64_MAX (a
+// value beyond it fails the whole transaction, which would then be retried forever).
+bool fits_bigint(uint64_t a, uint64_t b) { return a <= INT64_MAX && b <= INT64_MAX - a; }
+
+// nullptr when r is an event the database writer can take, else which field is wrong.
+const char* event_problem(const Record& r) {
     if (r.type == static_cast<uint8_t>(RecordType::flow_start))
-        return r.start.ip_version == 4 || r.start.ip_version == 6;
-    if (r.type == static_cast<uint8_t>(RecordType::flow_end))
-        return r.end.reason >= static_cast<uint8_t>(EndReason::idle) &&
-               r.end.reason <= static_cast<uint8_t>(EndReason::evicted);
-    return false;
+        return r.start.ip_version == 4 || r.start.ip_version == 6 ? nullptr : "event flow_start IP version";
+    if (r.type == static_cast<uint8_t>(RecordType::flow_end)) {
+        if (r.end.reason < static_cast<uint8_t>(EndReason::idle) || r.end.reason > static_cast<uint8_t>(EndReason::evicted))
+            return "event flow_end reason";
+        if (!fits_bigint(r.end.packets[0], r.end.packets[1])) return "event flow_end packets";
+        if (!fits_bigint(r.end.bytes[0], r.end.bytes[1])) return "event flow_end bytes";
+        return nullptr;
+    }
+    return "event record type";
+}
+
+uint64_t event_value(const Record& r, const char* problem) {
+    if (std::strstr(problem, "IP version")) return r.start.ip_version;
+    if (std::strstr(problem, "reason")) return r.end.reason;
+    if (std::strstr(problem, "packets")) return r.end.packets[0];
+    if (std::strstr(problem, "bytes")) return r.end.bytes[0];
+    return r.type;
 }
 
 }  // namespace
@@ -113,7 +130,8 @@ RingReading CheckedSegmentView::ring(Segment::Ring which) const {
     if (head < tail || head - tail > r.capacity) {
         // Readings race with the stages: a tail read before a head that both moved since can
         // look a little off, never a whole ring apart.
-        if (tail - head > r.capacity || head - tail > 2 * r.capacity) note_refused(BoundaryKind::ring_position, "ring fill", head - tail);
+        if (tail - head > r.capacity || head - tail > 2 * r.capacity)
+            note_refused(BoundaryKind::ring_position, head < tail ? "ring head behind its tail, head" : "ring head a ring or more ahead of its tail, head", head);
         r.fill = head < tail ? 0 : r.capacity;
     } else {
         r.fill = head - tail;
@@ -184,7 +202,14 @@ CheckedEventReader::CheckedEventReader(const Segment& seg)
 
 uint64_t CheckedEventReader::head_checked() {
     const uint64_t head = ctl_->head.load(std::memory_order_acquire);
-    if (head < read_) return read_;  // behind us: nothing new (a hostile or restarted producer)
+    if (head < read_) {
+        // No producer moves its head back (a restarted procd resumes from it): a head behind
+        // the reader was written to park it. Follow it, or no event would be read again.
+        note_refused(BoundaryKind::ring_position, "event ring head behind the reader by", read_ - head);
+        read_ = committed_ = head;
+        ctl_->tail.store(head, std::memory_order_release);
+        return head;
+    }
     if (head - committed_ > capacity_) {
         // More than the ring can hold: not a position procd could have published. Skip to it
         // (what was there is lost: counted, and the FlowMap reconcile repairs the rows).
@@ -204,8 +229,8 @@ size_t CheckedEventReader::read(Record* out, size_t max) {
     for (size_t scanned = 0; scanned < max && read_ < head; ++scanned, ++read_) {
         Record r;
         std::memcpy(&r, &slots_[read_ & mask], sizeof r);  // a private copy, then checked
-        if (!valid_event(r)) {
-            note_refused(BoundaryKind::event_record, "event record type", r.type);
+        if (const char* problem = event_problem(r)) {
+            note_refused(BoundaryKind::event_record, problem, event_value(r, problem));
             ++lost_;
             continue;
         }

@@ -145,6 +145,7 @@ void Controller::start_stages() {
     so.gid = user_.gid;
     so.jail = jail_;
     so.lock_dir = cfg_.runtime_dir;
+    so.replay = !opt_.replay.empty();
     // Downstream first, so every consumer is there before its producer starts.
     stages_[0] = std::make_unique<StageSupervisor>(StageId::netd, *seg_, so);
     stages_[1] = std::make_unique<StageSupervisor>(StageId::procd, *seg_, so);
@@ -160,6 +161,8 @@ void Controller::begin_stop(const char* why) {
     stopping_ = true;
     stop_started_ = monotonic_ns();
     seg_->control_rw().stop_capture.store(1, std::memory_order_release);
+    for (auto& s : stages_)
+        if (s) s->expect_finish();
     log_notice("stopping (%s): closing capture, draining the pipeline", why);
 }
 

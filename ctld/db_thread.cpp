@@ -268,6 +268,9 @@ void DbThread::run() {
             db_.close();
             if (opt_.write_flows) events_->rewind();
             need_reconcile = true;
+            // Not straight back at it: a statement that fails every time would otherwise spin.
+            wait_wake(backoff, -1);
+            backoff = std::min(backoff * 2, kBackoffMaxMs);
         }
     }
     db_.close();

@@ -135,7 +135,7 @@ void StageSupervisor::on_exit(int st, uint64_t now_ns) {
         return;
     }
     const bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    if (clean && CheckedSegmentView(seg_).stage(id_).state == StageState::finished) {
+    if (clean && (opt_.replay || finish_expected_) && CheckedSegmentView(seg_).stage(id_).state == StageState::finished) {
         state_ = SupervisedState::finished;
         log_info("angel-%s finished", stage_name(id_));
         return;

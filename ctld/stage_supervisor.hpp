@@ -26,6 +26,7 @@ struct StageOptions {
     gid_t gid = 0;
     std::string jail;         // empty directory the stages chroot into
     std::string lock_dir;     // <lock_dir>/<instance>.<stage>.lock: one stage of a kind per instance
+    bool replay = false;      // a stage may finish on its own (the input ends); live: only in a stop
 };
 
 class StageSupervisor {
@@ -40,6 +41,9 @@ public:
     void signal(int sig) const;
     // supervisor.hang_timeout reloaded: applies from the next tick.
     void set_hang_timeout(uint64_t ns) { opt_.hang_timeout_ns = ns; }
+    // The meter is stopping: a stage that exits 0 saying "finished" is done, not restarted.
+    // Before that, in live mode, "finished" (which the stage itself writes) is not believed.
+    void expect_finish() { finish_expected_ = true; }
     // Operator restart: SIGTERM now, start again as soon as it has exited (no backoff, not a
     // failure). Killed with SIGKILL if it has not exited within 5 s.
     void request_restart(uint64_t now_ns);
@@ -75,6 +79,7 @@ private:
     int last_status_ = -1;
     bool kill_sent_ = false;
     bool restart_requested_ = false;
+    bool finish_expected_ = false;
     uint64_t restart_requested_ns_ = 0;
 };
 

@@ -164,7 +164,33 @@ TEST(CheckedSegmentView, EventReaderEndsWhateverTheHeadSays) {
     EXPECT_LE(rounds, 1u);
     EXPECT_EQ(refused(BoundaryKind::ring_position), before + 1);
     EXPECT_EQ(ev.take_lost(), slots);  // what the ring could have held is counted as lost
-    // A head that goes backwards gives nothing to read.
+    // A head that goes backwards gives nothing to read, and does not park the reader: what
+    // is published after it is read.
     s.seg->header()->event_ring.head.store(3);
     EXPECT_EQ(ev.read(out, 16), 0u);
+    s.seg->header()->event_ring.head.store(4);
+    EXPECT_EQ(ev.read(out, 16), 1u);
+    EXPECT_EQ(out[0].flow_id, 3u);
+}
+
+TEST(CheckedSegmentView, EventTotalsBeyondTheDatabaseColumnsAreRefused) {
+    Seg s;
+    for (uint64_t i = 0; i < 3; ++i) {
+        Record& r = s.events()[i];
+        std::memset(&r, 0, sizeof r);
+        r.type = static_cast<uint8_t>(RecordType::flow_end);
+        r.flow_id = static_cast<uint32_t>(i);
+        r.end.reason = static_cast<uint8_t>(EndReason::idle);
+        r.end.packets[0] = 10;
+        r.end.bytes[0] = 1000;
+    }
+    s.events()[0].end.packets[0] = 15255835024593843638ull;  // above INT64_MAX: bigint refuses it
+    s.events()[1].end.bytes[0] = INT64_MAX;                  // fits alone, not with bytes[1]
+    s.events()[1].end.bytes[1] = 1;
+    s.seg->header()->event_ring.head.store(3);
+    CheckedEventReader ev(*s.seg);
+    Record out[4];
+    ASSERT_EQ(ev.read(out, 4), 1u);
+    EXPECT_EQ(out[0].flow_id, 2u);
+    EXPECT_EQ(ev.take_lost(), 2u);
 }
