@@ -122,33 +122,28 @@ TEST(Sandbox, ProcdMayNotPunchHolesInTheSegment) {
 TEST(Sandbox, EnterDropsRootForGoodAndChroots) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root";
     TempJail jail;
-    const int st = in_child([&] {
-        SandboxSpec s;
-        s.profile = SandboxProfile::procd;
-        s.uid = 65534;
-        s.gid = 65534;
-        s.jail = jail.path.string();
-        if (!enter_sandbox(s).empty()) return 2;
-        if (getuid() != 65534 || geteuid() != 65534 || getgid() != 65534) return 3;
-        if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) return 4;  // prctl: allowed? no -> killed
-        return 0;
-    });
+    // A child that enters procd's sandbox as nobody, checks its ids, then runs then().
+    auto sandboxed = [&](const std::function<int()>& then) {
+        return in_child([&] {
+            SandboxSpec s;
+            s.profile = SandboxProfile::procd;
+            s.uid = 65534;
+            s.gid = 65534;
+            s.jail = jail.path.string();
+            if (!enter_sandbox(s).empty()) return 2;
+            if (getuid() != 65534 || geteuid() != 65534 || getgid() != 65534) return 3;
+            return then();
+        });
+    };
     // prctl is not on procd's list: reaching it proves the filter is in place.
+    const int st = sandboxed([] { return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1 ? 0 : 4; });
     EXPECT_TRUE(killed_by_sigsys(st)) << "status " << st;
-    const int st2 = in_child([&] {
-        SandboxSpec s;
-        s.profile = SandboxProfile::procd;
-        s.uid = 65534;
-        s.gid = 65534;
-        s.jail = jail.path.string();
-        if (!enter_sandbox(s).empty()) return 2;
-        if (getuid() != 65534 || geteuid() != 65534 || getgid() != 65534) return 3;
-        // (setuid is on no list: trying it would kill the child; enter_sandbox() itself tried
-        // to regain root before the filter and refuses to go on if it could.)
-        // The jail is the root now: nothing of the real file system is there.
+    // (setuid is on no list: trying it would kill the child; enter_sandbox() itself tried to
+    // regain root before the filter and refuses to go on if it could.) The jail is the root
+    // now: nothing of the real file system is there.
+    const int st2 = sandboxed([] {
         struct stat st{};
-        if (stat("/etc/passwd", &st) == 0) return 5;
-        return 0;
+        return stat("/etc/passwd", &st) == 0 ? 5 : 0;
     });
     EXPECT_EQ(exit_code(st2), 0) << "status " << st2;
 }
