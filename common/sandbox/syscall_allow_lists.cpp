@@ -5,6 +5,7 @@
 // logs "a system call outside its seccomp allow-list" and restarts it with backoff.
 #include "common/sandbox/syscall_allow_lists.hpp"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -45,6 +46,9 @@ std::vector<AllowedCall> allowed_calls(SandboxProfile p) {
     // is readable by writing it into a pipe (IsAccessibleMemoryRange); ASan reads its options
     // and maps. Release builds never make these calls and do not allow them.
     v.insert(v.end(), {{"pipe"}, {"pipe2"}, {"getrusage"}, {"mincore"}, {"sched_getparam"}});
+    // A sanitizer's report asks whether stderr is a terminal (isatty: ioctl TCGETS) before
+    // printing; without it the stage died by SIGSYS with the report unprinted.
+    if (p != SandboxProfile::capd) v.push_back({"ioctl", 1, {TCGETS}});
 #endif
     switch (p) {
         case SandboxProfile::capd:
