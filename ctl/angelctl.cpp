@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -90,7 +91,10 @@ int main(int argc, char** argv) {
         return EX_UNAVAILABLE;
     }
     line += "\n";
-    if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    // ctld may answer and close before reading the command (it refuses the stages' user at
+    // once): the write then fails with EPIPE, and the answer is still there to read.
+    signal(SIGPIPE, SIG_IGN);
+    if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) && errno != EPIPE) {
         std::fprintf(stderr, "angelctl: cannot send the command: %s\n", strerror(errno));
         return EX_IOERR;
     }

@@ -42,8 +42,11 @@ bool fatal_start_failure(const StageSupervisor& s) {
     // A stage that cannot even open its input or export target will not get better by
     // restarting a replay: that ends the run with the stage's own exit code.
     const int st = s.last_exit_status();
+    // (EX_NOPERM: the sandbox could not be entered; EX_UNAVAILABLE: the descriptors were not
+    // what a stage needs. Neither gets better by retrying.)
     return WIFEXITED(st) && (WEXITSTATUS(st) == EX_NOINPUT || WEXITSTATUS(st) == EX_CONFIG ||
-                             WEXITSTATUS(st) == EX_NOHOST || WEXITSTATUS(st) == 127);
+                             WEXITSTATUS(st) == EX_NOHOST || WEXITSTATUS(st) == EX_NOPERM ||
+                             WEXITSTATUS(st) == EX_UNAVAILABLE || WEXITSTATUS(st) == 127);
 }
 
 std::string join(const std::vector<std::string>& v) {

@@ -2,6 +2,7 @@
 // only calls them): the database thread's start and stop, and DB configuration changes applied
 // through the same path as a reload.
 #include "common/log.hpp"
+#include "ctld/checked_segment_view.hpp"
 #include "ctld/controller.hpp"
 #include "ctld/db_thread.hpp"
 #include "shm/segment.hpp"
@@ -41,7 +42,7 @@ void Controller::stop_database() {
     log_notice("database: flows_written=%llu flows_ended=%llu batches=%llu reconciles=%llu connects=%llu "
                "events_dropped=%llu busy_ms=%llu flows_per_s=%.0f final_drain_ms=%llu",
                u(s.flows_inserted), u(s.flows_ended), u(s.batches), u(s.reconciles), u(s.connects),
-               u(seg_->stage(StageId::procd).counters[procd_events_dropped].load()), u(s.busy_ns / 1000000),
+               u(CheckedSegmentView(*seg_).counter(StageId::procd, procd_events_dropped)), u(s.busy_ns / 1000000),
                busy_s > 0 ? static_cast<double>(s.flows_inserted) / busy_s : 0.0, u(drain_ms));
     db_.reset();
 }

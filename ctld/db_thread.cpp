@@ -114,6 +114,7 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events) {
         const size_t n = events_->read(batch_.data(), kBatch);
         scanned += kBatch;
         if (n == 0) {
+            events_->commit();  // refused records are done with: release them to procd
             if (events_->empty()) return true;
             continue;  // a stretch of refused records; the next read goes on after it
         }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -62,50 +63,71 @@ void StageSupervisor::start() {
     // (one that outlived a ctld, say) holds another and keeps the lock from this one.
     const std::string lock_path = opt_.lock_dir + "/" + opt_.instance + "." + stage_name(id_) + ".lock";
     std::string lock_err;
-    const int lock_fd = open_runtime_file(lock_path, 0600, false, &lock_err);
-    if (lock_fd < 0) {
+    const int lock_rw = open_runtime_file(lock_path, 0600, false, &lock_err);
+    if (lock_rw < 0) {
         log_err("cannot open the lock for angel-%s: %s", stage_name(id_), lock_err.c_str());
+        start_failed();
+        return;
+    }
+    // The stage gets read-only descriptors where it needs no more (flock works on them; a
+    // writable lock file would let it fill runtime_dir's file system), each opened anew
+    // through /proc/self/fd so that the stage's description is its own. All of them go to
+    // numbers above the three fixed ones first, so the dup2()s in the child cannot clobber
+    // one another or be no-ops that leave close-on-exec set.
+    auto reopen_ro_high = [](int fd) {
+        const int ro = open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_CLOEXEC);
+        if (ro < 0) return -1;
+        const int high = fcntl(ro, F_DUPFD_CLOEXEC, kStageLockFd + 1);
+        close(ro);
+        return high;
+    };
+    const int lock_fd = reopen_ro_high(lock_rw);
+    close(lock_rw);
+    // The control object read-only: the object is root-owned 0600, so the stage cannot
+    // reopen its descriptor for writing.
+    const int ctl_ro = reopen_ro_high(seg_.control_fd());
+    const int data_fd = fcntl(seg_.data_fd(), F_DUPFD_CLOEXEC, kStageLockFd + 1);
+    const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    auto close_all = [&] {
+        for (int fd : {lock_fd, ctl_ro, data_fd, null_fd})
+            if (fd >= 0) close(fd);
+    };
+    if (lock_fd < 0 || ctl_ro < 0 || data_fd < 0 || null_fd < 0) {
+        log_err("cannot prepare the descriptors for angel-%s: %s", stage_name(id_), strerror(errno));
+        close_all();
         start_failed();
         return;
     }
     seg_.stage(id_).state.store(static_cast<uint32_t>(StageState::starting));
     seg_.stage(id_).pid.store(0);
-    const int data_fd = seg_.data_fd();
-    // The stage gets the control object read-only: a descriptor of its own, opened O_RDONLY
-    // through /proc/self/fd (the object is root-owned 0600: the stage cannot reopen it).
-    const std::string ctl_path = "/proc/self/fd/" + std::to_string(seg_.control_fd());
-    const int ctl_ro = open(ctl_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (ctl_ro < 0) {
-        log_err("cannot open the control object read-only for angel-%s: %s", stage_name(id_), strerror(errno));
-        close(lock_fd);
-        start_failed();
-        return;
-    }
     const pid_t pid = fork();
     if (pid < 0) {
         log_err("cannot fork %s: %s", prog.c_str(), strerror(errno));
-        close(lock_fd);
-        close(ctl_ro);
+        close_all();
         start_failed();
         return;
     }
     if (pid == 0) {
-        // Child: async-signal-safe calls only. A clean signal mask; a process group of its
-        // own (a Ctrl-C or a `timeout` aimed at ctld's group is ctld's to handle: it stops
-        // the stages in order); the three descriptors at their fixed numbers (dup2 clears
-        // close-on-exec on the copies; everything else ctld holds is close-on-exec).
+        // Child: async-signal-safe calls only. A clean signal mask; a session of its own (no
+        // controlling terminal to read or inject into, and a Ctrl-C or a `timeout` aimed at
+        // ctld's process group is ctld's to handle: it stops the stages in order); standard
+        // input from /dev/null (stdout and stderr stay: the log in the foreground); the three
+        // descriptors at their fixed numbers (dup2 clears close-on-exec on the copies); every
+        // other descriptor closed, whether or not it was close-on-exec (a socket the database
+        // thread is opening at this moment may not be yet).
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        setpgid(0, 0);
-        if (dup2(data_fd, kStageDataFd) < 0 || dup2(ctl_ro, kStageControlFd) < 0 || dup2(lock_fd, kStageLockFd) < 0)
+        setsid();
+        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(data_fd, kStageDataFd) < 0 || dup2(ctl_ro, kStageControlFd) < 0 ||
+            dup2(lock_fd, kStageLockFd) < 0)
             _exit(EX_OSERR);
+        syscall(SYS_close_range, kStageLockFd + 1, ~0U, 0);
         execv(path.c_str(), const_cast<char* const*>(argv));
         [[maybe_unused]] ssize_t n = write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
         _exit(127);
     }
-    close(lock_fd);
-    close(ctl_ro);
+    close_all();
     pid_ = pid;
     state_ = SupervisedState::starting;
     started_ns_ = monotonic_ns();

@@ -86,7 +86,8 @@ std::string install_syscall_filter(SandboxProfile p) {
     // a thread started earlier (by a library, say) would run unfiltered.
     if (const int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1); rc != 0)
         err = std::string("seccomp thread sync: ") + strerror(-rc);
-    auto add = [&](uint32_t action, const char* name, int arg, const std::vector<uint64_t>& values) {
+    auto add = [&](uint32_t action, const char* name, int arg, const std::vector<uint64_t>& values, int arg2 = -1,
+                   uint64_t value2 = 0) {
         const int nr = seccomp_syscall_resolve_name(name);
         if (nr == __NR_SCMP_ERROR) return;  // not a call on this architecture
         int rc = 0;
@@ -95,18 +96,27 @@ std::string install_syscall_filter(SandboxProfile p) {
         } else {
             for (uint64_t v : values) {
                 // (Spelled out: clang's -Wmissing-field-initializers rejects libseccomp's SCMP_CMP macro.)
-                scmp_arg_cmp cmp{};
-                cmp.arg = static_cast<unsigned>(arg);
-                cmp.op = SCMP_CMP_EQ;
-                cmp.datum_a = v;
-                cmp.datum_b = 0;
-                rc = seccomp_rule_add_array(ctx, action, nr, 1, &cmp);
+                scmp_arg_cmp cmp[2];
+                std::memset(cmp, 0, sizeof cmp);
+                // The arguments compared are C ints (descriptors, levels, option names, modes,
+                // pids), whose upper 32 bits in the register are not defined by the ABI: compare
+                // the lower 32 only. The one pointer compared (sendto's address, to NULL) in full.
+                const bool pointer = std::strcmp(name, "sendto") == 0;
+                cmp[0].arg = static_cast<unsigned>(arg);
+                cmp[0].op = pointer ? SCMP_CMP_EQ : SCMP_CMP_MASKED_EQ;
+                cmp[0].datum_a = pointer ? v : 0xFFFFFFFFu;
+                cmp[0].datum_b = pointer ? 0 : (v & 0xFFFFFFFFu);
+                cmp[1].arg = static_cast<unsigned>(arg2 < 0 ? 0 : arg2);
+                cmp[1].op = SCMP_CMP_MASKED_EQ;
+                cmp[1].datum_a = 0xFFFFFFFFu;
+                cmp[1].datum_b = value2 & 0xFFFFFFFFu;
+                rc = seccomp_rule_add_array(ctx, action, nr, arg2 < 0 ? 1 : 2, cmp);
                 if (rc != 0) break;
             }
         }
         if (rc != 0 && err.empty()) err = std::string("seccomp rule for ") + name + ": " + strerror(-rc);
     };
-    for (const AllowedCall& c : allowed_calls(p)) add(SCMP_ACT_ALLOW, c.name, c.arg, c.values);
+    for (const AllowedCall& c : allowed_calls(p)) add(SCMP_ACT_ALLOW, c.name, c.arg, c.values, c.arg2, c.value2);
     for (const FailedCall& c : failed_calls(p)) add(SCMP_ACT_ERRNO(static_cast<uint32_t>(c.error)), c.name, c.arg, c.values);
     if (err.empty()) {
         const int rc = seccomp_load(ctx);

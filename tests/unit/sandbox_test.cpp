@@ -4,6 +4,7 @@
 // to root. The jail check refuses what ntpd refuses.
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -88,7 +89,8 @@ TEST(Sandbox, OnlyNetdMayOpenAnInternetSocket) {
     for (SandboxProfile p : {SandboxProfile::capd, SandboxProfile::procd, SandboxProfile::netd}) {
         const int st = in_child([&] {
             if (!install_syscall_filter(p).empty()) return 2;
-            const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            // The type netd's exporter asks for (any other type is not allowed even to netd).
+            const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
             if (fd >= 0) return 10;
             return errno == EACCES ? 11 : 12;
         });
@@ -111,9 +113,46 @@ TEST(Sandbox, ProcdMayNotPunchHolesInTheSegment) {
         char tmpl[] = "/tmp/angel-fa-XXXXXX";
         const int fd = mkstemp(tmpl);
         unlink(tmpl);
-        if (fd < 0 || !install_syscall_filter(SandboxProfile::procd).empty()) return 2;
-        if (fallocate(fd, 0, 0, 4096) != 0) return 3;  // growth: allowed
-        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096);  // never
+        // The segment is descriptor 3 in a stage.
+        if (fd < 0 || dup2(fd, 3) != 3 || ftruncate(3, 8192) != 0) return 2;
+        if (!install_syscall_filter(SandboxProfile::procd).empty()) return 2;
+        if (fallocate(3, FALLOC_FL_KEEP_SIZE, 0, 4096) != 0) return 3;  // backing what exists: allowed
+        fallocate(3, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096);  // never
+        return 0;
+    });
+    EXPECT_TRUE(killed_by_sigsys(st)) << "status " << st;
+}
+
+TEST(Sandbox, ProcdMayNotGrowTheSegmentNorWriteIt) {
+    for (int how = 0; how < 3; ++how) {
+        const int st = in_child([&] {
+            char tmpl[] = "/tmp/angel-fa-XXXXXX";
+            const int fd = mkstemp(tmpl);
+            unlink(tmpl);
+            if (fd < 0 || dup2(fd, 3) != 3 || !install_syscall_filter(SandboxProfile::procd).empty()) return 2;
+            if (how == 0) fallocate(3, 0, 0, 1 << 20);               // mode 0 grows the file
+            if (how == 1) [[maybe_unused]] ssize_t n = write(3, "x", 1);  // so does a write
+            if (how == 2) madvise(nullptr, 0, MADV_REMOVE);          // punches a hole in shared memory
+            return 0;
+        });
+        EXPECT_TRUE(killed_by_sigsys(st)) << "case " << how << ": status " << st;
+    }
+}
+
+TEST(Sandbox, NetdMayNotOpenATcpSocket) {
+    const int st = in_child([&] {
+        if (!install_syscall_filter(SandboxProfile::netd).empty()) return 2;
+        socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        return 0;
+    });
+    EXPECT_TRUE(killed_by_sigsys(st)) << "status " << st;
+}
+
+TEST(Sandbox, SignalsOnlyItself) {
+    const pid_t parent = getpid();
+    const int st = in_child([&] {
+        if (!install_syscall_filter(SandboxProfile::netd).empty()) return 2;
+        syscall(SYS_tgkill, parent, parent, 0);  // another process: never
         return 0;
     });
     EXPECT_TRUE(killed_by_sigsys(st)) << "status " << st;
