@@ -125,6 +125,11 @@ TEST(Sandbox, ProcdMayNotPunchHolesInTheSegment) {
 
 TEST(Sandbox, ProcdMayNotGrowTheSegmentNorWriteIt) {
     for (int how = 0; how < 3; ++how) {
+#ifdef ANGEL_SANITIZER_BUILD
+        // Sanitizer builds let write() through on any descriptor (UBSan's vptr check writes
+        // into a pipe); release builds, which this case is about, allow stdout and stderr only.
+        if (how == 1) continue;
+#endif
         const int st = in_child([&] {
             char tmpl[] = "/tmp/angel-fa-XXXXXX";
             const int fd = mkstemp(tmpl);
