@@ -38,26 +38,26 @@ bool valid_flow(const FlowEntry& e) {
 // value beyond it fails the whole transaction, which would then be retried forever).
 bool fits_bigint(uint64_t a, uint64_t b) { return a <= INT64_MAX && b <= INT64_MAX - a; }
 
-// nullptr when r is an event the database writer can take, else which field is wrong.
-const char* event_problem(const Record& r) {
-    if (r.type == static_cast<uint8_t>(RecordType::flow_start))
-        return r.start.ip_version == 4 || r.start.ip_version == 6 ? nullptr : "event flow_start IP version";
+// What is wrong with an event record, and the value seen; what == nullptr: the database
+// writer can take it.
+struct EventProblem {
+    const char* what = nullptr;
+    uint64_t value = 0;
+};
+
+EventProblem event_problem(const Record& r) {
+    if (r.type == static_cast<uint8_t>(RecordType::flow_start)) {
+        if (r.start.ip_version == 4 || r.start.ip_version == 6) return {};
+        return {"event flow_start IP version", r.start.ip_version};
+    }
     if (r.type == static_cast<uint8_t>(RecordType::flow_end)) {
         if (r.end.reason < static_cast<uint8_t>(EndReason::idle) || r.end.reason > static_cast<uint8_t>(EndReason::evicted))
-            return "event flow_end reason";
-        if (!fits_bigint(r.end.packets[0], r.end.packets[1])) return "event flow_end packets";
-        if (!fits_bigint(r.end.bytes[0], r.end.bytes[1])) return "event flow_end bytes";
-        return nullptr;
+            return {"event flow_end reason", r.end.reason};
+        if (!fits_bigint(r.end.packets[0], r.end.packets[1])) return {"event flow_end packets", r.end.packets[0]};
+        if (!fits_bigint(r.end.bytes[0], r.end.bytes[1])) return {"event flow_end bytes", r.end.bytes[0]};
+        return {};
     }
-    return "event record type";
-}
-
-uint64_t event_value(const Record& r, const char* problem) {
-    if (std::strstr(problem, "IP version")) return r.start.ip_version;
-    if (std::strstr(problem, "reason")) return r.end.reason;
-    if (std::strstr(problem, "packets")) return r.end.packets[0];
-    if (std::strstr(problem, "bytes")) return r.end.bytes[0];
-    return r.type;
+    return {"event record type", r.type};
 }
 
 }  // namespace
@@ -156,10 +156,13 @@ uint64_t CheckedSegmentView::ipfix_sequence() const {
     return seg_.header()->ipfix_sequence.load(std::memory_order_relaxed);
 }
 
+const FlowMapHeader& CheckedSegmentView::flow_header() const {
+    // At the start of the map's memory, backed from creation on.
+    return *reinterpret_cast<const FlowMapHeader*>(seg_.base() + layout_.flow_map_offset);
+}
+
 uint32_t CheckedSegmentView::live_flows() const {
-    // The FlowMap header sits at the start of the map's memory, backed from creation on.
-    const auto* fh = reinterpret_cast<const FlowMapHeader*>(seg_.base() + layout_.flow_map_offset);
-    const uint32_t live = fh->live.load(std::memory_order_relaxed);
+    const uint32_t live = flow_header().live.load(std::memory_order_relaxed);
     if (live > capacity_) {
         note_refused(BoundaryKind::flow_count, "FlowMap live", live);
         return capacity_;
@@ -168,8 +171,7 @@ uint32_t CheckedSegmentView::live_flows() const {
 }
 
 void CheckedSegmentView::scan_flows(const std::function<bool(const FlowEntry&)>& f) const {
-    const auto* fh = reinterpret_cast<const FlowMapHeader*>(seg_.base() + layout_.flow_map_offset);
-    uint32_t hw = fh->high_water.load(std::memory_order_acquire);
+    uint32_t hw = flow_header().high_water.load(std::memory_order_acquire);
     if (hw > capacity_) {
         note_refused(BoundaryKind::flow_count, "FlowMap high_water", hw);
         hw = capacity_;
@@ -229,8 +231,8 @@ size_t CheckedEventReader::read(Record* out, size_t max) {
     for (size_t scanned = 0; scanned < max && read_ < head; ++scanned, ++read_) {
         Record r;
         std::memcpy(&r, &slots_[read_ & mask], sizeof r);  // a private copy, then checked
-        if (const char* problem = event_problem(r)) {
-            note_refused(BoundaryKind::event_record, problem, event_value(r, problem));
+        if (const EventProblem problem = event_problem(r); problem.what) {
+            note_refused(BoundaryKind::event_record, problem.what, problem.value);
             ++lost_;
             continue;
         }

@@ -1,6 +1,7 @@
 // THE PRIVILEGE BOUNDARY: the one place where root code (angel-ctld) reads memory that a
 // stage can write. Everything else in ctld reads the data segment only through these
-// classes; grep for "seg.header()" or "flow_map()" in ctld/ finds nothing else.
+// classes; elsewhere in ctld/ the segment is only written (a stage's starting state, ctld's
+// own heartbeat, the stop flags of a stage given up).
 //
 // The rule (OpenBSD bgpd's imsg handlers): what a less privileged process can write is input
 // to validate, never state to trust. So:
@@ -83,6 +84,7 @@ public:
     void scan_flows(const std::function<bool(const FlowEntry&)>& f) const;
 
 private:
+    const FlowMapHeader& flow_header() const;
     const Segment& seg_;
     SegmentLayout layout_;
     uint32_t capacity_;
