@@ -36,10 +36,18 @@ std::string config_text(const std::string& instance, const fs::path& run_dir, in
 std::pair<ExitStatus, std::string> run_stage_like_ctld(const std::string& stage, const std::string& inst,
                                                        const fs::path& lock_dir, const fs::path& jail,
                                                        const fs::path& err_file) {
-    const int data = open(("/dev/shm/angel." + inst).c_str(), O_RDWR | O_CLOEXEC);
-    const int ctl = open(("/dev/shm/angel." + inst + ".ctl").c_str(), O_RDONLY | O_CLOEXEC);
-    const int lock = open((lock_dir / (inst + "." + stage + ".lock")).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    const int err = open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // Each above the fixed numbers first (as ctld does), so that the dup2()s below neither
+    // clobber one another nor are no-ops that leave close-on-exec set.
+    auto high = [](int fd) {
+        if (fd < 0) return fd;
+        const int h = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+        close(fd);
+        return h;
+    };
+    const int data = high(open(("/dev/shm/angel." + inst).c_str(), O_RDWR | O_CLOEXEC));
+    const int ctl = high(open(("/dev/shm/angel." + inst + ".ctl").c_str(), O_RDONLY | O_CLOEXEC));
+    const int lock = high(open((lock_dir / (inst + "." + stage + ".lock")).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    const int err = high(open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     ExitStatus st;
     if (data < 0 || ctl < 0 || lock < 0 || err < 0) return {st, "cannot open the objects to pass"};
     const std::string path = binary("angel-" + stage).string();
