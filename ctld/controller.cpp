@@ -21,6 +21,7 @@
 #include "ctld/id_key_store.hpp"
 #include "ctld/live_config_builder.hpp"
 #include "ctld/reload_plan.hpp"
+#include "ctld/runtime_files.hpp"
 #include "ctld/status_report.hpp"
 
 namespace angel {
@@ -84,7 +85,7 @@ Controller::~Controller() {
 
 int Controller::run() {
     started_ns_ = monotonic_ns();
-    jail_ = cfg_.runtime_dir + "/empty";  // checked by main() before detaching
+    jail_ = jail_path(cfg_.runtime_dir);  // checked by main() before detaching
     LiveConfig live;
     try {
         key_ = resolve_id_key(cfg_.flow.id_key, cfg_.runtime_dir, cfg_.instance);
@@ -134,7 +135,7 @@ int Controller::run() {
     seg_.reset();
     Segment::remove(cfg_.instance);
     for (StageId id : {StageId::capd, StageId::procd, StageId::netd})
-        unlink((cfg_.runtime_dir + "/" + cfg_.instance + "." + stage_name(id) + ".lock").c_str());
+        unlink(stage_lock_path(cfg_.runtime_dir, cfg_.instance, stage_name(id)).c_str());
     return exit_code_;
 }
 

@@ -20,25 +20,20 @@ FlowIdKey resolve_id_key(const std::string& configured_hex, const std::string& r
     }
     const std::string path = runtime_dir + "/" + instance + ".idkey";
     std::string hex;
-    {
-        // Never through a symlink, and only a regular file of ours.
-        std::string err;
-        const int rfd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (rfd < 0 && errno != ENOENT) throw std::runtime_error("cannot read " + path + ": " + (errno == ELOOP ? std::string("a symbolic link, refused") : strerror(errno)));
-        if (rfd >= 0) {
-            close(rfd);
-            const int fd = open_runtime_file(path, 0600, true, &err);
-            if (fd < 0) throw std::runtime_error(err);
-            char buf[80] = {};
-            const ssize_t n = read(fd, buf, sizeof buf - 1);
-            close(fd);
-            if (n > 0) {
-                hex.assign(buf, static_cast<size_t>(n));
-                while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
-                if (auto k = parse_flow_id_key(hex)) return *k;
-            }
-            throw std::runtime_error(path + ": not a flow-ID key (32 hex digits); remove it to make a new one");
+    // Never through a symlink, and only a regular file of ours.
+    std::string err;
+    if (const int fd = open_runtime_file(path, 0600, true, &err); fd >= 0) {
+        char buf[80] = {};
+        const ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            hex.assign(buf, static_cast<size_t>(n));
+            while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
+            if (auto k = parse_flow_id_key(hex)) return *k;
         }
+        throw std::runtime_error(path + ": not a flow-ID key (32 hex digits); remove it to make a new one");
+    } else if (errno != ENOENT) {
+        throw std::runtime_error("cannot read " + err);
     }
     uint8_t raw[16];
     if (getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw))

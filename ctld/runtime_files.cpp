@@ -54,7 +54,7 @@ std::string prepare_runtime_dir(const std::string& dir, int gid) {
 }
 
 std::string prepare_jail(const std::string& runtime_dir, std::string* path) {
-    *path = runtime_dir + "/empty";
+    *path = jail_path(runtime_dir);
     if (mkdir(path->c_str(), 0555) != 0 && errno != EEXIST) return "cannot create " + *path + ": " + strerror(errno);
     return jail_problem(*path);
 }
@@ -64,7 +64,9 @@ int open_runtime_file(const std::string& path, int mode, bool read_only, std::st
     int fd = open(path.c_str(), rw | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && !read_only) fd = open(path.c_str(), rw | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
-        *err = errno == ELOOP ? path + " is a symbolic link: refused" : path + ": " + strerror(errno);
+        const int e = errno;
+        *err = e == ELOOP ? path + " is a symbolic link: refused" : path + ": " + strerror(e);
+        errno = e;
         return -1;
     }
     struct stat st{};

@@ -14,13 +14,20 @@ namespace angel {
 // Returns "" when it is fit, else the reason (one line).
 std::string prepare_runtime_dir(const std::string& dir, int gid);
 
-// The empty, root-owned directory the stages chroot into: <runtime_dir>/empty, created 0555.
+// Where things lie in runtime_dir.
+inline std::string jail_path(const std::string& runtime_dir) { return runtime_dir + "/empty"; }
+inline std::string stage_lock_path(const std::string& runtime_dir, const std::string& instance, const char* stage) {
+    return runtime_dir + "/" + instance + "." + stage + ".lock";
+}
+
+// The empty, root-owned directory the stages chroot into: jail_path(), created 0555.
 // Returns "" when it is fit, else the reason; *path receives its path.
 std::string prepare_jail(const std::string& runtime_dir, std::string* path);
 
 // Opens path read-write (or read-only with read_only) without following a symlink; creates
 // it (O_EXCL, mode) when missing. Refuses anything but a regular file owned by us with one
-// link. Returns the descriptor (close-on-exec), or -1 with *err set.
+// link. Returns the descriptor (close-on-exec), or -1 with *err set and errno kept (ENOENT:
+// read_only and no such file).
 int open_runtime_file(const std::string& path, int mode, bool read_only, std::string* err);
 
 }  // namespace angel

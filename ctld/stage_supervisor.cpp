@@ -61,7 +61,7 @@ void StageSupervisor::start() {
     const std::string exec_failed = "angel-ctld: cannot execute " + path + "\n";
     // A fresh open file description of the lock for every start: a second stage of this kind
     // (one that outlived a ctld, say) holds another and keeps the lock from this one.
-    const std::string lock_path = opt_.lock_dir + "/" + opt_.instance + "." + stage_name(id_) + ".lock";
+    const std::string lock_path = stage_lock_path(opt_.lock_dir, opt_.instance, stage_name(id_));
     std::string lock_err;
     const int lock_rw = open_runtime_file(lock_path, 0600, false, &lock_err);
     if (lock_rw < 0) {
