@@ -34,7 +34,7 @@ bool parse_id(const char* s, unsigned long* out) {
 
 void StageRuntime::on_signal(int) { term_.store(true); }
 
-StageRuntime::StageRuntime(StageId id, const char* prog, int argc, char** argv) : id_(id), prog_(prog) {
+StageRuntime::StageRuntime(StageId id, const char* prog, int argc, char** argv) : id_(id) {
     bool foreground = false;
     bool have_uid = false, have_gid = false;
     int opt;

@@ -61,7 +61,6 @@ private:
     void check_parent();  // ctld may have died before the death signal was asked for
     static inline std::atomic<bool> term_{false};
     StageId id_;
-    std::string prog_;
     std::string instance_;
     uid_t uid_ = 0;
     gid_t gid_ = 0;
