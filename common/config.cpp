@@ -2,6 +2,7 @@
 // its keys with a handler, so an unknown key at any level is refused in one place, and every
 // handler checks type and range against the setting it reads, so that every error carries the
 // line of the offending setting.
+#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -313,13 +314,44 @@ void read_ha(const Reader& r, const Setting& g, HaConfig& c) {
     r.walk(g, "ha.", {
         {"mode", [&](const Setting& s) {
              const std::string v = r.string(s, "ha.mode", 16);
-             if (v != "none" && v != "carp" && v != "vip" && v != "file") {
-                 r.fail(s, "ha.mode must be one of none, carp, vip, file, not \"" + v + "\"");
+             if (v == "carp") {
+                 r.fail(s, "ha.mode \"carp\" (FreeBSD kernel CARP) is not built into this Linux build; use "
+                           "\"vip\" (the virtual address of ucarp or keepalived) or \"file\" (a state file their "
+                           "scripts write)");
+             }
+             if (v != "none" && v != "vip" && v != "file") {
+                 r.fail(s, "ha.mode must be one of none, vip, file, not \"" + v + "\"");
              }
              c.mode = v;
          }},
-        {"poll_ms", [&](const Setting& s) { c.poll_ms = r.int_in(s, "ha.poll_ms", 10, 60000); }},
+        {"vip", [&](const Setting& s) {
+             const std::string v = r.string(s, "ha.vip", 64);
+             in6_addr a6{};
+             in_addr a4{};
+             if (inet_pton(AF_INET, v.c_str(), &a4) != 1 && inet_pton(AF_INET6, v.c_str(), &a6) != 1)
+                 r.fail(s, "ha.vip must be an IPv4 or IPv6 address (no prefix length), not \"" + v + "\"");
+             c.vip = v;
+         }},
+        {"state_file", [&](const Setting& s) {
+             c.state_file = r.string(s, "ha.state_file", kMaxPathLen);
+             if (c.state_file[0] != '/') r.fail(s, "ha.state_file must be an absolute path");
+         }},
+        {"poll_ms", [&](const Setting& s) { c.poll_ms = r.int_in(s, "ha.poll_ms", 50, 5000); }},
+        {"takeover_ms", [&](const Setting& s) { c.takeover_ms = r.int_in(s, "ha.takeover_ms", 0, 10000); }},
     });
+}
+
+// What one ha key needs of the others, checked once the whole file is read.
+void check_ha(const Reader& r, const Setting& root, const Config& c) {
+    if (!root.exists("ha")) return;
+    const Setting& g = root["ha"];
+    const Setting& at = g.exists("mode") ? g["mode"] : g;
+    if (c.ha.mode == "vip" && c.ha.vip.empty()) r.fail(at, "ha.mode \"vip\" needs ha.vip (the address CARP/VRRP moves)");
+    if (c.ha.mode == "file" && c.ha.state_file.empty())
+        r.fail(at, "ha.mode \"file\" needs ha.state_file (the file the CARP/VRRP scripts write)");
+    if (c.ha.mode != "none" && c.flow.id_key.empty())
+        r.fail(at, "ha.mode \"" + c.ha.mode + "\" needs flow.id_key: both meters of a pair must compute the same "
+                   "flow IDs, so set the same 32 hex digits on both");
 }
 
 void read_shm(const Reader& r, const Setting& g, ShmConfig& c) {
@@ -387,6 +419,7 @@ void read_root(const Reader& r, const Setting& root, Config& c) {
         {"control", [&](const Setting& s) { read_control(r, s, c.control); }},
     });
     if (!meter_id_set) c.database.meter_id = c.instance;
+    check_ha(r, root, c);
 }
 
 // Parses text with libconfig, then the integer check, then the walk.

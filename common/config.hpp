@@ -85,9 +85,14 @@ struct DatabaseConfig {
     bool history = true;
 };
 
+// Section "ha": how ctld learns whether this meter is the master of a CARP/VRRP pair
+// (ctld/ha/). "carp" (FreeBSD kernel CARP) is refused by this Linux build.
 struct HaConfig {
-    std::string mode = "none";  // none, carp, vip, file
-    int poll_ms = 500;
+    std::string mode = "none";  // none, vip, file
+    std::string vip;            // mode vip: master while this address is on a local interface that is up
+    std::string state_file;     // mode file: master while its first word is MASTER
+    int poll_ms = 200;          // how often the address or file is checked (changes are also seen at once)
+    int takeover_ms = 1000;     // a new master holds its export this long (CARP's own overlap)
 };
 
 struct ShmConfig {

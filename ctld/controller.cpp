@@ -1,5 +1,6 @@
 #include "ctld/controller.hpp"
 #include "ctld/db_thread.hpp"
+#include "ctld/ha/ha_monitor.hpp"
 
 #include <grp.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -121,6 +123,13 @@ int Controller::run() {
         return EX_OSERR;
     }
     write_live_config(seg_->control_rw().config, live);
+    try {
+        // The role is known before any stage starts: a backup's netd never sends a byte.
+        ha_ = std::make_unique<HaMonitor>(cfg_.ha, seg_->control_rw(), monotonic_ns());
+    } catch (const std::exception& e) {
+        log_err("%s", e.what());
+        return kExitConfig;
+    }
     seg_->control_rw().ctld_pid.store(getpid());
     seg_->stage(StageId::ctld).pid.store(getpid());
     seg_->stage(StageId::ctld).state.store(static_cast<uint32_t>(StageState::ready));
@@ -199,10 +208,14 @@ void Controller::loop() {
         pfds_.clear();
         pfds_.push_back({signal_fd_, POLLIN, 0});
         control_->poll_fds(pfds_);
-        poll(pfds_.data(), pfds_.size(), 100);
+        const size_t n_control = pfds_.size() - 1;
+        if (ha_->event_fd() >= 0) pfds_.push_back({ha_->event_fd(), POLLIN, 0});
+        poll(pfds_.data(), pfds_.size(), std::min(100, ha_->timeout_ms(monotonic_ns())));
         handle_signals();
         const uint64_t now = monotonic_ns();
-        control_->service(pfds_.data() + 1, pfds_.size() - 1, now);
+        // The role first: a change reaches netd and the DB writer before anything else here.
+        ha_->service(pfds_.size() > n_control + 1 && (pfds_.back().revents & POLLIN), now);
+        control_->service(pfds_.data() + 1, n_control, now);
         int st;
         pid_t pid;
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
@@ -282,6 +295,14 @@ std::string Controller::reload(bool* ok, bool db_only) {
     } catch (const std::exception& e) {
         return std::string("reload refused: ") + e.what();
     }
+    if (next.ha.vip != cfg_.ha.vip || next.ha.state_file != cfg_.ha.state_file ||
+        next.ha.poll_ms != cfg_.ha.poll_ms || next.ha.takeover_ms != cfg_.ha.takeover_ms) {
+        try {
+            ha_->reconfigure(next.ha, monotonic_ns());
+        } catch (const std::exception& e) {
+            return std::string("reload refused: ") + e.what();
+        }
+    }
     write_live_config(seg_->control_rw().config, live);
     // The supervisors keep their own copy of the hang timeout: hand them the new one.
     for (auto& s : stages_)
@@ -306,7 +327,8 @@ ControlReply Controller::handle_command(const std::string& line) {
     if (cmd == "status") {
         MeterView v;
         v.instance = cfg_.instance;
-        v.role = seg_->control().role.load() == 1 ? "master" : "backup";
+        v.ha = ha_->report(monotonic_ns());
+        v.role = ha_role_name(v.ha.role);
         v.config_generation = seg_->control().config.generation.load();
         v.ctld_started_ns = started_ns_;
         v.stopping = stopping_;
@@ -334,8 +356,7 @@ ControlReply Controller::handle_command(const std::string& line) {
         return {true, render_flows(*seg_, q, json)};
     }
     if (cmd == "role") {
-        const char* r = seg_->control().role.load() == 1 ? "master" : "backup";
-        return {true, json ? std::string("{\"role\":\"") + r + "\"}\n" : std::string(r) + "\n"};
+        return {true, render_role(ha_->report(monotonic_ns()), json)};
     }
     if (cmd == "reload") {
         bool ok = false;

@@ -15,6 +15,7 @@
 namespace angel {
 
 class DbThread;
+class HaMonitor;
 
 struct ControllerOptions {
     std::string config_path;
@@ -57,6 +58,7 @@ private:
     std::unique_ptr<ControlServer> control_;
     std::vector<pollfd> pfds_;  // the loop's poll set, reused
     std::unique_ptr<DbThread> db_;
+    std::unique_ptr<HaMonitor> ha_;  // the role (ctld/ha/)
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;
     DbConfigValues db_start_;

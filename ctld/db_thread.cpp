@@ -239,7 +239,7 @@ void DbThread::run() {
             }
             bool empty = true;
             if (opt_.write_flows) {
-                if (seg_->control().role.load(std::memory_order_relaxed) == 1) {
+                if (seg_->control().role.load(std::memory_order_acquire) == static_cast<uint32_t>(HaRole::master)) {
                     empty = drain_events(db_, kPerRound);
                     const uint64_t dropped = events_dropped();
                     if (empty && (need_reconcile || dropped != dropped_seen)) {

@@ -148,6 +148,12 @@ int main(int argc, char** argv) {
         std::printf("%s: stages run as %s (uid %u, gid %u)%s\n", opt.ctl.config_path.c_str(), stage_user.name.c_str(),
                     static_cast<unsigned>(stage_user.uid), static_cast<unsigned>(stage_user.gid),
                     stage_user.notice.empty() ? "" : " - user not set, no 'angel' account");
+        if (cfg.ha.mode != "none")
+            std::printf("%s: ha.mode %s (%s): both meters of the pair must use database.meter_id \"%s\" and the "
+                        "same flow.id_key\n",
+                        opt.ctl.config_path.c_str(), cfg.ha.mode.c_str(),
+                        cfg.ha.mode == "vip" ? cfg.ha.vip.c_str() : cfg.ha.state_file.c_str(),
+                        cfg.database.meter_id.c_str());
         std::printf("%s: configuration OK\n", opt.ctl.config_path.c_str());
         return 0;
     }

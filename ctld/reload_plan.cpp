@@ -23,6 +23,11 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     live(a.export_.mtu != b.export_.mtu, "export.mtu");
     live(a.export_.domain_id != b.export_.domain_id, "export.domain_id");
     live(a.supervisor.hang_timeout != b.supervisor.hang_timeout, "supervisor.hang_timeout");
+    // ctld's own: the role probe is rebuilt (ctld/ha/ha_monitor.cpp).
+    live(a.ha.vip != b.ha.vip, "ha.vip");
+    live(a.ha.state_file != b.ha.state_file, "ha.state_file");
+    live(a.ha.poll_ms != b.ha.poll_ms, "ha.poll_ms");
+    live(a.ha.takeover_ms != b.ha.takeover_ms, "ha.takeover_ms");
     // Need a restart: they size or name what the running processes hold open.
     restart(a.instance != b.instance, "instance");
     restart(a.user != b.user || a.user_set != b.user_set, "user");

@@ -100,6 +100,10 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
         j.begin_object();
         j.field("instance", v.instance).field("role", v.role).field("config_generation", v.config_generation);
         j.field("uptime_s", age_s(now, v.ctld_started_ns)).field("stopping", v.stopping);
+        j.key("ha").begin_object();
+        j.field("mode", v.ha.mode).field("since_s", v.ha.since_s).field("transitions", v.ha.transitions);
+        j.field("master_s", v.ha.master_s);
+        j.end_object();
         j.key("stages").begin_array();
         for (const StageSupervisor* s : v.stages) {
             const ProcUsage u = proc_usage(s->pid());
@@ -145,6 +149,12 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
                   v.role.c_str(), v.config_generation, age_s(now, v.ctld_started_ns),
                   v.stopping ? "  STOPPING" : "");
     out += line;
+    if (v.ha.mode != "none") {
+        std::snprintf(line, sizeof line, "ha %s: %s for %.1f s, %llu transitions, %.1f s as master (%s)\n",
+                      v.ha.mode.c_str(), v.role.c_str(), v.ha.since_s, static_cast<unsigned long long>(v.ha.transitions),
+                      v.ha.master_s, v.ha.detail.c_str());
+        out += line;
+    }
     std::snprintf(line, sizeof line, "%-6s %7s %-13s %9s %8s %-14s %8s %8s %8s %7s %12s %12s %9s\n", "stage", "pid",
                   "state", "uptime_s", "restarts", "last_exit", "user_s", "sys_s", "rss_MiB", "hb_age", "in", "out",
                   "dropped");
@@ -295,6 +305,23 @@ std::string render_flows(const Segment& seg, const FlowsQuery& q, bool json) {
         text += "(" + std::to_string(not_shown) + " more live flows not shown: --top N or --limit N, at most " +
                 std::to_string(kMaxFlowsReply) + ")\n";
     return json ? j.str() + "\n" : text;
+}
+
+std::string render_role(const RoleReport& r, bool json) {
+    if (json) {
+        JsonWriter j;
+        j.begin_object();
+        j.field("role", ha_role_name(r.role)).field("mode", r.mode).field("detail", r.detail);
+        j.field("since_s", r.since_s).field("transitions", r.transitions).field("master_s", r.master_s);
+        j.field("transitions_last_minute", static_cast<uint64_t>(r.transitions_last_minute));
+        j.end_object();
+        return j.str() + "\n";
+    }
+    char line[512];
+    std::snprintf(line, sizeof line, "%s for %.1f s (ha.mode %s: %s), %llu transitions, %.1f s as master\n",
+                  ha_role_name(r.role), r.since_s, r.mode.c_str(), r.detail.c_str(),
+                  static_cast<unsigned long long>(r.transitions), r.master_s);
+    return line;
 }
 
 }  // namespace angel

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ctld/db_thread.hpp"
+#include "ctld/ha/ha_monitor.hpp"
 #include "ctld/stage_supervisor.hpp"
 #include "shm/segment.hpp"
 
@@ -13,6 +14,7 @@ namespace angel {
 struct MeterView {
     std::string instance;
     std::string role;
+    RoleReport ha;            // role, mode, transitions, time as master
     uint32_t config_generation = 0;
     uint64_t ctld_started_ns = 0;
     bool stopping = false;
@@ -23,6 +25,8 @@ struct MeterView {
 
 std::string render_status(const Segment& seg, const MeterView& v, bool json);
 std::string render_stats(const Segment& seg, bool json);
+// angelctl role: the role, the HA mode, since when, transitions and time as master.
+std::string render_role(const RoleReport& r, bool json);
 // angelctl flows: --top N (the N busiest) or --limit N (the first N found); neither: the
 // first kDefaultFlowsReply. N is capped at kMaxFlowsReply, so a reply (and ctld's memory for
 // it) stays bounded at any number of live flows.

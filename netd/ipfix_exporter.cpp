@@ -58,6 +58,7 @@ IpfixExporter::IpfixExporter(const IpfixExporterConfig& cfg, std::atomic<uint64_
     std::string err;
     if (!open_destination(cfg.host, cfg.port, &err)) throw std::runtime_error(err);
     enc_ = ipfix::Encoder(buf_.data(), message_size(cfg_, family_), cfg_.domain_id);
+    active_ = cfg.active;
     send_templates();
 }
 
@@ -131,7 +132,21 @@ void IpfixExporter::send_message(ipfix::Encoder& enc) {
     enc.reset();
 }
 
+void IpfixExporter::set_active(bool on) {
+    if (on == active_) return;
+    active_ = on;
+    if (on) send_templates();
+}
+
+uint32_t IpfixExporter::discard_pending() {
+    const uint32_t n = enc_.records();
+    enc_.reset();
+    first_record_ns_ = 0;
+    return n;
+}
+
 void IpfixExporter::send_templates() {
+    if (!active_) return;
     tpl_enc_.reset();
     tpl_enc_.add_templates();  // always fits: the encoder checked max size at construction
     send_message(tpl_enc_);
@@ -198,7 +213,7 @@ void IpfixExporter::poll(uint64_t now_ns) {
     // not 2^64 ns late.
     if (first_record_ns_ && now_ns >= first_record_ns_ + uint64_t(cfg_.flush_ms) * 1000000ull)
         flush();
-    if (cfg_.template_refresh_s &&
+    if (active_ && cfg_.template_refresh_s &&
         now_ns >= last_templates_ns_ + uint64_t(cfg_.template_refresh_s) * 1000000000ull)
         send_templates();
 }

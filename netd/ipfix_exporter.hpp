@@ -22,6 +22,7 @@ struct IpfixExporterConfig {
     uint32_t domain_id = 0;           // export.domain_id
     uint32_t flush_ms = 10;           // export.flush_ms
     uint32_t template_refresh_s = 30; // export.template_refresh; 0 = only at start/on request
+    bool active = true;               // false: a backup's exporter, silent until set_active(true)
 };
 
 struct IpfixExporterCounters {
@@ -54,8 +55,15 @@ public:
     void poll(uint64_t now_ns);
     // Sends the pending message now (no-op when empty).
     void flush();
-    // Sends a template-only message now (start, becoming master, refresh).
+    // Sends a template-only message now (start, becoming master, refresh). Nothing while inactive.
     void send_templates();
+    // A backup's exporter sends nothing at all, templates included (docs/ha.md). Becoming
+    // active sends the templates at once.
+    void set_active(bool on);
+    bool active() const { return active_; }
+    // Drops the records packed for the next message without sending them (the meter has just
+    // become backup: they are no longer this meter's to send). Returns how many.
+    uint32_t discard_pending();
     // Live change on reload: flushes pending records to the old destination, switches, and sends
     // the templates to the new one before anything else. False (old destination kept) if host
     // does not resolve or the socket cannot be opened.
@@ -85,6 +93,7 @@ private:
     uint64_t first_record_ns_ = 0;  // monotonic time of the first record in enc_; 0 = none
     uint64_t last_templates_ns_ = 0;
     IpfixExporterCounters counters_;
+    bool active_ = true;
 };
 
 }  // namespace angel

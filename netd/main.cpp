@@ -18,8 +18,11 @@ namespace {
 
 constexpr size_t kBatch = 512;
 
-IpfixExporterConfig exporter_config(const LiveConfig& c) {
+constexpr uint64_t kAnnounceWaitNs = 2'000'000'000ull;  // procd down or slow: export anyway
+
+IpfixExporterConfig exporter_config(const LiveConfig& c, HaRole role) {
     IpfixExporterConfig e;
+    e.active = role != HaRole::backup;  // a backup sends nothing, templates included
     e.host = c.classifier_host;
     e.port = static_cast<uint16_t>(c.classifier_port);
     e.mtu = c.mtu;
@@ -51,10 +54,12 @@ int main(int argc, char** argv) {
     RecordRing<Record> ring = rt.segment().record_ring();
     rt.segment().prefault(Segment::Ring::record, Segment::Access::read);  // no fault per page later
     auto& stop = rt.header().stop;
+    auto role_now = [&] { return static_cast<HaRole>(control.role.load(std::memory_order_acquire)); };
+    HaRole role = role_now();
 
     std::unique_ptr<IpfixExporter> x;
     try {
-        x = std::make_unique<IpfixExporter>(exporter_config(cfg), &rt.header().ipfix_sequence);
+        x = std::make_unique<IpfixExporter>(exporter_config(cfg, role), &rt.header().ipfix_sequence);
     } catch (const std::exception& e) {
         log_err("cannot export to %s:%u: %s", cfg.classifier_host, cfg.classifier_port, e.what());
         return EX_NOHOST;
@@ -66,8 +71,13 @@ int main(int argc, char** argv) {
     // Ring position of the first record this exporter was given; records the exporter has
     // finished with (sent or failed to send) are committed relative to it.
     uint64_t base = ring.read_pos();
-    uint64_t discarded = 0;  // records skipped while not master
-    bool was_master = true;  // the exporter sent its templates at start
+    uint64_t discarded = 0;  // records skipped: not master, or procd's announce records
+    // After becoming master, the stream starts at procd's announce record of this generation
+    // (followed by a flow_start for every live flow): what is queued before it belonged to
+    // the time as backup (docs/ha.md).
+    bool awaiting_announce = false;
+    uint32_t announce_gen = 0;
+    uint64_t awaiting_since = 0;
     auto done_with = [&] {
         const auto& c = x->counters();
         return c.records_sent + c.records_lost + discarded;
@@ -77,30 +87,52 @@ int main(int argc, char** argv) {
     for (;;) {
         const Record* recs = nullptr;
         const size_t n = ring.peek(&recs, kBatch);
-        const bool master = control.role.load(std::memory_order_relaxed) == 1;
-        if (master && !was_master) {
-            // A collector that saw the other meter until now needs our templates first.
-            x->send_templates();
-            log_notice("master: exporting");
+        if (const HaRole r = role_now(); r != role) {
+            if (r == HaRole::backup) {
+                // No longer ours to send: what is packed is dropped, not flushed, so that the
+                // classifier never hears this meter once the other one may be speaking.
+                const uint32_t k = x->discard_pending();
+                discarded += k;
+                rt.count(netd_unsent_at_demotion, k);
+                x->set_active(false);
+                awaiting_announce = false;
+                log_notice("backup: not exporting (%u packed records dropped)", k);
+            } else {
+                if (role == HaRole::backup) {
+                    x->set_active(true);  // templates at once
+                    log_notice("%s: templates sent", r == HaRole::master ? "master" : "taking over");
+                }
+                if (r == HaRole::master) {
+                    awaiting_announce = true;
+                    announce_gen = static_cast<uint32_t>(control.announce_request.load(std::memory_order_acquire));
+                    awaiting_since = IpfixExporter::monotonic_ns();
+                    log_notice("master: exporting from procd's announcement of the live flows");
+                }
+            }
+            role = r;
         }
-        if (!master && was_master) {
-            // Records already packed were meant for the collector while we were master: send
-            // them, so that what is discarded from now on never overtakes unsent records.
-            x->flush();
-            log_notice("backup: not exporting");
-        }
-        was_master = master;
+        uint64_t skipped = 0;
         for (size_t i = 0; i < n; ++i) {
-            if (master) {
-                x->add(recs[i]);
+            const Record& rec = recs[i];
+            if (rec.type == static_cast<uint8_t>(RecordType::announce)) {
+                if (awaiting_announce && role == HaRole::master && rec.flow_id == announce_gen) awaiting_announce = false;
+                ++discarded;  // never exported
+            } else if (role == HaRole::master && !awaiting_announce) {
+                x->add(rec);
             } else {
                 ++discarded;
+                ++skipped;
             }
         }
         if (n > 0) {
             ring.advance(n);
             rt.count(netd_records, n);
-            if (!master) rt.count(netd_not_master, n);
+            if (skipped) rt.count(netd_not_master, skipped);
+        }
+        if (awaiting_announce && IpfixExporter::monotonic_ns() - awaiting_since > kAnnounceWaitNs) {
+            awaiting_announce = false;
+            log_warn("master: procd has not announced the live flows within %llu s; exporting without it",
+                     static_cast<unsigned long long>(kAnnounceWaitNs / 1'000'000'000ull));
         }
         x->poll(IpfixExporter::monotonic_ns());
         if (!x->pending()) ring.commit();  // everything advanced over is out
@@ -127,7 +159,7 @@ int main(int argc, char** argv) {
                 x->flush();
                 ring.commit_to(base + done_with());
                 try {
-                    auto nx = std::make_unique<IpfixExporter>(exporter_config(nc), &rt.header().ipfix_sequence);
+                    auto nx = std::make_unique<IpfixExporter>(exporter_config(nc, role), &rt.header().ipfix_sequence);
                     x = std::move(nx);
                     base = ring.read_pos();
                     discarded = 0;

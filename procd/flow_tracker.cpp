@@ -277,6 +277,32 @@ void FlowTracker::expire(uint64_t now_ns) {
     }
 }
 
+size_t FlowTracker::announce_all(uint32_t generation) {
+    Record m{};
+    m.type = static_cast<uint8_t>(RecordType::announce);
+    m.flow_id = generation;
+    out_.emit(m);
+    size_t n = 0;
+    for (FlowEntry* e = map_.oldest(); e; e = map_.newer(e)) {
+        if (e->ending) continue;  // its flow_end is already queued
+        Record r{};
+        r.type = static_cast<uint8_t>(RecordType::flow_start);
+        r.flow_id = e->flow_id;
+        r.ts_ns = e->first_ns;
+        const FlowKey& k = e->key;
+        r.start.ip_version = k.ip_version;
+        r.start.proto = k.proto;
+        // The key is canonical (lo, hi); the first packet went hi -> lo when first_reversed.
+        r.start.src = e->first_reversed ? k.addr_hi : k.addr_lo;
+        r.start.dst = e->first_reversed ? k.addr_lo : k.addr_hi;
+        r.start.sport = e->first_reversed ? k.port_hi : k.port_lo;
+        r.start.dport = e->first_reversed ? k.port_lo : k.port_hi;
+        out_.emit(r);
+        ++n;
+    }
+    return n;
+}
+
 void FlowTracker::end_all(EndReason why) {
     flush_retired(UINT64_MAX);
     while (FlowEntry* e = map_.oldest()) end_flow(e, why);

@@ -76,6 +76,11 @@ public:
     void expire(uint64_t now_ns);
     // Ends every live flow (end of replay input, meter stop).
     void end_all(EndReason why);
+    // A meter that has just become master re-announces its live flows: an announce record
+    // (flow_id = generation) and then one flow_start per live flow, with the 5-tuple as its first
+    // packet saw it and the flow's first-seen time, to the record ring only (the database is
+    // reconciled by ctld). Returns the number of flow_starts.
+    size_t announce_all(uint32_t generation);
     // After the records of a batch are published: frees the flows that ended in it.
     void release_ended();
     // Emits flow_end for flows a predecessor retired whose packets all lie before ring

@@ -158,6 +158,17 @@ int main(int argc, char** argv) {
                 tracker.release_ended();
             }
         }
+        // Becoming master: ctld asks, procd re-announces every live flow so that the new
+        // master's stream names each flow it carries (docs/ha.md). A procd killed halfway
+        // announces again after its restart: announced is only written once all are queued.
+        const uint64_t ann = control.announce_request.load(std::memory_order_acquire);
+        if (ann != rt.header().announced.load(std::memory_order_relaxed)) {
+            const size_t k = tracker.announce_all(static_cast<uint32_t>(ann));
+            sink.publish();
+            rt.header().announced.store(ann, std::memory_order_release);
+            rt.count(procd_flows_announced, k);
+            log_info("re-announced %zu live flows for the new master's stream", k);
+        }
         const uint32_t gen = control.config.generation.load(std::memory_order_acquire);
         if (gen != cfg_gen) {
             cfg_gen = gen;

@@ -8,7 +8,10 @@
 
 namespace angel {
 
-enum class RecordType : uint8_t { packet = 1, flow_start = 2, flow_end = 3 };
+// announce: never exported; procd puts it in the record ring before it re-announces every live
+// flow (flow_id = the low 32 bits of ControlBlock::announce_request), so that netd knows where
+// a new master's stream may begin (docs/ha.md).
+enum class RecordType : uint8_t { packet = 1, flow_start = 2, flow_end = 3, announce = 4 };
 
 // Why a flow ended; the numeric values are exported (IPFIX flowEndReason-like, docs/protocol.md).
 enum class EndReason : uint8_t {

@@ -26,7 +26,14 @@ inline constexpr uint64_t kSegmentMagic = 0x314d534c45474e41ull;  // "ANGELSM1"
 inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 5: what root relies on (layout, configuration, role, stop request) moved out of the
 //    stage-writable segment into the control object, which the stages map read-only.
-inline constexpr uint32_t kLayoutVersion = 5;
+// 6: the HA role takes three values (HaRole), announce_request/announced added.
+inline constexpr uint32_t kLayoutVersion = 6;
+
+// The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
+// meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting
+// (the old master may still hold the address that long); neither it nor the DB writer acts yet.
+enum class HaRole : uint32_t { backup = 0, master = 1, takeover = 2 };
+const char* ha_role_name(HaRole r);
 // FlowMap entries reserved at a time: at creation, then by procd whenever high_water comes
 // within half of this of the reserved part (about 10 MB a step).
 inline constexpr uint32_t kFlowReserveStep = 65536;
@@ -70,7 +77,9 @@ struct ControlBlock {
     uint32_t layout_version;
     uint32_t size;                            // sizeof(ControlBlock)
     SegmentLayout layout;
-    std::atomic<uint32_t> role{1};            // 1 master, 0 backup
+    std::atomic<uint32_t> role{1};            // HaRole: ctld/ha/ decides, netd and the DB writer follow
+    std::atomic<uint64_t> announce_request{0};  // ctld bumps it when export starts as master:
+                                                // procd re-announces every live flow (netd waits for it)
     std::atomic<uint32_t> stop_capture{0};    // ctld -> capd: close the capture, finish
     std::atomic<uint32_t> netd_gone{0};       // ctld: netd given up during a stop; drop, do not wait
     std::atomic<int32_t> ctld_pid{0};
@@ -86,6 +95,7 @@ struct SegmentHeader {
     uint32_t header_size;
     uint64_t total_size;
     std::atomic<uint64_t> ipfix_sequence{0};  // survives netd restarts
+    std::atomic<uint64_t> announced{0};       // procd: the last announce_request it completed
     StopControl stop;
     alignas(kCacheLine) StageStatus stages[kStageCount];
     alignas(kCacheLine) RingControl packet_ring;

@@ -1,5 +1,6 @@
 // Printable names for the enums that cross the segment.
 #include "shm/records.hpp"
+#include "shm/segment.hpp"
 #include "shm/stage_status.hpp"
 
 namespace angel {
@@ -13,6 +14,15 @@ const char* stage_name(StageId s) {
         case StageId::count_: break;
     }
     return "?";
+}
+
+const char* ha_role_name(HaRole r) {
+    switch (r) {
+        case HaRole::backup: return "backup";
+        case HaRole::master: return "master";
+        case HaRole::takeover: return "takeover";
+    }
+    return "unknown";
 }
 
 const char* end_reason_name(EndReason r) {

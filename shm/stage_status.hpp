@@ -41,6 +41,7 @@ enum ProcdCounter : uint8_t {
     procd_gc_runs,
     procd_repeated,        // packets processed again after a predecessor was killed mid-batch
     procd_records_lost,    // records not queued: netd given up during a stop, or no FlowMap entry at all
+    procd_flows_announced, // flow_start records re-sent for live flows when this meter became master
     procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
     procd_counter_count = procd_parse_first + 10  // parse counters: ParseStatus::count_ <= 10
 };
@@ -51,7 +52,8 @@ enum NetdCounter : uint8_t {
     netd_bytes,
     netd_send_errors,      // sendto failures (classifier down, ICMP unreachable)
     netd_templates,
-    netd_not_master,       // records discarded while not master
+    netd_not_master,       // records discarded while not master (backup, takeover, waiting for procd's announce)
+    netd_unsent_at_demotion,  // records packed for a message when the meter became backup: never sent
     netd_counter_count
 };
 

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 libpcap-dev libboost-dev libpq-dev libconfig++-dev libgtest-dev libgmock-dev googletest
-libbenchmark-dev postgresql postgresql-client tshark tcpdump tcpreplay ucarp softflowd nfdump
+libbenchmark-dev postgresql postgresql-client tshark tcpdump tcpreplay ucarp keepalived softflowd nfdump
 iproute2 procps psmisc util-linux python3 libseccomp-dev"
 missing=""
 for p in $PKGS; do

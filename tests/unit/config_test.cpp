@@ -80,7 +80,10 @@ TEST_F(ConfigTest, DefaultsMatchTheDesignTable) {
     EXPECT_EQ(c.database.poll_interval, 60);
     EXPECT_TRUE(c.database.history);
     EXPECT_EQ(c.ha.mode, "none");
-    EXPECT_EQ(c.ha.poll_ms, 500);
+    EXPECT_EQ(c.ha.poll_ms, 200);
+    EXPECT_EQ(c.ha.takeover_ms, 1000);
+    EXPECT_TRUE(c.ha.vip.empty());
+    EXPECT_TRUE(c.ha.state_file.empty());
     EXPECT_EQ(c.shm.packet_ring, 64u << 20);
     EXPECT_EQ(c.shm.record_ring, 16u << 20);
     EXPECT_EQ(c.shm.event_ring, 8u << 20);
@@ -114,7 +117,7 @@ customers = { networks = ( "192.0.2.0/24", "2001:db8::/32", "198.51.100.7" ); };
 export = { mtu = 9000; flush_ms = 5; template_refresh = 60; domain_id = 4294967295L; };
 database = { conninfo = "host=/tmp dbname=angel"; meter_id = "meter-a";
              poll_interval = 30; history = false; };
-ha = { mode = "file"; poll_ms = 250; };
+ha = { mode = "file"; state_file = "/run/angel/carp.state"; poll_ms = 250; takeover_ms = 500; };
 shm = { packet_ring = 134217728; record_ring = "32M"; event_ring = 4294967296L; };
 supervisor = { hang_timeout = 10; };
 )");
@@ -154,6 +157,8 @@ supervisor = { hang_timeout = 10; };
     EXPECT_FALSE(c.database.history);
     EXPECT_EQ(c.ha.mode, "file");
     EXPECT_EQ(c.ha.poll_ms, 250);
+    EXPECT_EQ(c.ha.state_file, "/run/angel/carp.state");
+    EXPECT_EQ(c.ha.takeover_ms, 500);
     EXPECT_EQ(c.shm.packet_ring, 128u << 20);
     EXPECT_EQ(c.shm.record_ring, 32u << 20);
     EXPECT_EQ(c.shm.event_ring, 4ull << 30);
@@ -237,7 +242,10 @@ TEST_F(ConfigTest, OutOfRange) {
                    "flow.max_flows must be between 1 and 100000000, not 100000001");
     expect_refused("supervisor = { hang_timeout = 0; };", 1,
                    "supervisor.hang_timeout must be between 1 and 3600, not 0");
-    expect_refused("ha = { mode = \"vrrp\"; };", 1, "ha.mode must be one of none, carp, vip, file, not \"vrrp\"");
+    expect_refused("ha = { mode = \"vrrp\"; };", 1, "ha.mode must be one of none, vip, file, not \"vrrp\"");
+    expect_refused("ha = { poll_ms = 49; };", 1, "ha.poll_ms must be between 50 and 5000, not 49");
+    expect_refused("ha = { poll_ms = 5001; };", 1, "ha.poll_ms must be between 50 and 5000, not 5001");
+    expect_refused("ha = { takeover_ms = 10001; };", 1, "ha.takeover_ms must be between 0 and 10000, not 10001");
     expect_refused("runtime_dir = \"run/angel\";", 1, "runtime_dir must be an absolute path");
     expect_refused("instance = \"a/b\";", 1,
                    "instance may hold only letters, digits, '_', '-' and '.', not \"a/b\"");
@@ -392,6 +400,37 @@ TEST_F(ConfigTest, WrongTypeOfConninfoDoesNotEchoIt) {
     std::string path;
     const std::string err = error_of("database = { conninfo = [\"password=s3cret\"]; };", &path);
     EXPECT_EQ(err, path + ":1: database.conninfo must be a string, not an array");
+}
+
+// ha: the pair's keys and what each mode needs of the others (issue 10).
+TEST_F(ConfigTest, HaModesAndWhatTheyNeed) {
+    const std::string key = "flow = { id_key = \"00112233445566778899AABBCCDDEEFF\"; };\n";
+    // This Linux build has no kernel CARP: refused, naming what works instead.
+    expect_refused(key + "ha = { mode = \"carp\"; };", 2,
+                   "ha.mode \"carp\" (FreeBSD kernel CARP) is not built into this Linux build; use \"vip\" (the "
+                   "virtual address of ucarp or keepalived) or \"file\" (a state file their scripts write)");
+    expect_refused(key + "ha = {\n mode = \"vip\";\n};", 3, "ha.mode \"vip\" needs ha.vip (the address CARP/VRRP moves)");
+    expect_refused(key + "ha = { mode = \"file\"; };", 2,
+                   "ha.mode \"file\" needs ha.state_file (the file the CARP/VRRP scripts write)");
+    expect_refused("ha = { mode = \"vip\"; vip = \"10.0.0.5\"; };", 1,
+                   "ha.mode \"vip\" needs flow.id_key: both meters of a pair must compute the same flow IDs, so set "
+                   "the same 32 hex digits on both");
+    expect_refused(key + "ha = { mode = \"vip\"; vip = \"10.0.0.5/24\"; };", 2,
+                   "ha.vip must be an IPv4 or IPv6 address (no prefix length), not \"10.0.0.5/24\"");
+    expect_refused(key + "ha = { mode = \"vip\"; vip = \"vip.example\"; };", 2,
+                   "ha.vip must be an IPv4 or IPv6 address (no prefix length), not \"vip.example\"");
+    expect_refused(key + "ha = { mode = \"file\"; state_file = \"carp.state\"; };", 2,
+                   "ha.state_file must be an absolute path");
+
+    const Config v4 = parse_config_string(key + "ha = { mode = \"vip\"; vip = \"10.0.0.5\"; };", "v4");
+    EXPECT_EQ(v4.ha.mode, "vip");
+    EXPECT_EQ(v4.ha.vip, "10.0.0.5");
+    const Config v6 = parse_config_string(key + "ha = { mode = \"vip\"; vip = \"2001:db8::5\"; };", "v6");
+    EXPECT_EQ(v6.ha.vip, "2001:db8::5");
+    const Config f = parse_config_string(key + "ha = { mode = \"file\"; state_file = \"/run/k.state\"; };", "f");
+    EXPECT_EQ(f.ha.state_file, "/run/k.state");
+    // mode none needs nothing: a vip written down for later is kept, not required.
+    EXPECT_EQ(parse_config_string("ha = { vip = \"10.0.0.5\"; };", "n").ha.mode, "none");
 }
 
 }  // namespace

@@ -89,6 +89,7 @@ void expect_per_flow_order(const std::vector<Record>& v) {
             case RecordType::flow_start: EXPECT_EQ(s, 0) << "start of an open flow " << r.flow_id; s = 1; break;
             case RecordType::packet: EXPECT_EQ(s, 1) << "packet outside its flow " << r.flow_id; break;
             case RecordType::flow_end: EXPECT_EQ(s, 1) << "end of a closed flow " << r.flow_id; s = 0; break;
+            case RecordType::announce: ADD_FAILURE() << "announce record outside a takeover"; break;
         }
     }
 }
