@@ -76,7 +76,6 @@ int main(int argc, char** argv) {
     // (followed by a flow_start for every live flow): what is queued before it belonged to
     // the time as backup (docs/ha.md).
     bool awaiting_announce = false;
-    uint32_t announce_gen = 0;
     uint64_t awaiting_since = 0;
     auto done_with = [&] {
         const auto& c = x->counters();
@@ -87,7 +86,9 @@ int main(int argc, char** argv) {
     for (;;) {
         const Record* recs = nullptr;
         const size_t n = ring.peek(&recs, kBatch);
-        if (const HaRole r = role_now(); r != role) {
+        // (takeover after master: this loop already started from the announce marker in the
+        // instant between ctld's request and its master write; ctld never goes master -> takeover.)
+        if (const HaRole r = role_now(); r != role && !(r == HaRole::takeover && role == HaRole::master)) {
             if (r == HaRole::backup) {
                 // No longer ours to send: what is packed is dropped, not flushed, so that the
                 // classifier never hears this meter once the other one may be speaking.
@@ -104,7 +105,6 @@ int main(int argc, char** argv) {
                 }
                 if (r == HaRole::master) {
                     awaiting_announce = true;
-                    announce_gen = static_cast<uint32_t>(control.announce_request.load(std::memory_order_acquire));
                     awaiting_since = IpfixExporter::monotonic_ns();
                     log_notice("master: exporting from procd's announcement of the live flows");
                 }
@@ -115,7 +115,15 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < n; ++i) {
             const Record& rec = recs[i];
             if (rec.type == static_cast<uint8_t>(RecordType::announce)) {
-                if (awaiting_announce && role == HaRole::master && rec.flow_id == announce_gen) awaiting_announce = false;
+                // ctld bumps announce_request just before it writes master, so a marker of the
+                // current request means master even if this loop read the role a moment earlier
+                // (takeover): start here rather than skip the flow_starts that follow it.
+                const auto gen = static_cast<uint32_t>(control.announce_request.load(std::memory_order_acquire));
+                if (role != HaRole::backup && rec.flow_id == gen && (awaiting_announce || role == HaRole::takeover)) {
+                    if (role == HaRole::takeover) log_notice("master: exporting from procd's announcement of the live flows");
+                    role = HaRole::master;
+                    awaiting_announce = false;
+                }
                 ++discarded;  // never exported
             } else if (role == HaRole::master && !awaiting_announce) {
                 x->add(rec);

@@ -1,0 +1,107 @@
+#include "export_capture.hpp"
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+namespace angel::itest {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.remove_suffix(1);
+    return s;
+}
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+// The number inside the last "(N)" of a line: "FlowSet Id: (Data) (257)", "Protocol: TCP (6)".
+long last_parenthesised(std::string_view s) {
+    const size_t close = s.rfind(')');
+    if (close == std::string_view::npos) return -1;
+    const size_t open = s.rfind('(', close);
+    if (open == std::string_view::npos) return -1;
+    return std::strtol(std::string(s.substr(open + 1, close - open - 1)).c_str(), nullptr, 10);
+}
+
+std::string after_colon(std::string_view s) {
+    const size_t c = s.find(": ");
+    return c == std::string_view::npos ? std::string() : std::string(trim(s.substr(c + 2)));
+}
+
+}  // namespace
+
+std::string ExportRecord::tuple() const {
+    return std::to_string(proto) + " " + src + ":" + std::to_string(sport) + ">" + dst + ":" + std::to_string(dport);
+}
+
+ExportCapture read_export_capture(const fs::path& pcap, unsigned port, Millis timeout) {
+    ExportCapture out;
+    // Only the frame and IPFIX layers in detail (-O): the other layers print one summary line,
+    // which is where the source address is read.
+    const std::string cmd = "timeout " + std::to_string(timeout.count() / 1000 + 1) + " tshark -n -r '" +
+                            pcap.string() + "' -d udp.port==" + std::to_string(port) + ",cflow -O frame,cflow -V 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) {
+        out.error = "cannot run: " + cmd;
+        return out;
+    }
+    ExportFrame* frame = nullptr;
+    unsigned set_id = 0;
+    size_t set_records = 0;  // records printed in the current data set
+    auto end_set = [&] {
+        if (frame != nullptr && set_id >= 256 && set_records == 0) ++frame->undecoded_sets;
+        set_id = 0;
+        set_records = 0;
+    };
+    char* buf = nullptr;
+    size_t cap = 0;
+    std::string last_error_line;
+    while (getline(&buf, &cap, p) > 0) {
+        const std::string_view raw(buf);
+        const std::string_view s = trim(raw);
+        if (starts_with(raw, "Frame ")) {
+            end_set();
+            frame = &out.frames.emplace_back();
+            continue;
+        }
+        if (frame == nullptr) {
+            last_error_line = std::string(s);
+            continue;
+        }
+        if (starts_with(s, "Epoch Time: ") || starts_with(s, "Epoch Arrival Time: ")) {
+            frame->time_s = std::strtod(after_colon(s).c_str(), nullptr);
+        } else if (starts_with(raw, "Internet Protocol Version 4, Src: ")) {
+            const std::string_view rest = raw.substr(std::strlen("Internet Protocol Version 4, Src: "));
+            frame->src = std::string(rest.substr(0, rest.find(',')));
+        } else if (starts_with(s, "FlowSet Id: ")) {
+            end_set();
+            set_id = static_cast<unsigned>(std::max(last_parenthesised(s), 0L));
+            if (set_id == 2) ++frame->template_sets;
+        } else if (starts_with(s, "Flow Id: ") && set_id >= 256) {
+            ExportRecord& r = frame->records.emplace_back();
+            r.set_id = set_id;
+            r.flow_id = static_cast<uint32_t>(std::strtoul(after_colon(s).c_str(), nullptr, 10));
+            ++set_records;
+        } else if (!frame->records.empty() && frame->records.back().is_flow_start() && set_records > 0) {
+            ExportRecord& r = frame->records.back();
+            if (starts_with(s, "Protocol: ")) r.proto = static_cast<int>(last_parenthesised(s));
+            else if (starts_with(s, "SrcAddr: ")) r.src = after_colon(s);
+            else if (starts_with(s, "DstAddr: ")) r.dst = after_colon(s);
+            else if (starts_with(s, "SrcPort: ")) r.sport = std::atoi(after_colon(s).c_str());
+            else if (starts_with(s, "DstPort: ")) r.dport = std::atoi(after_colon(s).c_str());
+        }
+    }
+    end_set();
+    free(buf);
+    const int st = pclose(p);
+    if (st != 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        out.error = cmd + ": exit status " + std::to_string(st) + " " + last_error_line;
+    return out;
+}
+
+}  // namespace angel::itest
