@@ -1,0 +1,144 @@
+// The role as an operator drives and reads it (issue 10, docs/ha.md), without a CARP daemon:
+// ha.mode file with the state file written by tools/ha/ha-state-write (what the ucarp and
+// keepalived scripts call), on a live meter in a namespace pair:
+//   - `angel-ctld -t`: carp refused with exit 78 (EX_CONFIG) naming vip and file; a mode other
+//     than none without flow.id_key refused with the reason; a good pair config says which
+//     meter_id and id_key both meters must share;
+//   - no state file: backup; MASTER: takeover at once, master after ha.takeover_ms; BACKUP,
+//     FAULT, an empty or removed file: backup, each seen within a poll (inotify: at once);
+//   - `angelctl role` and `status` (text and JSON) agree, with exact transition counts;
+//   - reload moves ha.state_file and ha.takeover_ms live; the role follows the new file;
+//   - more than 6 transitions in a minute: one warning in the log.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+
+#include "meter_harness.hpp"
+
+namespace angel::itest {
+namespace {
+
+constexpr const char* kKey = "7f3a9c0e11d24b6a8e5f0c9d2b4a6e81";
+
+fs::path state_writer() { return source_dir() / "tools" / "ha" / "ha-state-write"; }
+
+void write_state(const fs::path& file, const std::string& words) {
+    const netns::CommandResult r = netns::run({"sh", state_writer().string(), file.string(), words}, 10);
+    ASSERT_TRUE(r.ok()) << r.describe();
+}
+
+std::string role_of(const fs::path& sock) { return json_field(angelctl(sock, {"role", "--json"}).out, "role"); }
+uint64_t transitions_of(const fs::path& sock) {
+    return std::strtoull(json_field(angelctl(sock, {"role", "--json"}).out, "transitions").c_str(), nullptr, 10);
+}
+
+// Seconds until the role is `want` (or -1 after timeout_s).
+double seconds_until_role(const fs::path& sock, const std::string& want, double timeout_s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool ok = wait_until_s([&] { return role_of(sock) == want; }, timeout_s, 0.01);
+    return ok ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : -1;
+}
+
+TEST(HaConfigCheck, CarpRefusedAndWhatAPairNeeds) {
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "build angel-ctld first";
+    TempDir dir("angel-ha-t");
+    auto check = [&](const std::string& text) {
+        write_file(dir / "m.conf", "instance = \"hacheck\";\nruntime_dir = \"" + (dir / "run").string() +
+                                       "\";\nclassifier = { host = \"127.0.0.1\"; };\ncapture = { interface = \"lo\"; };\n" +
+                                       text);
+        return run_command({binary("angel-ctld").string(), "-t", "-c", (dir / "m.conf").string()}, Millis(10000));
+    };
+    const std::string key = std::string("flow = { id_key = \"") + kKey + "\"; };\n";
+    CommandResult r = check(key + "ha = { mode = \"carp\"; };\n");
+    EXPECT_EQ(r.status.code(), 78) << r.describe();
+    EXPECT_NE(r.err.find("\"vip\""), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("\"file\""), std::string::npos) << r.err;
+    EXPECT_EQ(r.out.find("configuration OK"), std::string::npos);
+
+    r = check("ha = { mode = \"file\"; state_file = \"/run/angel/ha.state\"; };\n");
+    EXPECT_EQ(r.status.code(), 78) << r.describe();
+    EXPECT_NE(r.err.find("needs flow.id_key"), std::string::npos) << r.err;
+
+    r = check(key + "ha = { mode = \"vip\"; };\n");
+    EXPECT_EQ(r.status.code(), 78) << r.describe();
+    EXPECT_NE(r.err.find("needs ha.vip"), std::string::npos) << r.err;
+
+    r = check(key + "database = { meter_id = \"pop1\"; };\nha = { mode = \"vip\"; vip = \"2001:db8::50\"; };\n");
+    EXPECT_EQ(r.status.code(), 0) << r.describe();
+    const std::string all = r.out + r.err;
+    EXPECT_NE(all.find("both meters of the pair must use database.meter_id \"pop1\" and the same flow.id_key"),
+              std::string::npos)
+        << all;
+}
+
+TEST(HaRole, FollowsTheStateFileAndReloads) {
+    if (const std::string why = live_skip_reason({}, false); !why.empty()) GTEST_SKIP() << why;
+    NetnsMeter t("har", "har");
+    const fs::path state = t.dir / "carp" / "ha.state";
+    const fs::path state2 = t.dir / "carp2" / "ha.state";
+    fs::create_directories(state.parent_path());
+    fs::create_directories(state2.parent_path());
+    auto conf = [&](const fs::path& file, int takeover_ms) {
+        t.write_config(t.config(47391, "127.0.0.1",
+                                std::string("flow = { id_key = \"") + kKey + "\"; };\nha = { mode = \"file\"; state_file = \"" +
+                                    file.string() + "\"; poll_ms = 200; takeover_ms = " + std::to_string(takeover_ms) +
+                                    "; };\n"));
+    };
+    conf(state, 500);
+    ASSERT_TRUE(t.start_meter());
+    EXPECT_NE(t.log().find("HA (file): starting as backup"), std::string::npos) << t.log();
+    EXPECT_EQ(role_of(t.sock), "backup");
+    EXPECT_EQ(transitions_of(t.sock), 0u);
+
+    // MASTER: takeover at once (templates), master after the 500 ms hold, not before.
+    write_state(state, "MASTER INSTANCE angel 150");
+    EXPECT_GE(seconds_until_role(t.sock, "takeover", 1.0), 0) << t.log();
+    const double to_master = seconds_until_role(t.sock, "master", 3.0);
+    EXPECT_GE(to_master, 0.3) << "the takeover hold was cut short";
+    EXPECT_LE(to_master, 1.0);
+    EXPECT_EQ(transitions_of(t.sock), 1u) << "takeover -> master is no transition";
+
+    // status agrees, in text and JSON.
+    const std::string text = angelctl(t.sock, {"status"}).out;
+    EXPECT_NE(text.find("role master"), std::string::npos) << text;
+    EXPECT_NE(text.find("ha file: master for"), std::string::npos) << text;
+    const std::string json = angelctl(t.sock, {"status", "--json"}).out;
+    EXPECT_EQ(json_field(json, "role"), "master") << json;
+    EXPECT_EQ(json_number_in(json, "ha", "transitions"), 1u) << json;
+
+    // Every word but MASTER, and no file at all, is backup, seen at once (inotify), well within a poll.
+    for (const std::string w : {"BACKUP INSTANCE angel 150", "FAULT", "master", "MASTERFUL", ""}) {
+        write_state(state, "MASTER");
+        ASSERT_GE(seconds_until_role(t.sock, "master", 2.0), 0) << w;
+        write_state(state, w);
+        const double s = seconds_until_role(t.sock, "backup", 2.0);
+        EXPECT_GE(s, 0) << "\"" << w << "\" kept the meter master";
+        EXPECT_LE(s, 0.25) << "\"" << w << "\"";
+    }
+    write_state(state, "MASTER");
+    ASSERT_GE(seconds_until_role(t.sock, "master", 2.0), 0);
+    fs::remove(state);
+    EXPECT_GE(seconds_until_role(t.sock, "backup", 1.0), 0) << "a removed state file is backup";
+    EXPECT_EQ(transitions_of(t.sock), 12u);  // 1 + 5 x 2 + 1 up/down pairs of the loop and the removal
+
+    // More than 6 transitions in the last minute: the log says so, once.
+    EXPECT_EQ(count_of(t.log(), "HA: the role changed"), 1u) << t.log();
+
+    // Reload: another file (MASTER already) and no hold: master without a restart of anything.
+    write_state(state2, "MASTER");
+    conf(state2, 0);
+    const netns::CommandResult rl = angelctl(t.sock, {"reload"});
+    ASSERT_TRUE(rl.ok()) << rl.describe();
+    EXPECT_GE(seconds_until_role(t.sock, "master", 2.0), 0) << t.log();
+    write_state(state, "MASTER");  // the old file means nothing now
+    write_state(state2, "BACKUP");
+    EXPECT_GE(seconds_until_role(t.sock, "backup", 1.0), 0);
+    sleep_s(0.3);
+    EXPECT_EQ(role_of(t.sock), "backup");
+    const auto counters = t.stop_meter();
+    EXPECT_FALSE(counters.empty()) << t.log();
+}
+
+}  // namespace
+}  // namespace angel::itest
