@@ -11,7 +11,8 @@
 //   - every flow ID the new master sends (packet and flow_end records) was named by a flow_start
 //     of the new master before it, and a flow the old master had announced keeps its flow ID;
 //   - `angelctl role` agrees, with the exact number of transitions on each meter;
-//   - angel.flows holds exactly the new master's live flows once it is master.
+//   - angel.flows holds exactly the new master's live flows once it is master (one reconcile),
+//     and the demoted meter writes nothing more to it.
 // It prints the failover time (last record of the old master to the first of the new one at
 // the classifier) and the packet records lost per phase: the numbers of the note
 // (median of 5: ANGEL_HA_REPEAT=5 ... --gtest_repeat=5).
@@ -84,9 +85,17 @@ protected:
         trigger();
         EXPECT_TRUE(lab_->wait_role(to, "master", 15)) << lab_->role(to).raw << "\n" << lab_->m[to].log();
         const double promoted = wall_now();
+        // What the demoted meter has written to the database: nothing more from now on.
+        auto db_writes = [&](size_t i) {
+            const std::string j = angelctl(lab_->m[i].sock, {"status", "--json"}).out;
+            return json_number_in(j, "database", "batches") + json_number_in(j, "database", "reconciles");
+        };
+        uint64_t from_writes = 0;
         if (from_alive) {
             EXPECT_TRUE(lab_->wait_role(from, "backup", 5)) << lab_->role(from).raw;
             EXPECT_EQ(lab_->role(from).transitions, from_transitions) << lab_->role(from).raw;
+            sleep_s(0.2);  // a batch already begun as master may finish
+            from_writes = db_writes(from);
         }
         EXPECT_EQ(lab_->role(to).transitions, to_transitions) << lab_->role(to).raw;
         EXPECT_TRUE(lab_->sender->wait(40));
@@ -107,6 +116,9 @@ protected:
             << "the promotion reconciles angel.flows from the FlowMap once";
         EXPECT_TRUE(same) << "angel.flows " << db.size() << " rows, " << lab_->m[to].name << " has " << live.size()
                           << " live flows";
+        if (from_alive) {
+            EXPECT_EQ(db_writes(from), from_writes) << "the backup wrote to the database";
+        }
         sleep_s(0.5);  // every record flushed (export.flush_ms 10)
         p.t1 = wall_now();
         for (size_t i : {from, to})
