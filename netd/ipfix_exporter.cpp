@@ -160,6 +160,13 @@ void IpfixExporter::flush() {
 }
 
 void IpfixExporter::add(const Record& r) {
+    // A backup sends nothing, so a record handed to an inactive exporter is never packed
+    // (netd does not do this; the guard keeps the promise whatever the caller does). It counts
+    // as lost so that records_sent + records_lost still covers every record given.
+    if (!active_) {
+        ++counters_.records_lost;
+        return;
+    }
     bool ok = false;
     for (int attempt = 0; attempt < 2 && !ok; ++attempt) {
         if (attempt) flush();

@@ -82,7 +82,8 @@ public:
     explicit StateFileProbe(std::string path) : path_(std::move(path)) {
         fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         const size_t slash = path_.rfind('/');
-        const std::string dir = slash == 0 ? "/" : path_.substr(0, slash);
+        // (ha.state_file is absolute; "." keeps a relative path from watching the file itself.)
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
         // The folder, not the file: scripts replace the file (write + rename), and it may not
         // exist yet. A folder that does not exist leaves polling alone.
         if (fd_ >= 0 && inotify_add_watch(fd_, dir.c_str(),
