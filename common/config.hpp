@@ -92,7 +92,7 @@ struct HaConfig {
     std::string vip;            // mode vip: master while this address is on a local interface that is up
     std::string state_file;     // mode file: master while its first word is MASTER
     int poll_ms = 200;          // how often the address or file is checked (changes are also seen at once)
-    int takeover_ms = 1000;     // a new master holds its export this long (CARP's own overlap)
+    int takeover_ms = 2000;     // a new master holds its export this long (CARP's own overlap: ucarp -b 1 measured 0.9-1.0 s)
 };
 
 struct ShmConfig {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# make install: binaries, service scripts, sample config, schema and man pages.
+# make install: binaries, service scripts, HA scripts, sample config, schema and man pages.
 # usage: tools/install.sh BIN_DIR DESTDIR PREFIX
 set -eu
 BIN=$1
@@ -9,12 +9,17 @@ ROOT="$DESTDIR$PREFIX"
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 
 install -d "$ROOT/sbin" "$ROOT/bin" "$ROOT/share/examples/angel" "$ROOT/share/angel/rc.d" \
-    "$ROOT/share/man/man1" "$ROOT/share/man/man5" "$ROOT/share/man/man8" "$DESTDIR/etc/init.d"
+    "$ROOT/share/man/man1" "$ROOT/share/man/man5" "$ROOT/share/man/man8" "$DESTDIR/etc/init.d" \
+    "$ROOT/libexec/angel-flowmeter"
 for b in angel-ctld angel-capd angel-procd angel-netd angelctl; do
     install -m 0755 "$BIN/$b" "$ROOT/sbin/$b"
 done
 install -m 0755 "$BIN/angel-sink" "$ROOT/bin/angel-sink"
 [ -x "$BIN/angel-gen-trace" ] && install -m 0755 "$BIN/angel-gen-trace" "$ROOT/bin/angel-gen-trace"
+# The ucarp and keepalived scripts of docs/ha.md (they find ha-state-write next to themselves).
+for h in ucarp-vip-up ucarp-vip-down ucarp-state-up ucarp-state-down keepalived-notify ha-state-write; do
+    install -m 0755 "$SRC/tools/ha/$h" "$ROOT/libexec/angel-flowmeter/$h"
+done
 install -m 0644 "$SRC/docs/flowmeter.conf.sample" "$ROOT/share/examples/angel/flowmeter.conf.sample"
 [ -f "$SRC/db/schema.sql" ] && install -m 0644 "$SRC/db/schema.sql" "$ROOT/share/angel/schema.sql"
 install -m 0644 "$SRC/docs/angel-flowmeter.conf.5" "$ROOT/share/man/man5/angel-flowmeter.conf.5"

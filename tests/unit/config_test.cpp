@@ -81,7 +81,7 @@ TEST_F(ConfigTest, DefaultsMatchTheDesignTable) {
     EXPECT_TRUE(c.database.history);
     EXPECT_EQ(c.ha.mode, "none");
     EXPECT_EQ(c.ha.poll_ms, 200);
-    EXPECT_EQ(c.ha.takeover_ms, 1000);
+    EXPECT_EQ(c.ha.takeover_ms, 2000);
     EXPECT_TRUE(c.ha.vip.empty());
     EXPECT_TRUE(c.ha.state_file.empty());
     EXPECT_EQ(c.shm.packet_ring, 64u << 20);
