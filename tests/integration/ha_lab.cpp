@@ -12,7 +12,7 @@ namespace angel::itest {
 namespace {
 
 constexpr const char* kIdKey = "7f3a9c0e11d24b6a8e5f0c9d2b4a6e81";  // the same on both meters
-constexpr unsigned kTracePackets = 200000;  // 10 s at 20k packets/s
+constexpr unsigned kTracePackets = 240000;  // 12 s at 20k packets/s
 constexpr unsigned kTraceFlows = 2000;
 
 std::string run_file(const fs::path& dir, const char* stem, unsigned run, const char* ext) {
@@ -96,7 +96,7 @@ HaLab::HaLab(Carp c) : carp(c), lab("ha") {
     for (size_t i = 0; i < m.size(); ++i) {
         write_file(m[i].conf, config_text(i));
         chmod(m[i].conf.c_str(), 0600);  // it holds the conninfo
-        if (carp == Carp::keepalived_file) write_keepalived_conf(i);
+        if (carp == Carp::keepalived_vip_file) write_keepalived_conf(i);
     }
     const netns::CommandResult init = netns::run({binary("angelctl").string(), "-c", m[0].conf.string(), "db-init"}, 30);
     if (!init.ok()) throw std::runtime_error("angelctl db-init: " + init.describe());
@@ -123,6 +123,7 @@ std::string HaLab::config_text(size_t i) const {
     c.extra = std::string("flow = { id_key = \"") + kIdKey + "\"; };\n" + "database = { conninfo = \"" +
               pg->conninfo() + "\"; meter_id = \"" + kMeterId + "\"; };\n";
     if (carp == Carp::ucarp_vip) c.extra += std::string("ha = { mode = \"vip\"; vip = \"") + kVip + "\"; };\n";
+    else if (i == 0) c.extra += std::string("ha = { mode = \"vip\"; vip = \"") + kKeepalivedVip + "\"; };\n";
     else c.extra += "ha = { mode = \"file\"; state_file = \"" + x.state_file.string() + "\"; };\n";
     return c.text();
 }
@@ -133,7 +134,7 @@ void HaLab::write_keepalived_conf(size_t i) const {
     std::ofstream(x.dir / "keepalived.conf")
         << "global_defs {\n  router_id " << x.name << "\n  enable_script_security\n  script_user root\n}\n"
         << "vrrp_instance angel {\n  state BACKUP\n  interface cl0\n  virtual_router_id 51\n  priority "
-        << x.preference << "\n  advert_int 1\n  virtual_ipaddress {\n    10.77.0.60/24\n  }\n"
+        << x.preference << "\n  advert_int 1\n  virtual_ipaddress {\n    " << kKeepalivedVip << "/24\n  }\n"
         << "  notify \"" << ha_script("keepalived-notify").string() << " " << x.state_file.string() << "\"\n}\n";
 }
 
@@ -200,7 +201,7 @@ void HaLab::stop_carp(size_t i) {
 
 void HaLab::kill_host(size_t i) {
     Meter& x = m[i];
-    if (carp == Carp::keepalived_file) {
+    if (carp == Carp::keepalived_vip_file) {
         // keepalived's VRRP child would outlive its parent for a moment: kill it first.
         const long vrrp = std::strtol(read_file(x.dir / "keepalived-vrrp.pid").c_str(), nullptr, 10);
         if (vrrp > 1) kill(static_cast<pid_t>(vrrp), SIGKILL);

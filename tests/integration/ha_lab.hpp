@@ -11,8 +11,8 @@
 //
 // Each meter runs angel-ctld -f (its own instance and runtime_dir, the same flow.id_key and
 // database.meter_id, one PostgreSQL server) and ucarp or keepalived on cl0, which moves the
-// virtual address 10.77.0.50 (ha.mode vip) or writes the state file (ha.mode file) through the
-// scripts in tools/ha/. Everything is stopped and removed when the lab goes away.
+// virtual address (ha.mode vip) and runs the scripts in tools/ha/ (ucarp-vip-up/down; keepalived's
+// notify script writes the state file of ha.mode file). Everything is stopped and removed when the lab goes away.
 #pragma once
 
 #include <array>
@@ -27,8 +27,12 @@ namespace angel::itest {
 
 class HaLab {
 public:
-    enum class Carp { ucarp_vip, keepalived_file };
-    static constexpr const char* kVip = "10.77.0.50";
+    // ucarp_vip: both meters follow ucarp's address (ha.mode vip). keepalived_vip_file: m1
+    // follows keepalived's virtual_ipaddress (vip), m2 its notify script (file): both ways
+    // keepalived tells mastership, exercised in both directions by one pair.
+    enum class Carp { ucarp_vip, keepalived_vip_file };
+    static constexpr const char* kVip = "10.77.0.50";            // ucarp's
+    static constexpr const char* kKeepalivedVip = "10.77.0.60";  // keepalived's
     static constexpr const char* kClassifier = "10.77.0.100";
     static constexpr unsigned kPort = 4739;
     static constexpr const char* kMeterId = "pair";

@@ -8,9 +8,11 @@
 //     FAULT, an empty or removed file: backup, each seen within a poll (inotify: at once);
 //   - `angelctl role` and `status` (text and JSON) agree, with exact transition counts;
 //   - reload moves ha.state_file and ha.takeover_ms live; the role follows the new file;
-//   - more than 6 transitions in a minute: one warning in the log.
+//   - more than 6 transitions in a minute: one warning in the log;
+//   - tools/ha's ucarp-state-up/-down and keepalived-notify, called as the daemons call them.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <chrono>
 
@@ -135,6 +137,27 @@ TEST(HaRole, FollowsTheStateFileAndReloads) {
     write_state(state2, "BACKUP");
     EXPECT_GE(seconds_until_role(t.sock, "backup", 1.0), 0);
     sleep_s(0.3);
+    EXPECT_EQ(role_of(t.sock), "backup");
+
+    // The shipped scripts, called as ucarp (IFACE VIP XPARAM) and keepalived (notify: the
+    // script's own argument, then TYPE NAME STATE PRIORITY) call them.
+    auto script = [&](const char* name, std::vector<std::string> args) {
+        args.insert(args.begin(), (source_dir() / "tools" / "ha" / name).string());
+        const netns::CommandResult r = netns::run(args, 10);
+        EXPECT_TRUE(r.ok()) << name << ": " << r.describe();
+    };
+    script("ucarp-state-up", {"cl0", "10.77.0.50", state2.string()});
+    EXPECT_GE(seconds_until_role(t.sock, "master", 1.0), 0) << read_file(state2);
+    EXPECT_EQ(read_file(state2), "MASTER cl0 10.77.0.50\n");
+    script("ucarp-state-down", {"cl0", "10.77.0.50", state2.string()});
+    EXPECT_GE(seconds_until_role(t.sock, "backup", 1.0), 0) << read_file(state2);
+    script("keepalived-notify", {state2.string(), "INSTANCE", "angel", "MASTER", "150"});
+    EXPECT_GE(seconds_until_role(t.sock, "master", 1.0), 0) << read_file(state2);
+    script("keepalived-notify", {state2.string(), "INSTANCE", "angel", "FAULT", "0"});
+    EXPECT_GE(seconds_until_role(t.sock, "backup", 1.0), 0) << read_file(state2);
+    // Called wrongly (no state file argument): refused with EX_USAGE, nothing written.
+    const netns::CommandResult bad = netns::run({(source_dir() / "tools" / "ha" / "ucarp-state-up").string(), "cl0", "10.77.0.50"}, 10);
+    EXPECT_TRUE(WIFEXITED(bad.status) && WEXITSTATUS(bad.status) == 64) << bad.describe();
     EXPECT_EQ(role_of(t.sock), "backup");
     const auto counters = t.stop_meter();
     EXPECT_FALSE(counters.empty()) << t.log();
