@@ -10,50 +10,12 @@
 #include <vector>
 
 #include "procd/flow_tracker.hpp"
+#include "tests/unit/flow_tracker_fixture.hpp"
 
 using namespace angel;
+using namespace angel::flow_tracker_testing;
 
 namespace {
-
-constexpr uint64_t kSec = 1'000'000'000ull;
-
-// The helpers of flow_tracker_test.cpp: a FlowMap in ordinary memory, a sink that collects.
-struct Mem {
-    explicit Mem(uint32_t capacity) : bytes(FlowMap::bytes_for(capacity)) {
-        mem.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) & ~size_t{63})));
-        FlowMap::format(mem.get(), capacity);
-    }
-    struct Free {
-        void operator()(uint8_t* p) const { std::free(p); }
-    };
-    size_t bytes;
-    std::unique_ptr<uint8_t, Free> mem;
-};
-
-struct Collect : RecordSink {
-    std::vector<Record> records;
-    std::vector<Record> events;
-    void emit(const Record& r) override { records.push_back(r); }
-    void event(const Record& r) override { events.push_back(r); }
-    void publish() override {}
-};
-
-struct Fixture {
-    explicit Fixture(uint32_t capacity) : mem(capacity) {
-        map = FlowMap(mem.mem.get());
-        tracker = std::make_unique<FlowTracker>(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, capacity);
-    }
-    Mem mem;
-    FlowMap map;
-    Collect out;
-    std::atomic<uint64_t> ctr[kStageCounters]{};
-    std::unique_ptr<FlowTracker> tracker;
-    uint64_t pos = 0;
-    void send(const ParsedPacket& p, uint64_t ts, uint32_t len = 100) {
-        tracker->packet(p, ts, len, pos += 64);
-        tracker->release_ended();
-    }
-};
 
 ParsedPacket v4(uint8_t proto, IpBytes src, uint16_t sport, IpBytes dst, uint16_t dport, uint8_t flags = 0) {
     ParsedPacket p;

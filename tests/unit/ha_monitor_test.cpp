@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "tests/unit/unit_temp_dir.hpp"
 #include "ctld/ha/ha_monitor.hpp"
 
 using namespace angel;
@@ -22,19 +23,9 @@ namespace {
 constexpr uint64_t kMs = 1'000'000ull;
 constexpr uint64_t kT0 = 1'000'000 * kMs;  // an arbitrary monotonic start
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tpl[] = "/tmp/angel-ha-mon-XXXXXX";
-        const char* p = mkdtemp(tpl);
-        EXPECT_NE(p, nullptr);
-        path = p ? p : "";
-    }
-    ~TempDir() {
-        std::error_code ec;
-        if (!path.empty()) std::filesystem::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return path + "/" + name; }
+// Each test's own folder.
+struct TempDir : unit_testing::TempDir {
+    TempDir() : unit_testing::TempDir("angel-ha-mon") {}
 };
 
 // Atomically, as tools/ha/ha-state-write does.

@@ -17,25 +17,16 @@
 #include <stdexcept>
 #include <string>
 
+#include "tests/unit/unit_temp_dir.hpp"
 #include "ctld/ha/role_probe.hpp"
 
 using namespace angel;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tpl[] = "/tmp/angel-ha-probe-XXXXXX";
-        const char* p = mkdtemp(tpl);
-        EXPECT_NE(p, nullptr);
-        path = p ? p : "";
-    }
-    ~TempDir() {
-        std::error_code ec;
-        if (!path.empty()) std::filesystem::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return path + "/" + name; }
+// Each test's own folder.
+struct TempDir : unit_testing::TempDir {
+    TempDir() : unit_testing::TempDir("angel-ha-probe") {}
 };
 
 void write_file(const std::string& path, const std::string& text) {
