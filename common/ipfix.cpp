@@ -6,15 +6,17 @@
 namespace angel::ipfix {
 namespace {
 
-// Packet record, 16 bytes. Reduced sizes: flowId 8->4 (our IDs are 32-bit), tcpControlBits 2->1
+// Packet record, 20 bytes. Reduced sizes: flowId 8->4 (our IDs are 32-bit), tcpControlBits 2->1
 // (we capture the classic flags byte only). dataLinkFrameSize is natively 16-bit: frames longer
-// than 65535 (GSO/BIG TCP captures) are saturated and flagged in angelPacketFlags.
+// than 65535 (GSO/BIG TCP captures) are saturated and flagged in angelPacketFlags. The packet
+// index comes last, so the first 16 bytes are laid out as before it existed.
 constexpr FieldSpec kPacketFields[] = {
     {ie::flowId, 4, 0},
     {ie::observationTimeNanoseconds, 8, 0},
     {ie::dataLinkFrameSize, 2, 0},
     {ie::tcpControlBits, 1, 0},
     {ie::angelPacketFlags, 1, kPenAngel},
+    {ie::angelPacketIndex, 4, kPenAngel},
 };
 
 constexpr FieldSpec kFlowStart4Fields[] = {
@@ -63,7 +65,7 @@ constexpr TemplateDef kTemplates[] = {
     {kTplFlowEnd, kFlowEndFields, sum(kFlowEndFields)},
 };
 
-static_assert(sum(kPacketFields) == kPacketRecordSize && kPacketRecordSize <= 16);
+static_assert(sum(kPacketFields) == kPacketRecordSize && kPacketRecordSize <= 20);
 static_assert(sum(kFlowStart4Fields) == kFlowStart4RecordSize);
 static_assert(sum(kFlowStart6Fields) == kFlowStart6RecordSize);
 static_assert(sum(kFlowEndFields) == kFlowEndRecordSize);

@@ -46,6 +46,9 @@ inline constexpr uint16_t observationTimeNanoseconds = 325;
 // Enterprise-specific, PEN 32473.
 inline constexpr uint16_t angelPacketFlags = 1;  // 1 byte: bit0 dir, bit1 new flow, bit2 len saturated
 inline constexpr uint16_t angelEndReason = 2;    // 1 byte: our EndReason (1..5)
+// 4 bytes (unsigned32): packets of this flow, both directions, the meter saw before this one
+// (0 on the flow's first packet), modulo 2^32.
+inline constexpr uint16_t angelPacketIndex = 3;
 }  // namespace ie
 
 // angelPacketFlags bits.
@@ -79,8 +82,8 @@ const TemplateDef& template_def(uint16_t id);  // one of kTpl*; anything else is
 // Size of one template set carrying all our templates (header included).
 size_t template_set_size();
 
-// Our data record sizes (the packet record is the one that must stay <= 16 bytes).
-inline constexpr size_t kPacketRecordSize = 16;
+// Our data record sizes (the packet record is the one that must stay <= 20 bytes).
+inline constexpr size_t kPacketRecordSize = 20;
 inline constexpr size_t kFlowStart4RecordSize = 25;
 inline constexpr size_t kFlowStart6RecordSize = 49;
 inline constexpr size_t kFlowEndRecordSize = 54;
@@ -106,6 +109,7 @@ struct PacketFields {
     uint8_t dir = 0;
     uint8_t tcp_flags = 0;
     bool new_flow = false;
+    uint32_t index = 0;   // the flow's packet index (angelPacketIndex), mod 2^32
 };
 struct FlowStartFields {
     uint32_t flow_id = 0;

@@ -48,6 +48,7 @@ Decoder::Target Decoder::classify(uint32_t enterprise, uint16_t id, uint16_t len
     if (enterprise == kPenAngel) {
         if (id == ie::angelPacketFlags && uint_ok) return Target::pkt_flags;
         if (id == ie::angelEndReason && uint_ok) return Target::our_reason;
+        if (id == ie::angelPacketIndex && uint_ok) return Target::pkt_index;
     }
     if (enterprise == kPenReverse) {
         if (id == ie::packetDeltaCount && uint_ok) return Target::pkts_rev;
@@ -163,6 +164,7 @@ bool Decoder::decode_record(const Template& t, const uint8_t* p, size_t avail, s
     size_t off = 0;
     uint8_t pkt_flags = 0;
     bool have_our_reason = false;
+    bool have_index = false;
     // Fixed-length templates (ours) are bounds-checked once per record, not per field.
     if (!t.variable && avail < t.min_record_size) return false;
     for (const Field& f : t.fields) {
@@ -192,6 +194,10 @@ bool Decoder::decode_record(const Template& t, const uint8_t* p, size_t avail, s
         case Target::frame_len: r.packet.wire_len = uint32_t(get_uint(v, n)); break;
         case Target::tcp_flags: r.packet.tcp_flags = uint8_t(get_uint(v, n)); break;
         case Target::pkt_flags: pkt_flags = uint8_t(get_uint(v, n)); break;
+        case Target::pkt_index:
+            r.packet.index = uint32_t(get_uint(v, n));
+            have_index = true;
+            break;
         case Target::start_ns: r.start.ts_ns = r.end.first_ns = ntp_to_ns(get64(v)); break;
         case Target::end_ns: r.end.last_ns = ntp_to_ns(get64(v)); break;
         case Target::proto: r.start.proto = uint8_t(get_uint(v, n)); break;
@@ -215,6 +221,7 @@ bool Decoder::decode_record(const Template& t, const uint8_t* p, size_t avail, s
     r.packet.dir = (pkt_flags & kFlagReverse) ? 1 : 0;
     r.packet.new_flow = (pkt_flags & kFlagNewFlow) != 0;
     r.len_saturated = (pkt_flags & kFlagLenSaturated) != 0;
+    r.has_index = have_index;
     if (!have_our_reason) r.end.reason = our_end_reason(r.iana_end_reason);
     *used = off;
     return true;

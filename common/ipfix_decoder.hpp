@@ -20,6 +20,7 @@ struct DecodedRecord {
     uint16_t template_id = 0;
     PacketFields packet;       // kind == packet
     bool len_saturated = false;
+    bool has_index = false;    // the template carries angelPacketIndex (packet.index is valid)
     FlowStartFields start;     // kind == flow_start
     FlowEndFields end;         // kind == flow_end; end.reason is our code (from angelEndReason,
     uint8_t iana_end_reason = 0;  // or mapped from flowEndReason when the exporter is not ours)
@@ -85,7 +86,7 @@ public:
 
 private:
     enum class Target : uint8_t {
-        ignore, flow_id, obs_time_ns, frame_len, tcp_flags, pkt_flags, start_ns, end_ns, proto,
+        ignore, flow_id, obs_time_ns, frame_len, tcp_flags, pkt_flags, pkt_index, start_ns, end_ns, proto,
         src4, dst4, src6, dst6, sport, dport, iana_reason, our_reason, pkts_fwd, bytes_fwd,
         pkts_rev, bytes_rev,
     };

@@ -89,6 +89,7 @@ bool Encoder::add(const PacketFields& r) {
     put16(p + 12, len);
     p[14] = r.tcp_flags;
     p[15] = flags;
+    put32(p + 16, r.index);
     return true;
 }
 

@@ -179,6 +179,7 @@ void IpfixExporter::add(const Record& r) {
             f.dir = r.packet.dir;
             f.tcp_flags = r.packet.tcp_flags;
             f.new_flow = r.packet.new_flow != 0;
+            f.index = r.packet.index;
             ok = enc_.add(f);
             break;
         }

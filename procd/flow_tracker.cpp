@@ -119,8 +119,16 @@ void FlowTracker::emit_end(const FlowEntry& e, EndReason why) {
     out_.event(r);
 }
 
+uint32_t FlowTracker::repeated_index(FlowEntry& e, uint64_t pos) const {
+    // In ring order from the batch's start, the flow's first repeated packet is the noted one.
+    const uint32_t index = pos == e.batch_pos ? e.batch_index : e.repeat_index + 1;
+    note_batch_index(e, pos, index);
+    e.repeat_index = index;
+    return index;
+}
+
 void FlowTracker::emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns,
-                              uint32_t wire_len, uint8_t dir, bool is_new) {
+                              uint32_t wire_len, uint8_t dir, bool is_new, uint32_t index) {
     Record r{};
     r.type = static_cast<uint8_t>(RecordType::packet);
     r.flow_id = e.flow_id;
@@ -129,6 +137,7 @@ void FlowTracker::emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_
     r.packet.dir = dir;
     r.packet.tcp_flags = p.tcp_flags;
     r.packet.new_flow = is_new ? 1 : 0;
+    r.packet.index = index;
     out_.emit(r);
 }
 
@@ -200,7 +209,7 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
         if (FlowEntry* r = retired_owner(k, pos)) {
             if (pos == r->created_pos) emit_start(*r, p, ts_ns);
             emit_packet(*r, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ r->first_reversed),
-                        pos == r->created_pos);
+                        pos == r->created_pos, repeated_index(*r, pos));
             bump(procd_repeated);
             return false;
         }
@@ -214,7 +223,7 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
         const bool created_here = pos == e->created_pos;
         if (created_here) emit_start(*e, p, ts_ns);
         emit_packet(*e, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ e->first_reversed),
-                    created_here);
+                    created_here, repeated_index(*e, pos));
         return false;
     }
     if (e && pos != e->created_pos) {
@@ -238,6 +247,9 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
     const bool is_new = pos == e->created_pos;
     if (is_new) emit_start(*e, p, ts_ns);
     const uint8_t dir = (reversed ? 1 : 0) ^ e->first_reversed;
+    // Packets counted before this one, both directions; wraps at 2^32 (docs/protocol.md).
+    const uint32_t index = static_cast<uint32_t>(e->packets[0] + e->packets[1]);
+    note_batch_index(*e, pos, index);
     e->packets[dir] += 1;
     e->bytes[dir] += wire_len;
     if (ts_ns > e->last_ns) e->last_ns = ts_ns;
@@ -253,7 +265,7 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
             closing_push(e);
         }
     }
-    emit_packet(*e, p, ts_ns, wire_len, dir, is_new);
+    emit_packet(*e, p, ts_ns, wire_len, dir, is_new, index);
     return true;
 }
 

@@ -14,6 +14,15 @@
 //     batch that belonged to them are re-emitted under their IDs, and their flow_end follows
 //     once the repeated batch has moved past their last packet.
 // Duplicates are thus confined to the one batch that was in flight, as DESIGN.md allows.
+//
+// Packet index: a packet record carries the number of packets of its flow (both directions)
+// counted before it, mod 2^32 (docs/protocol.md, angelPacketIndex). A repeated packet must get
+// the index it got the first time, although the counters already include the whole batch. So
+// each flow notes the index of its first packet in the batch that last touched it (batch_pos,
+// batch_index; begin_batch() says where a batch starts). A successor repeats the batch from its
+// start in ring order: a flow's first repeated packet is the noted one, each later repeat is
+// the previous one plus 1 (repeat_index). Repeats note the same way, so a successor killed in
+// its turn is repeated exactly too.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -59,6 +68,10 @@ public:
     // the packet ring (monotonic, shared), which makes a repeated batch recognisable.
     // Returns false when the packet was a repeat (already counted by a predecessor).
     bool packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos);
+    // The packets that follow, up to the next call, are one batch committed together, the
+    // first at ring position pos or later (every earlier position is committed or will be
+    // before the next batch). Needed for exact packet indexes when a batch is repeated.
+    void begin_batch(uint64_t pos) { batch_start_ = pos; }
 
     // The same in two steps, for a batch: lookup() builds the flow key and its bucket hash
     // and asks the FlowMap to prefetch the bucket; prefetch_entry() (a few packets later)
@@ -96,7 +109,15 @@ private:
     void emit_start(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns);
     void emit_end(const FlowEntry& e, EndReason why);
     void emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len,
-                     uint8_t dir, bool is_new);
+                     uint8_t dir, bool is_new, uint32_t index);
+    // Notes (pos, index) as e's first packet of this batch unless one is noted already.
+    void note_batch_index(FlowEntry& e, uint64_t pos, uint32_t index) const {
+        if (e.batch_pos >= batch_start_) return;
+        e.batch_index = index;  // before batch_pos: a kill in between leaves the old note
+        e.batch_pos = pos;
+    }
+    // The index a repeated packet (pos < e.applied_end) had when it was counted.
+    uint32_t repeated_index(FlowEntry& e, uint64_t pos) const;
     bool expired(const FlowEntry& e, uint64_t now_ns, EndReason* why) const;
 
     FlowMap map_;
@@ -109,6 +130,7 @@ private:
     std::vector<FlowEntry*> ended_;  // retired in this batch; capacity reserved once
     std::vector<FlowEntry*> inherited_;  // retired by a predecessor, flow_end not yet re-emitted
     uint32_t max_flows_;
+    uint64_t batch_start_ = 0;  // begin_batch()
     // Closing TCP flows in order of their close time (linger is the same for all, so FIFO
     // order is expiry order). Private to procd: rebuilt from the FlowMap on restart.
     struct Closing {

@@ -126,6 +126,7 @@ int main(int argc, char** argv) {
                 ++m;
             }
         }
+        if (m > 0) tracker.begin_batch(batch[0].pos);  // committed together below
         for (size_t i = 0; i < m; ++i) {
             if (i + kEntryAhead < m) tracker.prefetch_entry(batch[i + kEntryAhead].lookup);
             const Item& it = batch[i];

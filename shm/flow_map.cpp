@@ -165,6 +165,7 @@ FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_
     e.flow_id = id;
     e.first_ns = e.last_ns = ts_ns;
     e.created_pos = pos;
+    e.batch_pos = pos;  // the creating packet has index 0 (batch_index)
     e.first_reversed = reversed ? 1 : 0;
     e.lru_ns = ts_ns;
     link(i, key_hash);

@@ -29,9 +29,15 @@ struct FlowEntry {
     uint8_t tcp_rst;             // RST seen
     uint8_t ending;              // flow_end emitted, entry not yet released (see retire())
     uint8_t end_reason;          // EndReason, valid while ending
-    uint8_t pad_[6];
+    uint8_t pad_[2];
+    // Packet index (packets counted before a packet, both directions, mod 2^32) of the flow's
+    // first packet in the batch that last touched it, at ring position batch_pos: what a
+    // successor repeating that batch after a crash starts from (procd/flow_tracker.hpp).
+    uint32_t batch_index;
+    uint32_t repeat_index;       // index of the last packet a successor re-emitted
     uint64_t created_pos;        // packet-ring position of the packet that created the flow
     uint64_t applied_end;        // position of the last packet counted in the flow + 1 (0: none)
+    uint64_t batch_pos;          // see batch_index
     uint64_t lru_ns;             // packet time when the flow was last moved to the LRU's newest end
     uint64_t first_ns;
     uint64_t last_ns;

@@ -29,6 +29,7 @@ struct PacketInfo {          // type == packet
     uint8_t tcp_flags;
     uint8_t new_flow;        // 1 on the flow's first packet
     uint8_t pad_;
+    uint32_t index;          // packets of the flow (both directions) before this one, mod 2^32
 };
 
 struct FlowStartInfo {       // type == flow_start: the 5-tuple as the first packet saw it

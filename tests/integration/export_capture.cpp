@@ -87,6 +87,16 @@ ExportCapture read_export_capture(const fs::path& pcap, unsigned port, Millis ti
             r.set_id = set_id;
             r.flow_id = static_cast<uint32_t>(std::strtoul(after_colon(s).c_str(), nullptr, 10));
             ++set_records;
+        } else if (!frame->records.empty() && frame->records.back().is_packet() && set_records > 0) {
+            // "Enterprise Private entry: (Example Enterprise Number for Documentation Use) Type 3:
+            // Value (hex bytes): 00 00 00 2a" (tshark knows the PEN's name, not our elements).
+            static constexpr std::string_view kIndex = "Documentation Use) Type 3: Value (hex bytes): ";
+            if (const size_t at = s.find(kIndex); starts_with(s, "Enterprise Private entry: ") &&
+                                                  at != std::string_view::npos) {
+                std::string hex(s.substr(at + kIndex.size()));
+                std::erase(hex, ' ');
+                if (hex.size() == 8) frame->records.back().packet_index = std::strtoll(hex.c_str(), nullptr, 16);
+            }
         } else if (!frame->records.empty() && frame->records.back().is_flow_start() && set_records > 0) {
             ExportRecord& r = frame->records.back();
             if (starts_with(s, "Protocol: ")) r.proto = static_cast<int>(last_parenthesised(s));

@@ -19,6 +19,9 @@ namespace angel::itest {
 struct ExportRecord {
     unsigned set_id = 0;  // 256 packet, 257/258 flow_start, 259 flow_end (docs/protocol.md)
     uint32_t flow_id = 0;
+    // packet only: angelPacketIndex (PEN 32473, element 3), which tshark shows as a generic
+    // enterprise entry in hex; -1 when the record has none.
+    int64_t packet_index = -1;
     // flow_start only: the tuple as tshark printed it.
     int proto = -1;
     std::string src, dst;

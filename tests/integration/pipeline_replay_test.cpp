@@ -26,6 +26,10 @@
 //  4. tshark decodes the captured export (decode-as "cflow", the NetFlow/IPFIX dissector) with
 //     every frame recognised as IPFIX and no "Malformed", no error or warning expert info and no
 //     "no template found" (what the dissector prints for a data set whose template it lacks).
+//  5. Packet indexes (angelPacketIndex), as tshark decodes them from the captured export: per
+//     flow, from its flow_start on, 0, 1, 2, ... without a gap or a repeat, the last one + 1 equal
+//     to the flow_end's packet count in step 2; and the sink printed the same (flow ID, idx)
+//     sequence. (Step 2 checks the sink's idx per flow the same way.)
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -36,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "export_capture.hpp"
 #include "test_support.hpp"
 
 namespace angel::itest {
@@ -88,6 +93,7 @@ std::string volume_text(const Volume& v) {
 struct SinkAnalysis {
     FlowTable flows;  // per canonical tuple, from flow_end records
     uint64_t packet_records = 0, starts = 0, ends = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> packet_idx;  // (flow ID, idx) of every packet record
 };
 
 // Step 2: per-ID state machines over the sink's records.
@@ -142,6 +148,10 @@ SinkAnalysis check_records(const std::string& file, const std::vector<std::strin
                 if (first && r->ts_ns != l.start_ts)
                     bad.add(where + ": first packet of " + id + " at " + std::to_string(r->ts_ns) +
                             ", flow_start at " + std::to_string(l.start_ts));
+                if (r->idx != static_cast<uint32_t>(l.packets))
+                    bad.add(where + ": packet of " + id + " has idx " + std::to_string(r->idx) +
+                            ", the flow's packets before it: " + std::to_string(l.packets));
+                a.packet_idx.emplace_back(r->flow_id, r->idx);
                 l.min_ts = first ? r->ts_ns : std::min(l.min_ts, r->ts_ns);
                 l.max_ts = first ? r->ts_ns : std::max(l.max_ts, r->ts_ns);
                 ++l.packets;
@@ -237,6 +247,45 @@ void check_export_decode(const std::string& file, const ReplayResult& r) {
     EXPECT_EQ(ipfix, frames) << file << ": not every captured datagram decodes as IPFIX";
 }
 
+// Step 5: the packet indexes as tshark decodes them.
+void check_export_indexes(const std::string& file, const ReplayResult& r, const SinkAnalysis& a) {
+    const ExportCapture cap = read_export_capture(r.export_pcap, r.port, Millis(120000));
+    ASSERT_TRUE(cap.error.empty()) << file << ": " << cap.error;
+    Problems bad(file, "EXPORT-INDEX");
+    std::map<uint32_t, int64_t> next;  // per live flow ID: the index its next packet must have
+    std::vector<std::pair<uint32_t, uint32_t>> seen;
+    size_t frame_no = 0;
+    for (const ExportFrame& f : cap.frames) {
+        ++frame_no;
+        for (const ExportRecord& x : f.records) {
+            const std::string where = "frame " + std::to_string(frame_no) + " flow_id " + std::to_string(x.flow_id);
+            if (x.is_flow_start()) {
+                next[x.flow_id] = 0;
+            } else if (x.is_packet()) {
+                if (x.packet_index < 0) {
+                    bad.add(where + ": tshark shows no packet index");
+                    continue;
+                }
+                seen.emplace_back(x.flow_id, static_cast<uint32_t>(x.packet_index));
+                auto it = next.find(x.flow_id);
+                if (it == next.end()) {
+                    bad.add(where + ": packet before its flow_start");
+                } else if (x.packet_index != it->second) {
+                    bad.add(where + ": packet index " + std::to_string(x.packet_index) + ", expected " +
+                            std::to_string(it->second));
+                    it->second = x.packet_index + 1;
+                } else {
+                    ++it->second;
+                }
+            } else if (x.set_id == 259) {
+                next.erase(x.flow_id);
+            }
+        }
+    }
+    EXPECT_EQ(seen.size(), a.packet_records) << file << ": packet records tshark decoded vs the sink's";
+    EXPECT_TRUE(seen == a.packet_idx) << file << ": tshark's (flow ID, packet index) sequence differs from the sink's";
+}
+
 class PipelineReplay : public testing::TestWithParam<fs::path> {};
 
 TEST(PipelineReplayInputs, RealPcapFolderAndTools) {
@@ -312,6 +361,9 @@ TEST_P(PipelineReplay, FlowsMatchTshark) {
 
     // 4. The export as tshark decodes it.
     check_export_decode(file, r);
+
+    // 5. The packet indexes in it, as tshark reads them.
+    check_export_indexes(file, r, a);
 }
 
 INSTANTIATE_TEST_SUITE_P(RealPcaps, PipelineReplay, testing::ValuesIn(replay_files()), param_name);

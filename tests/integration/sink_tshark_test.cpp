@@ -149,7 +149,7 @@ std::string expected_json(const Record& r) {
     switch (RecordType(r.type)) {
     case RecordType::packet:
         s = "{\"type\":\"packet\",\"flow_id\":" + std::to_string(r.flow_id) +
-            ",\"ts_ns\":" + std::to_string(r.ts_ns) +
+            ",\"idx\":" + std::to_string(r.packet.index) + ",\"ts_ns\":" + std::to_string(r.ts_ns) +
             ",\"len\":" + std::to_string(std::min<uint32_t>(r.packet.wire_len, 65535)) +
             ",\"dir\":" + std::to_string(r.packet.dir) +
             ",\"tcp_flags\":" + std::to_string(r.packet.tcp_flags) +
@@ -214,6 +214,8 @@ std::vector<Record> make_records() {
             r.packet.dir = uint8_t(p % 2);
             r.packet.tcp_flags = s.start.proto == 6 ? uint8_t(p == 0 ? 0x02 : 0x10) : 0;
             r.packet.new_flow = p == 0;
+            // The flow's packet index; flow 7 as if it had passed 2^32 packets (wraps to 0).
+            r.packet.index = f == 7 ? uint32_t(0xFFFFFFFCu + p) : p;
             v.push_back(r);
             e.end.packets[r.packet.dir] += 1;
             e.end.bytes[r.packet.dir] += r.packet.wire_len;
@@ -325,6 +327,30 @@ TEST(SinkTshark, SinkPrintsExactlyWhatWasSentAndTsharkDecodesIt) {
     EXPECT_EQ(count("PKTS (2) [Reverse]"), 2u);
     // Every data record decoded by tshark: count the flow IDs it printed.
     EXPECT_EQ(count("Flow Id: "), records.size());
+    // The packet template's sixth field is PEN 32473 element 3, 4 octets (angelPacketIndex)...
+    EXPECT_EQ(count("Field (6/6):   3 [pen: Example Enterprise Number for Documentation Use]"), 2u);
+    // ... and tshark, an independent decoder, reads in every packet record exactly the index
+    // that was sent, in order (it prints the value of an enterprise element as hex bytes).
+    std::vector<std::pair<uint32_t, uint32_t>> sent_idx, tshark_idx;
+    for (const auto& r : records)
+        if (r.type == uint8_t(RecordType::packet)) sent_idx.emplace_back(r.flow_id, r.packet.index);
+    {
+        std::istringstream in(text);
+        uint32_t flow = 0;
+        const std::string kIdx = "(Example Enterprise Number for Documentation Use) Type 3: Value (hex bytes): ";
+        for (std::string line; std::getline(in, line);) {
+            if (const auto at = line.find("Flow Id: "); at != std::string::npos)
+                flow = uint32_t(std::stoul(line.substr(at + 9)));
+            else if (const auto at2 = line.find(kIdx); at2 != std::string::npos) {
+                std::string hex = line.substr(at2 + kIdx.size());
+                std::erase(hex, ' ');
+                EXPECT_EQ(hex.size(), 8u) << line;
+                tshark_idx.emplace_back(flow, uint32_t(std::stoul(hex, nullptr, 16)));
+            }
+        }
+    }
+    EXPECT_EQ(tshark_idx, sent_idx);
+    EXPECT_EQ(count("Type 3: Value (hex bytes): ff ff ff ff"), 1u);  // flow 7, before the wrap
     if (HasFailure()) std::fprintf(stderr, "tshark output kept in %s\n", sb.dir().c_str());
 }
 

@@ -54,10 +54,10 @@ using Clock = std::chrono::steady_clock;
 using netns::CommandResult;
 
 // Bounds taken from the code (procd/main.cpp kBatch, netd/main.cpp kBatch); a packet record is
-// 16 octets and a message holds at most (1500 - 20 - 8 - 16 - 4) / 16 = 90 of them.
+// 20 octets and a message holds at most (1500 - 20 - 8 - 16 - 4) / 20 = 72 of them.
 constexpr uint64_t kProcdBatch = 256;
 constexpr uint64_t kNetdBatch = 512;
-constexpr uint64_t kRecordsPerMessage = 90;
+constexpr uint64_t kRecordsPerMessage = 72;
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 

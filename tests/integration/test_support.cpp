@@ -604,7 +604,7 @@ std::optional<SinkRecord> parse_sink_line(const std::string& line, std::string* 
     if (!parse_flat_json(line, &kv, error)) return std::nullopt;
     if (kv.empty() || kv[0].first != "type") return *error = "first key is not \"type\"", std::nullopt;
     static const std::map<std::string, std::vector<std::string>> kKeys = {
-        {"packet", {"type", "flow_id", "ts_ns", "len", "dir", "tcp_flags", "new"}},
+        {"packet", {"type", "flow_id", "idx", "ts_ns", "len", "dir", "tcp_flags", "new"}},
         {"flow_start", {"type", "flow_id", "ts_ns", "proto", "src", "sport", "dst", "dport"}},
         {"flow_end",
          {"type", "flow_id", "reason", "first_ns", "last_ns", "packets", "bytes"}},
@@ -627,6 +627,9 @@ std::optional<SinkRecord> parse_sink_line(const std::string& line, std::string* 
         if (key == "flow_id") {
             if (v > 0xffffffffu) return *error = "flow_id out of range", std::nullopt;
             r.flow_id = static_cast<uint32_t>(v);
+        } else if (key == "idx") {
+            if (v > 0xffffffffu) return *error = "idx out of range", std::nullopt;
+            r.idx = static_cast<uint32_t>(v);
         } else if (key == "ts_ns") r.ts_ns = v;
         else if (key == "len") r.len = v;
         else if (key == "dir") {

@@ -206,6 +206,7 @@ struct SinkRecord {
     uint32_t flow_id = 0;
     uint64_t ts_ns = 0;  // packet, flow_start
     // packet
+    uint32_t idx = 0;    // the flow's packet index
     uint64_t len = 0;
     int dir = 0;
     int tcp_flags = 0;

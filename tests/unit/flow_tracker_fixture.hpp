@@ -45,7 +45,8 @@ struct Fixture {
     std::unique_ptr<FlowTracker> tracker;
     uint64_t pos = 0;
     void send(const ParsedPacket& p, uint64_t ts, uint32_t len = 100) {
-        tracker->packet(p, ts, len, pos += 64);
+        tracker->begin_batch(pos += 64);  // every packet a batch of its own
+        tracker->packet(p, ts, len, pos);
         tracker->release_ended();
     }
 };

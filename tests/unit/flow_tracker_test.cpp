@@ -3,6 +3,7 @@
 // that a batch repeated after a crash re-emits without counting twice.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -73,6 +74,10 @@ TEST(FlowTracker, BothDirectionsAreOneFlowWithDirections) {
     EXPECT_EQ(pk[1]->packet.dir, 1);
     EXPECT_EQ(pk[1]->packet.new_flow, 0);
     EXPECT_EQ(pk[2]->packet.dir, 0);
+    // The packet index counts both directions from the flow's first packet.
+    EXPECT_EQ(pk[0]->packet.index, 0u);
+    EXPECT_EQ(pk[1]->packet.index, 1u);
+    EXPECT_EQ(pk[2]->packet.index, 2u);
     auto st = of_type(f.out.records, RecordType::flow_start);
     ASSERT_EQ(st.size(), 1u);
     EXPECT_EQ(st[0]->start.sport, 5000);  // the tuple as the first packet saw it
@@ -215,6 +220,116 @@ TEST(FlowTracker, FlowIdsStayUniqueAmongLiveFlows) {
     EXPECT_EQ(ids.size(), 3000u);
 }
 
+// Packet indexes across crashes: a stream of packets of a few flows (both directions, idle
+// splits) in batches; the predecessor dies in the middle of a batch, its successor (other batch
+// boundaries) dies in the middle of one of its own, and so on; the last runs to the end. Every packet
+// record any of them emitted must carry the index the uncrashed run gave that packet, and the
+// flow_end counts must be the uncrashed run's. The second successor dies while still repeating
+// the first's batch, so the third repeats packets it never counted itself.
+TEST(FlowTracker, PacketIndexesSurviveRepeatedBatchesExactly) {
+    struct Pk {
+        ParsedPacket p;
+        uint64_t ts;
+    };
+    std::vector<Pk> pks;
+    uint64_t seed = 12345;
+    auto rnd = [&seed] { return (seed = seed * 6364136223846793005ull + 1442695040888963407ull) >> 33; };
+    for (int i = 0; i < 400; ++i) {
+        const ParsedPacket a = pkt(17, uint8_t(1 + rnd() % 5), 5000, 9, 53);
+        // Halfway every tuple pauses past the idle timeout: its flow ends, a new one starts.
+        const uint64_t ts = uint64_t(i) * 1000 + (i >= 200 ? 100 * kSec : 0);
+        pks.push_back({rnd() % 3 == 0 ? reply(a) : a, ts});
+    }
+    auto pos_of = [](size_t i) { return 64 * (i + 1); };
+    // The uncrashed run: index of every packet, by timestamp (unique), and the flow_end totals.
+    std::map<uint64_t, uint32_t> want;
+    std::vector<uint64_t> want_ends;
+    {
+        Fixture f(64);
+        for (size_t b = 0; b < pks.size(); b += 32) {
+            f.tracker->begin_batch(pos_of(b));
+            for (size_t i = b; i < std::min(pks.size(), b + 32); ++i)
+                f.tracker->packet(pks[i].p, pks[i].ts, 100, pos_of(i));
+            f.tracker->release_ended();
+        }
+        f.tracker->end_all(EndReason::shutdown);
+        for (const Record* r : of_type(f.out.records, RecordType::packet)) want[r->ts_ns] = r->packet.index;
+        for (const Record* r : of_type(f.out.records, RecordType::flow_end))
+            want_ends.push_back(r->end.packets[0] + r->end.packets[1]);
+        ASSERT_EQ(want.size(), pks.size());
+        EXPECT_EQ(want_ends.size(), 10u);  // five tuples, each split in two
+    }
+    Fixture f(64);
+    std::vector<Record> all;
+    size_t committed = 0;  // next packet after the last committed batch
+    // Runs a tracker from `committed` in batches of `size`, killed after `die_after` packets.
+    auto run = [&](size_t size, size_t die_after) {
+        Collect out;
+        std::atomic<uint64_t> ctr[kStageCounters]{};
+        f.map.recover();
+        FlowTracker t(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, 64);
+        size_t done = 0;
+        bool killed = false;
+        for (size_t b = committed; b < pks.size() && !killed; b += size) {
+            t.begin_batch(pos_of(b));
+            for (size_t i = b; i < std::min(pks.size(), b + size); ++i) {
+                if (done++ == die_after) {
+                    killed = true;
+                    break;
+                }
+                t.packet(pks[i].p, pks[i].ts, 100, pos_of(i));
+            }
+            if (killed) break;
+            t.flush_retired(UINT64_MAX);
+            t.release_ended();
+            committed = std::min(pks.size(), b + size);
+        }
+        if (!killed) t.end_all(EndReason::shutdown);
+        all.insert(all.end(), out.records.begin(), out.records.end());
+        return ctr[procd_repeated].load();
+    };
+    run(32, 32 * 3 + 20);                 // counts packets 0..115, dies in its 4th batch
+    EXPECT_GT(run(8, 8 * 2 + 3), 0u);     // repeats 96..114 in small batches, dies (112 uncommitted)
+    EXPECT_GT(run(50, 50 + 45), 0u);      // repeats 112..115, counts on, dies in its 2nd batch
+    EXPECT_GT(run(17, SIZE_MAX), 0u);     // repeats again, then to the end
+    size_t packets = 0;
+    std::vector<uint64_t> ends;
+    for (const Record& r : all) {
+        if (r.type == static_cast<uint8_t>(RecordType::packet)) {
+            ++packets;
+            ASSERT_TRUE(want.count(r.ts_ns));
+            EXPECT_EQ(r.packet.index, want[r.ts_ns]) << "packet at ts " << r.ts_ns;
+        } else if (r.type == static_cast<uint8_t>(RecordType::flow_end)) {
+            ends.push_back(r.end.packets[0] + r.end.packets[1]);
+        }
+    }
+    EXPECT_GT(packets, pks.size());  // the repeats are there, with the same indexes
+    std::sort(ends.begin(), ends.end());
+    std::sort(want_ends.begin(), want_ends.end());
+    ends.erase(std::unique(ends.begin(), ends.end()), ends.end());
+    want_ends.erase(std::unique(want_ends.begin(), want_ends.end()), want_ends.end());
+    EXPECT_EQ(ends, want_ends);
+}
+
+// The index is the number of packets counted before, kept modulo 2^32.
+TEST(FlowTracker, PacketIndexWrapsModulo2To32) {
+    Fixture f(16);
+    const ParsedPacket a = pkt(17, 1, 5000, 2, 53);
+    f.send(a, 1 * kSec);
+    FlowEntry* e = f.map.find(make_flow_key(a, nullptr), flow_bucket_hash(make_flow_key(a, nullptr), FlowIdKey{1, 2}));
+    ASSERT_NE(e, nullptr);
+    e->packets[0] = 0xFFFFFFFFull;  // as if 2^32 - 1 packets had been counted
+    f.send(a, 1 * kSec + 1);
+    f.send(reply(a), 1 * kSec + 2);
+    auto pk = of_type(f.out.records, RecordType::packet);
+    ASSERT_EQ(pk.size(), 3u);
+    EXPECT_EQ(pk[0]->packet.index, 0u);
+    EXPECT_EQ(pk[1]->packet.index, 0xFFFFFFFFu);
+    EXPECT_EQ(pk[2]->packet.index, 0u);  // 2^32 mod 2^32
+    f.tracker->end_all(EndReason::shutdown);
+    EXPECT_EQ(of_type(f.out.records, RecordType::flow_end)[0]->end.packets[0], 0x100000000ull);
+}
+
 // A procd killed mid-batch: its successor sees the same packets again at the same ring
 // positions. Records come again (duplicates within the batch are allowed), counters do not.
 TEST(FlowTracker, RepeatedBatchReemitsWithoutCountingTwice) {
@@ -232,6 +347,9 @@ TEST(FlowTracker, RepeatedBatchReemitsWithoutCountingTwice) {
     EXPECT_TRUE(t2.packet(a, 1 * kSec + 9, 50, 192));  // new
     ASSERT_EQ(again.records.size(), 4u);  // start (re-emitted), packet, packet, packet
     EXPECT_EQ(again.records[0].type, static_cast<uint8_t>(RecordType::flow_start));
+    EXPECT_EQ(again.records[1].packet.index, 0u);  // the repeats keep their indexes
+    EXPECT_EQ(again.records[2].packet.index, 1u);
+    EXPECT_EQ(again.records[3].packet.index, 2u);
     EXPECT_EQ(ctr2[procd_repeated].load(), 2u);
     t2.end_all(EndReason::shutdown);
     auto en = of_type(again.records, RecordType::flow_end);
@@ -278,12 +396,14 @@ struct CrashReplay {
         f.tracker = std::make_unique<FlowTracker>(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, f.out,
                                                   f.ctr, max);
         uint64_t pos = 1000;
+        f.tracker->begin_batch(pos + 64);
         for (auto& [p, ts] : batch) f.tracker->packet(p, ts, 100, pos += 64);
     }
     void run_successor() {
         f.map.recover();
         t2 = std::make_unique<FlowTracker>(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, max);
         uint64_t pos = 1000;
+        t2->begin_batch(pos + 64);
         for (auto& [p, ts] : batch) t2->packet(p, ts, 100, pos += 64);
         t2->flush_retired(UINT64_MAX);
         t2->release_ended();
@@ -313,6 +433,8 @@ TEST(FlowTracker, CrashAfterAnIdleSplitInTheBatchIsRepeatedExactly) {
     EXPECT_EQ(c.again.records[4].type, static_cast<uint8_t>(RecordType::flow_end));
     EXPECT_EQ(c.again.records[4].end.packets[0], 1u);  // X': only the t=100 packet
     EXPECT_EQ(c.ctr2[procd_repeated].load(), 2u);
+    EXPECT_EQ(c.again.records[0].packet.index, 1u);  // X's second packet, as first emitted
+    EXPECT_EQ(c.again.records[3].packet.index, 0u);  // X' counts from 0
 }
 
 // A full FlowMap: the lost batch evicted flows. The successor must not evict again (no

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "common/ipfix.hpp"
@@ -55,12 +56,20 @@ TEST(IpfixTime, NtpRoundTripIsExact) {
 }
 
 TEST(IpfixTemplates, SizesAndPacketRecordLimit) {
-    EXPECT_LE(template_def(kTplPacket).record_size, 16);
+    EXPECT_LE(template_def(kTplPacket).record_size, 20);  // DESIGN.md: 20 bytes or less
+    EXPECT_EQ(kPacketRecordSize, 20u);
     EXPECT_EQ(template_def(kTplPacket).record_size, kPacketRecordSize);
     EXPECT_EQ(template_def(kTplFlowStart4).record_size, kFlowStart4RecordSize);
     EXPECT_EQ(template_def(kTplFlowStart6).record_size, kFlowStart6RecordSize);
     EXPECT_EQ(template_def(kTplFlowEnd).record_size, kFlowEndRecordSize);
-    EXPECT_EQ(template_set_size(), 148u);
+    EXPECT_EQ(template_set_size(), 156u);
+    // The packet template ends with angelPacketIndex: PEN 32473, element 3, 4 octets.
+    const auto& f = template_def(kTplPacket).fields;
+    ASSERT_EQ(f.size(), 6u);
+    EXPECT_EQ(f[5].id, ie::angelPacketIndex);
+    EXPECT_EQ(f[5].id, 3);
+    EXPECT_EQ(f[5].length, 4);
+    EXPECT_EQ(f[5].enterprise, kPenAngel);
 }
 
 TEST(IpfixReasons, MappingKeepsOurNames) {
@@ -81,9 +90,9 @@ TEST(IpfixCodec, RoundTripAllRecordKindsV4AndV6) {
 
     FlowStartFields s4{7, kT0, 4, 6, 40000, 443, v4("192.0.2.1"), v4("198.51.100.2")};
     FlowStartFields s6{8, kT0 + 1, 6, 17, 5353, 53, v6("2001:db8::1"), v6("2001:db8:ffff::2")};
-    PacketFields p1{7, kT0 + 2, 1514, 0, 0x12, true};
-    PacketFields p2{8, kT0 + 3, 70000, 1, 0, false};  // > 65535: saturated
-    PacketFields p3{7, kT0 + 4, 64, 1, 0x11, false};
+    PacketFields p1{7, kT0 + 2, 1514, 0, 0x12, true, 0};
+    PacketFields p2{8, kT0 + 3, 70000, 1, 0, false, 0xFFFFFFFFu};  // > 65535: saturated
+    PacketFields p3{7, kT0 + 4, 64, 1, 0x11, false, 0x01020304u};
     std::vector<FlowEndFields> ends;
     for (uint8_t r = 1; r <= 5; ++r) {
         FlowEndFields e{uint32_t(100 + r), kT0, kT0 + 99, {3, 4}, {(1ull << 40) + r, 500}, r};
@@ -126,6 +135,7 @@ TEST(IpfixCodec, RoundTripAllRecordKindsV4AndV6) {
         EXPECT_EQ(a.dir, b.dir);
         EXPECT_EQ(a.tcp_flags, b.tcp_flags);
         EXPECT_EQ(a.new_flow, b.new_flow);
+        EXPECT_EQ(a.index, b.index);
     };
     // Order is preserved across templates.
     ASSERT_EQ(recs[0].kind, RecordKind::flow_start);
@@ -133,6 +143,7 @@ TEST(IpfixCodec, RoundTripAllRecordKindsV4AndV6) {
     ASSERT_EQ(recs[1].kind, RecordKind::packet);
     same_packet(recs[1].packet, p1);
     EXPECT_FALSE(recs[1].len_saturated);
+    EXPECT_TRUE(recs[1].has_index);
     ASSERT_EQ(recs[2].kind, RecordKind::flow_start);
     same_start(recs[2].start, s6);
     ASSERT_EQ(recs[3].kind, RecordKind::packet);
@@ -166,7 +177,7 @@ TEST(IpfixCodec, DataBeforeTemplateIsCountedNotDecoded) {
     EXPECT_TRUE(decode_all(dec, buf.data(), n, &res).empty());
     EXPECT_EQ(res.status, DecodeStatus::ok);
     EXPECT_EQ(res.unknown_sets, 1u);
-    EXPECT_EQ(res.unknown_set_bytes, 16u);
+    EXPECT_EQ(res.unknown_set_bytes, 20u);  // one 20-octet packet record
 }
 
 TEST(IpfixCodec, MessagesNeverExceedMaxSize) {
@@ -281,6 +292,68 @@ TEST(IpfixCodec, ForeignTemplateIsDecodedByElements) {
     EXPECT_EQ(recs[1].packet.flow_id, 78u);
     EXPECT_EQ(recs[1].packet.wire_len, 9000u);
     EXPECT_EQ(recs[1].packet.ts_ns, kT0 + 1);
+    EXPECT_FALSE(recs[0].has_index);  // no angelPacketIndex in this template
+}
+
+std::vector<uint8_t> from_hex(const char* h) {
+    std::vector<uint8_t> v;
+    for (; h[0] && h[1]; h += 2) v.push_back(uint8_t(std::stoi(std::string(h, 2), nullptr, 16)));
+    return v;
+}
+
+// The annotated example of docs/protocol.md ("Example"), byte for byte: the data message and
+// the template message before it. A change to the wire format must change the page too.
+TEST(IpfixCodec, DocumentedExampleIsByteExact) {
+    const uint64_t syn = 1717171717000000500ull, synack = 1717171717000250000ull;
+    std::vector<uint8_t> buf(1472);
+    Encoder enc(buf.data(), buf.size(), 0);
+    ASSERT_TRUE(enc.add(FlowStartFields{42, syn, 4, 6, 51000, 443, v4("192.0.2.10"), v4("198.51.100.20")}));
+    ASSERT_TRUE(enc.add(PacketFields{42, syn, 74, 0, 0x02, true, 0}));
+    ASSERT_TRUE(enc.add(PacketFields{42, synack, 74, 1, 0x12, false, 1}));
+    ASSERT_TRUE(enc.add(FlowEndFields{42, syn, synack, {1, 1}, {74, 74}, kReasonTcpClose}));
+    const size_t n = enc.finish(1717171718, 1234);
+    EXPECT_EQ(n, 147u);
+    EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + long(n)),
+              from_hex("000a00936659f606000004d2000000000101001d0000002aea0474850000086406c00002"
+                       "0ac738c633641401bb0100002c0000002aea04748500000864004a020200000000000000"
+                       "2aea0474850010624e004a1201000000010103003a0000002aea04748500000864ea0474"
+                       "850010624e03020000000000000001000000000000004a00000000000000010000000000"
+                       "00004a"));
+    enc.reset();
+    ASSERT_TRUE(enc.add_templates());
+    const size_t t = enc.finish(1717171717, 0);
+    EXPECT_EQ(t, 172u);
+    EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + long(t)),
+              from_hex("000a00ac6659f60500000000000000000002009c01000006009400040145000801380002"
+                       "000600018001000100007ed98003000400007ed90101000700940004009c000800040001"
+                       "0008000400070002000c0004000b00020102000700940004009c000800040001001b0010"
+                       "00070002001c0010000b00020103000900940004009c0008009d00080088000180020001"
+                       "00007ed9000200080001000880020008000072798001000800007279"));
+    // And back: the sink's view of the two packets.
+    Decoder dec;
+    std::vector<uint8_t> tm(buf.begin(), buf.begin() + long(t));
+    decode_all(dec, tm.data(), tm.size());
+    enc.reset();
+    enc.add(PacketFields{42, syn, 74, 0, 0x02, true, 0});
+    enc.add(PacketFields{42, synack, 74, 1, 0x12, false, 1});
+    const auto recs = decode_all(dec, buf.data(), enc.finish(0, 0));
+    ASSERT_EQ(recs.size(), 2u);
+    EXPECT_EQ(recs[0].packet.index, 0u);
+    EXPECT_EQ(recs[1].packet.index, 1u);
+    EXPECT_TRUE(recs[1].has_index);
+}
+
+// Messages hold as many 20-octet packet records as docs/protocol.md says.
+TEST(IpfixCodec, PacketRecordsPerMessage) {
+    for (auto [mtu, ipv6, want] : {std::tuple{576, false, 26}, {576, true, 25}, {1500, false, 72},
+                                   {1500, true, 71}, {9000, false, 447}}) {
+        const size_t max = max_message_size(size_t(mtu), ipv6);
+        std::vector<uint8_t> buf(max);
+        Encoder enc(buf.data(), max, 0);
+        int n = 0;
+        while (enc.add(PacketFields{1, kT0, 60, 0, 0, false, uint32_t(n)})) ++n;
+        EXPECT_EQ(n, want) << "mtu " << mtu << (ipv6 ? " IPv6" : " IPv4");
+    }
 }
 
 TEST(IpfixCodec, TemplateWithdrawalAndOptionsTemplates) {
@@ -405,6 +478,7 @@ Record packet_record(uint32_t id, uint64_t ts) {
     r.flow_id = id;
     r.ts_ns = ts;
     r.packet.wire_len = 100;
+    r.packet.index = id * 7 + 3;
     return r;
 }
 
@@ -443,7 +517,10 @@ TEST(IpfixExporter, TemplatesFirstThenSequencedFullMessages) {
         const auto recs = decode_all(dec, m.data(), m.size(), &res);
         EXPECT_TRUE(res.sequence_checked);
         EXPECT_EQ(res.sequence_gap, 0);
-        for (const auto& r : recs) EXPECT_EQ(r.packet.flow_id, got++);
+        for (const auto& r : recs) {
+            EXPECT_EQ(r.packet.index, r.packet.flow_id * 7 + 3);  // netd passes the index through
+            EXPECT_EQ(r.packet.flow_id, got++);
+        }
     }
     EXPECT_EQ(got, 100u);
     EXPECT_EQ(seq.load(), 0xfffffff0ull + 100);

@@ -81,6 +81,10 @@ void Output::record(const ipfix::DecodedRecord& r) {
     case ipfix::RecordKind::packet:
         put("{\"type\":\"packet\",\"flow_id\":");
         put_u64(r.packet.flow_id);
+        if (r.has_index) {  // absent only from an exporter without angelPacketIndex
+            put(",\"idx\":");
+            put_u64(r.packet.index);
+        }
         put(",\"ts_ns\":");
         put_u64(r.packet.ts_ns);
         put(",\"len\":");
