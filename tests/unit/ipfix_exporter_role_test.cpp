@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tests/unit/udp_receiver.hpp"
 #include "common/ipfix.hpp"
 #include "common/ipfix_decoder.hpp"
 #include "netd/ipfix_exporter.hpp"
@@ -22,30 +23,7 @@ namespace {
 constexpr uint64_t kT0 = 1700000000123456789ull;
 constexpr uint64_t kSecNs = 1'000'000'000ull;
 
-struct UdpReceiver {
-    int fd = -1;
-    uint16_t port = 0;
-    UdpReceiver() {
-        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        socklen_t l = sizeof a;
-        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
-        port = ntohs(a.sin_port);
-    }
-    ~UdpReceiver() { close(fd); }
-    // Next datagram or empty after timeout_ms.
-    std::vector<uint8_t> recv(int timeout_ms = 1000) {
-        pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, timeout_ms) <= 0) return {};
-        std::vector<uint8_t> b(65536);
-        const ssize_t n = ::recv(fd, b.data(), b.size(), 0);
-        b.resize(n > 0 ? size_t(n) : 0);
-        return b;
-    }
-};
+using unit_testing::UdpReceiver;
 
 Record packet_record(uint32_t id) {
     Record r{};

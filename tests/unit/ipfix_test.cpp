@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "tests/unit/udp_receiver.hpp"
 #include "common/ipfix.hpp"
 #include "common/ipfix_decoder.hpp"
 #include "common/ipfix_encoder.hpp"
@@ -447,30 +448,7 @@ TEST(IpfixMalformed, CorpusNeverCrashesAndIsReported) {
 
 // ---- the netd exporter, over loopback UDP ----
 
-struct UdpReceiver {
-    int fd = -1;
-    uint16_t port = 0;
-    UdpReceiver() {
-        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        socklen_t l = sizeof a;
-        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
-        port = ntohs(a.sin_port);
-    }
-    ~UdpReceiver() { close(fd); }
-    // Next datagram or empty after timeout_ms.
-    std::vector<uint8_t> recv(int timeout_ms = 1000) {
-        pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, timeout_ms) <= 0) return {};
-        std::vector<uint8_t> b(65536);
-        const ssize_t n = ::recv(fd, b.data(), b.size(), 0);
-        b.resize(n > 0 ? size_t(n) : 0);
-        return b;
-    }
-};
+using unit_testing::UdpReceiver;
 
 Record packet_record(uint32_t id, uint64_t ts) {
     Record r{};
