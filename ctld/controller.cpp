@@ -295,13 +295,12 @@ std::string Controller::reload(bool* ok, bool db_only) {
     } catch (const std::exception& e) {
         return std::string("reload refused: ") + e.what();
     }
-    if (next.ha.vip != cfg_.ha.vip || next.ha.state_file != cfg_.ha.state_file ||
-        next.ha.poll_ms != cfg_.ha.poll_ms || next.ha.takeover_ms != cfg_.ha.takeover_ms) {
-        try {
-            ha_->reconfigure(next.ha, monotonic_ns());
-        } catch (const std::exception& e) {
-            return std::string("reload refused: ") + e.what();
-        }
+    // ha.mode is in the restart list above; the rest of ha applies here (the probe is rebuilt
+    // only when its source changed, and the role looked at again at once).
+    try {
+        ha_->reconfigure(next.ha, monotonic_ns());
+    } catch (const std::exception& e) {
+        return std::string("reload refused: ") + e.what();
     }
     write_live_config(seg_->control_rw().config, live);
     // The supervisors keep their own copy of the hang timeout: hand them the new one.
