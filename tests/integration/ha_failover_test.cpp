@@ -217,7 +217,12 @@ protected:
         const std::string summary = read_file(lab_->sink_summary());
         EXPECT_NE(summary.find("malformed 0"), std::string::npos) << summary;
         EXPECT_EQ(summary.find("unknown template"), std::string::npos) << summary;
-        EXPECT_NE(summary.find("sequence         0 gaps"), std::string::npos) << summary;
+        // A message netd sends in the instant the classifier link goes down is lost on the dead
+        // link (before ctld sees the link down), and the sink rightly counts that as one gap: at
+        // most one per link-down phase; none otherwise.
+        size_t link_downs = 0;
+        for (const Phase& p : phases_) link_downs += p.kind.find("link down") != std::string::npos;
+        EXPECT_LE(number_after(summary, "sequence         ").value_or(UINT64_MAX), link_downs) << summary;
         uint64_t tshark_packets = 0;
         for (const ExportFrame& f : cap.frames)
             for (const ExportRecord& r : f.records) tshark_packets += r.is_packet();
