@@ -338,6 +338,7 @@ void read_ha(const Reader& r, const Setting& g, HaConfig& c) {
          }},
         {"poll_ms", [&](const Setting& s) { c.poll_ms = r.int_in(s, "ha.poll_ms", 50, 5000); }},
         {"takeover_ms", [&](const Setting& s) { c.takeover_ms = r.int_in(s, "ha.takeover_ms", 0, 10000); }},
+        {"replay_ms", [&](const Setting& s) { c.replay_ms = r.int_in(s, "ha.replay_ms", 0, 60000); }},
     });
 }
 

@@ -93,6 +93,11 @@ struct HaConfig {
     std::string state_file;     // mode file: master while its first word is MASTER
     int poll_ms = 200;          // how often the address or file is checked (changes are also seen at once)
     int takeover_ms = 2000;     // a new master holds its export this long (CARP's own overlap: ucarp -b 1 measured 0.9-1.0 s)
+    // A backup keeps the records of this much packet time (and from takeover on, everything)
+    // and sends them again, flagged replayed, on becoming master: the old master's last
+    // seconds are not lost. Covers detection before takeover: measured up to 5.1 s
+    // (classifier link down under ucarp's defaults), docs/ha.md. 0 = no replay.
+    int replay_ms = 6000;
 };
 
 struct ShmConfig {

@@ -180,6 +180,7 @@ std::string describe(const Config& c) {
     line("ha.state_file", c.ha.state_file.empty() ? "(not set)" : quoted(c.ha.state_file));
     line("ha.poll_ms", std::to_string(c.ha.poll_ms));
     line("ha.takeover_ms", std::to_string(c.ha.takeover_ms));
+    line("ha.replay_ms", std::to_string(c.ha.replay_ms));
     line("shm.packet_ring", std::to_string(c.shm.packet_ring));
     line("shm.record_ring", std::to_string(c.shm.record_ring));
     line("shm.event_ring", std::to_string(c.shm.event_ring));

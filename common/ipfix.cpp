@@ -27,6 +27,7 @@ constexpr FieldSpec kFlowStart4Fields[] = {
     {ie::sourceTransportPort, 2, 0},
     {ie::destinationIPv4Address, 4, 0},
     {ie::destinationTransportPort, 2, 0},
+    {ie::angelPacketFlags, 1, kPenAngel},  // bit3: replayed
 };
 
 constexpr FieldSpec kFlowStart6Fields[] = {
@@ -37,6 +38,7 @@ constexpr FieldSpec kFlowStart6Fields[] = {
     {ie::sourceTransportPort, 2, 0},
     {ie::destinationIPv6Address, 16, 0},
     {ie::destinationTransportPort, 2, 0},
+    {ie::angelPacketFlags, 1, kPenAngel},  // bit3: replayed
 };
 
 // Forward counters are the plain IANA elements; reverse ones the same IDs under PEN 29305.
@@ -50,6 +52,7 @@ constexpr FieldSpec kFlowEndFields[] = {
     {ie::octetDeltaCount, 8, 0},
     {ie::packetDeltaCount, 8, kPenReverse},
     {ie::octetDeltaCount, 8, kPenReverse},
+    {ie::angelPacketFlags, 1, kPenAngel},  // bit3: replayed
 };
 
 constexpr uint16_t sum(std::span<const FieldSpec> f) {

@@ -44,7 +44,9 @@ inline constexpr uint16_t flowEndNanoseconds = 157;
 inline constexpr uint16_t dataLinkFrameSize = 312;
 inline constexpr uint16_t observationTimeNanoseconds = 325;
 // Enterprise-specific, PEN 32473.
-inline constexpr uint16_t angelPacketFlags = 1;  // 1 byte: bit0 dir, bit1 new flow, bit2 len saturated
+// 1 byte: bit0 dir, bit1 new flow, bit2 len saturated, bit3 replayed. Also the last element of
+// the flow_start and flow_end templates, where only bit3 (replayed) is used.
+inline constexpr uint16_t angelPacketFlags = 1;
 inline constexpr uint16_t angelEndReason = 2;    // 1 byte: our EndReason (1..5)
 // 4 bytes (unsigned32): packets of this flow, both directions, the meter saw before this one
 // (0 on the flow's first packet), modulo 2^32.
@@ -55,6 +57,10 @@ inline constexpr uint16_t angelPacketIndex = 3;
 inline constexpr uint8_t kFlagReverse = 0x01;
 inline constexpr uint8_t kFlagNewFlow = 0x02;
 inline constexpr uint8_t kFlagLenSaturated = 0x04;  // wire length > 65535: dataLinkFrameSize = 65535
+// Sent again by a meter that has just become master, from its replay window (ha.replay_ms) or its
+// announcement of the live flows: the old master may have sent the same record (docs/ha.md).
+// Receivers de-duplicate packets by (flow ID, packet index), flow_start/flow_end by flow ID.
+inline constexpr uint8_t kFlagReplayed = 0x08;
 
 // Template IDs: one per record layout (flow_start has one per address family, so that tshark and
 // any collector see plain IPv4 / IPv6 address elements rather than v4-mapped v6 addresses).
@@ -84,9 +90,9 @@ size_t template_set_size();
 
 // Our data record sizes (the packet record is the one that must stay <= 20 bytes).
 inline constexpr size_t kPacketRecordSize = 20;
-inline constexpr size_t kFlowStart4RecordSize = 25;
-inline constexpr size_t kFlowStart6RecordSize = 49;
-inline constexpr size_t kFlowEndRecordSize = 54;
+inline constexpr size_t kFlowStart4RecordSize = 26;
+inline constexpr size_t kFlowStart6RecordSize = 50;
+inline constexpr size_t kFlowEndRecordSize = 55;
 
 // Largest IPFIX message that fits an IP MTU over UDP: mtu - IP header (20 or 40) - UDP (8).
 constexpr size_t max_message_size(size_t mtu, bool ipv6) { return mtu - (ipv6 ? 40 : 20) - 8; }
@@ -110,6 +116,7 @@ struct PacketFields {
     uint8_t tcp_flags = 0;
     bool new_flow = false;
     uint32_t index = 0;   // the flow's packet index (angelPacketIndex), mod 2^32
+    bool replayed = false;  // kFlagReplayed
 };
 struct FlowStartFields {
     uint32_t flow_id = 0;
@@ -120,6 +127,7 @@ struct FlowStartFields {
     uint16_t dport = 0;
     IpBytes src{};
     IpBytes dst{};
+    bool replayed = false;  // kFlagReplayed
 };
 struct FlowEndFields {
     uint32_t flow_id = 0;
@@ -128,6 +136,7 @@ struct FlowEndFields {
     uint64_t packets[2] = {0, 0};  // [0] forward, [1] reverse
     uint64_t bytes[2] = {0, 0};
     uint8_t reason = 0;            // our code
+    bool replayed = false;         // kFlagReplayed
 };
 
 // dateTimeNanoseconds is an NTP timestamp (RFC 7011 §6.1.10): seconds since 1900 and a 2^-32 s

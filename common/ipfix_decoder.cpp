@@ -221,6 +221,7 @@ bool Decoder::decode_record(const Template& t, const uint8_t* p, size_t avail, s
     r.packet.dir = (pkt_flags & kFlagReverse) ? 1 : 0;
     r.packet.new_flow = (pkt_flags & kFlagNewFlow) != 0;
     r.len_saturated = (pkt_flags & kFlagLenSaturated) != 0;
+    r.packet.replayed = r.start.replayed = r.end.replayed = (pkt_flags & kFlagReplayed) != 0;
     r.has_index = have_index;
     if (!have_our_reason) r.end.reason = our_end_reason(r.iana_end_reason);
     *used = off;

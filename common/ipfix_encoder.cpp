@@ -78,7 +78,7 @@ uint8_t* Encoder::reserve(uint16_t tid, size_t size) {
 bool Encoder::add(const PacketFields& r) {
     uint8_t* p = reserve(kTplPacket, kPacketRecordSize);
     if (!p) return false;
-    uint8_t flags = (r.dir ? kFlagReverse : 0) | (r.new_flow ? kFlagNewFlow : 0);
+    uint8_t flags = (r.dir ? kFlagReverse : 0) | (r.new_flow ? kFlagNewFlow : 0) | (r.replayed ? kFlagReplayed : 0);
     uint16_t len = uint16_t(r.wire_len);
     if (r.wire_len > 65535) {
         len = 65535;
@@ -108,6 +108,7 @@ bool Encoder::add(const FlowStartFields& r) {
     p += alen + 2;
     std::memcpy(p, r.dst.data(), alen);
     put16(p + alen, r.dport);
+    p[alen + 2] = r.replayed ? kFlagReplayed : 0;
     return true;
 }
 
@@ -123,6 +124,7 @@ bool Encoder::add(const FlowEndFields& r) {
     put64(p + 30, r.bytes[0]);
     put64(p + 38, r.packets[1]);
     put64(p + 46, r.bytes[1]);
+    p[54] = r.replayed ? kFlagReplayed : 0;
     return true;
 }
 

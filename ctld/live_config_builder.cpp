@@ -75,6 +75,7 @@ LiveConfig build_live_config(const Config& c, const std::string& replay_file, co
     lc.id_key[1] = key.k1;
     lc.mtu = static_cast<uint32_t>(c.export_.mtu);
     lc.flush_ms = static_cast<uint32_t>(c.export_.flush_ms);
+    lc.replay_ms = c.ha.mode == "none" ? 0 : static_cast<uint32_t>(c.ha.replay_ms);
     lc.template_refresh_s = static_cast<uint32_t>(c.export_.template_refresh);
     lc.domain_id = c.export_.domain_id;
     return lc;

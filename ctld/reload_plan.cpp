@@ -28,6 +28,7 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     live(a.ha.state_file != b.ha.state_file, "ha.state_file");
     live(a.ha.poll_ms != b.ha.poll_ms, "ha.poll_ms");
     live(a.ha.takeover_ms != b.ha.takeover_ms, "ha.takeover_ms");
+    live(a.ha.replay_ms != b.ha.replay_ms, "ha.replay_ms");
     // Need a restart: they size or name what the running processes hold open.
     restart(a.instance != b.instance, "instance");
     restart(a.user != b.user || a.user_set != b.user_set, "user");

@@ -180,6 +180,7 @@ void IpfixExporter::add(const Record& r) {
             f.tcp_flags = r.packet.tcp_flags;
             f.new_flow = r.packet.new_flow != 0;
             f.index = r.packet.index;
+            f.replayed = (r.flags & kRecordReplayed) != 0;
             ok = enc_.add(f);
             break;
         }
@@ -193,6 +194,7 @@ void IpfixExporter::add(const Record& r) {
             f.dport = r.start.dport;
             f.src = r.start.src;
             f.dst = r.start.dst;
+            f.replayed = (r.flags & kRecordReplayed) != 0;
             ok = enc_.add(f);
             break;
         }
@@ -206,6 +208,7 @@ void IpfixExporter::add(const Record& r) {
             f.bytes[0] = r.end.bytes[0];
             f.bytes[1] = r.end.bytes[1];
             f.reason = r.end.reason;
+            f.replayed = (r.flags & kRecordReplayed) != 0;
             ok = enc_.add(f);
             break;
         }

@@ -73,6 +73,7 @@ public:
     const std::string& destination() const { return dest_text_; }  // "host:port" for logs
     size_t max_message_size() const { return enc_.max_size(); }
     bool pending() const { return !enc_.empty(); }
+    uint32_t pending_records() const { return enc_.records(); }
 
     static uint64_t monotonic_ns();
 

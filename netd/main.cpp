@@ -1,7 +1,10 @@
 // angel-netd: record ring in, IPFIX over UDP out. A record leaves the ring (is committed)
 // only once the message that carries it has been handed to the socket, so a netd killed at
 // any moment loses nothing: its successor re-sends at most the one message in flight.
+// A backup sends nothing and keeps the last ha.replay_ms of records in the ring instead; on
+// becoming master it sends them again, flagged replayed, then the live stream (docs/ha.md).
 #include <sysexits.h>
+#include <time.h>
 
 #include <algorithm>
 #include <memory>
@@ -9,6 +12,7 @@
 
 #include "common/log.hpp"
 #include "netd/ipfix_exporter.hpp"
+#include "netd/replay_window.hpp"
 #include "shm/sanitizer_stage_options.hpp"
 #include "shm/stage_runtime.hpp"
 
@@ -17,6 +21,14 @@ using namespace angel;
 namespace {
 
 constexpr size_t kBatch = 512;
+constexpr size_t kReplayBatch = 256;  // per 0.5 ms while replaying the window
+
+// Packet time of the first packet record in [from, end), for the log; 0 if none.
+uint64_t first_packet_ns(const RecordRing<Record>& ring, uint64_t from, uint64_t end) {
+    for (uint64_t p = from; p < end; ++p)
+        if (ring.at(p).type == static_cast<uint8_t>(RecordType::packet)) return ring.at(p).ts_ns;
+    return 0;
+}
 
 constexpr uint64_t kAnnounceWaitNs = 2'000'000'000ull;  // procd down or slow: export anyway
 
@@ -68,36 +80,58 @@ int main(int argc, char** argv) {
              x->max_message_size());
     rt.ready();
 
-    // Ring position of the first record this exporter was given; records the exporter has
-    // finished with (sent or failed to send) are committed relative to it.
-    uint64_t base = ring.read_pos();
-    uint64_t discarded = 0;  // records skipped: not master, or procd's announce records
-    // After becoming master, the stream starts at procd's announce record of this generation
-    // (followed by a flow_start for every live flow): what is queued before it belonged to
-    // the time as backup (docs/ha.md).
+    // The first record of the message being packed (what may be committed while it is pending).
+    uint64_t pending_from = ring.read_pos();
+    uint64_t high_water = ring.read_pos();  // past the last record ever read (replay reads again)
+    // While not exporting, what was read stays in the ring as the replay window (ReplayWindow).
+    ReplayWindow window;
+    window.start(ring.read_pos());
+    // procd blocks when the ring is full, and capture behind it: the window leaves it a quarter.
+    const uint64_t max_window = ring.capacity() - ring.capacity() / 4;
+    ReplayWindow::Released trimmed_since_backup;  // the window's incompleteness, told on promotion
+    uint64_t replay_end = 0;  // records before this position are sent flagged replayed
+    // After becoming master, the live stream starts at procd's announce record of this generation
+    // (followed by a flow_start for every live flow); the window kept before it is replayed first
+    // (docs/ha.md).
     bool awaiting_announce = false;
     uint64_t awaiting_since = 0;
-    auto done_with = [&] {
-        const auto& c = x->counters();
-        return c.records_sent + c.records_lost + discarded;
-    };
+    auto exporting = [&] { return role == HaRole::master && !awaiting_announce; };
+    auto window_ns = [&] { return uint64_t(cfg.replay_ms) * 1'000'000ull; };
     auto idle_ms = [&] { return static_cast<int>(std::clamp<uint32_t>(cfg.flush_ms, 1, 100)); };
+    // From the window's first record to the live point `end`: sent again, flagged replayed.
+    auto replay_up_to = [&](uint64_t end) {
+        const uint64_t from = window.begin();
+        if (cfg.replay_ms == 0 || from >= end) return;
+        replay_end = end;
+        ring.rewind_to(from);
+        const uint64_t first_ns = first_packet_ns(ring, from, end);
+        log_notice("master: replaying %llu records kept as backup (%.3f s of packet time)",
+                   static_cast<unsigned long long>(end - from),
+                   first_ns ? static_cast<double>(window.newest_packet_ns() - first_ns) / 1e9 : 0.0);
+        if (trimmed_since_backup.trimmed_packets)
+            log_warn("master: the replay window lost %llu packet records (%.3f s of packet time) because "
+                     "shm.record_ring cannot hold ha.replay_ms at this rate (docs/ha.md)",
+                     static_cast<unsigned long long>(trimmed_since_backup.trimmed_packets),
+                     static_cast<double>(trimmed_since_backup.trimmed_last_ns - trimmed_since_backup.trimmed_first_ns) / 1e9);
+        trimmed_since_backup = {};
+    };
 
     for (;;) {
-        const Record* recs = nullptr;
-        const size_t n = ring.peek(&recs, kBatch);
         // (takeover after master: this loop already started from the announce marker in the
         // instant between ctld's request and its master write; ctld never goes master -> takeover.)
         if (const HaRole r = role_now(); r != role && !(r == HaRole::takeover && role == HaRole::master)) {
             if (r == HaRole::backup) {
-                // No longer ours to send: what is packed is dropped, not flushed, so that the
-                // classifier never hears this meter once the other one may be speaking.
+                // No longer ours to send: what is packed is not sent (the classifier must never
+                // hear this meter once the other one may be speaking); it stays in the ring, the
+                // start of the window, with everything read after it.
                 const uint32_t k = x->discard_pending();
-                discarded += k;
                 rt.count(netd_unsent_at_demotion, k);
                 x->set_active(false);
+                window.start(k ? pending_from : ring.read_pos());
+                trimmed_since_backup = {};
                 awaiting_announce = false;
-                log_notice("backup: not exporting (%u packed records dropped)", k);
+                replay_end = 0;
+                log_notice("backup: not exporting (%u packed records kept unsent)", k);
             } else {
                 if (role == HaRole::backup) {
                     x->set_active(true);  // templates at once
@@ -111,9 +145,14 @@ int main(int argc, char** argv) {
             }
             role = r;
         }
-        uint64_t skipped = 0;
+        const bool replaying = exporting() && ring.read_pos() < replay_end;
+        const Record* recs = nullptr;
+        const size_t n = ring.peek(&recs, replaying ? kReplayBatch : kBatch);
+        const uint64_t pos0 = ring.read_pos();
+        size_t taken = n;
         for (size_t i = 0; i < n; ++i) {
             const Record& rec = recs[i];
+            const uint64_t pos = pos0 + i;
             if (rec.type == static_cast<uint8_t>(RecordType::announce)) {
                 // ctld bumps announce_request just before it writes master, so a marker of the
                 // current request means master even if this loop read the role a moment earlier
@@ -123,30 +162,66 @@ int main(int argc, char** argv) {
                     if (role == HaRole::takeover) log_notice("master: exporting from procd's announcement of the live flows");
                     role = HaRole::master;
                     awaiting_announce = false;
+                    if (cfg.replay_ms) {
+                        // Read again from the window's start; this marker is passed over then.
+                        taken = i + 1;
+                        ring.advance(taken);
+                        replay_up_to(pos);
+                        break;
+                    }
                 }
-                ++discarded;  // never exported
-            } else if (role == HaRole::master && !awaiting_announce) {
-                x->add(rec);
+            } else if (exporting()) {
+                const Record* out = &rec;
+                Record flagged;
+                if (pos < replay_end) {
+                    flagged = rec;
+                    flagged.flags |= kRecordReplayed;
+                    out = &flagged;
+                    rt.count(netd_replayed);
+                }
+                x->add(*out);
+                if (x->pending_records() == 1) pending_from = pos;  // opened a message
             } else {
-                ++discarded;
-                ++skipped;
+                window.observe(rec);
             }
         }
-        if (n > 0) {
-            ring.advance(n);
-            rt.count(netd_records, n);
-            if (skipped) rt.count(netd_not_master, skipped);
+        if (taken == n) ring.advance(n);
+        if (const uint64_t end = pos0 + taken; end > high_water) {
+            rt.count(netd_records, end - high_water);
+            high_water = end;
         }
         if (awaiting_announce && IpfixExporter::monotonic_ns() - awaiting_since > kAnnounceWaitNs) {
             awaiting_announce = false;
             log_warn("master: procd has not announced the live flows within %llu s; exporting without it",
                      static_cast<unsigned long long>(kAnnounceWaitNs / 1'000'000'000ull));
+            replay_up_to(ring.read_pos());
         }
         x->poll(IpfixExporter::monotonic_ns());
-        if (!x->pending()) ring.commit();  // everything advanced over is out
-        else ring.commit_to(base + done_with());
+        if (exporting()) {
+            // Committed: everything up to the message still being packed.
+            ring.commit_to(x->pending() ? pending_from : ring.read_pos());
+        } else {
+            // Kept: the window; from takeover on nothing ages out (the window then reaches back
+            // ha.replay_ms before the takeover).
+            const auto rel = window.release(ring, ring.read_pos(), window_ns(), max_window,
+                                            /*frozen=*/role != HaRole::backup);
+            if (rel.aged) rt.count(netd_not_master, rel.aged);
+            if (rel.trimmed) {
+                rt.count(netd_window_trimmed, rel.trimmed);
+                if (!trimmed_since_backup.trimmed_packets) trimmed_since_backup.trimmed_first_ns = rel.trimmed_first_ns;
+                if (rel.trimmed_packets) trimmed_since_backup.trimmed_last_ns = rel.trimmed_last_ns;
+                trimmed_since_backup.trimmed_packets += rel.trimmed_packets;
+            }
+            ring.commit_to(window.begin());
+        }
         export_counters(rt, *x);
         rt.heartbeat();
+        if (replaying && n > 0) {
+            // Paced: a burst of the whole window at once would overrun the classifier's socket
+            // buffer; kReplayBatch records per 0.5 ms is about 500,000 records/s.
+            const timespec pause{0, 500'000};
+            nanosleep(&pause, nullptr);
+        }
 
         const uint32_t gen = control.config.generation.load(std::memory_order_acquire);
         if (gen != cfg_gen) {
@@ -165,12 +240,10 @@ int main(int argc, char** argv) {
                 // continue with a new exporter (it sends templates first; the sequence number
                 // lives in the segment and carries on).
                 x->flush();
-                ring.commit_to(base + done_with());
+                if (exporting()) ring.commit_to(ring.read_pos());
                 try {
                     auto nx = std::make_unique<IpfixExporter>(exporter_config(nc, role), &rt.header().ipfix_sequence);
                     x = std::move(nx);
-                    base = ring.read_pos();
-                    discarded = 0;
                     log_notice("export settings changed: mtu %u, flush %u ms, template refresh %u s, domain %u",
                                nc.mtu, nc.flush_ms, nc.template_refresh_s, nc.domain_id);
                 } catch (const std::exception& e) {
@@ -182,7 +255,7 @@ int main(int argc, char** argv) {
         if (StageRuntime::terminate_requested()) {
             // Restart by the operator: send what is pending, release it, leave the rest queued.
             x->flush();
-            ring.commit_to(base + done_with());
+            if (exporting()) ring.commit_to(ring.read_pos());
             export_counters(rt, *x);
             log_info("terminated; %llu records stay queued", static_cast<unsigned long long>(ring.fill()));
             return 0;

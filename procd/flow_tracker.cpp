@@ -299,6 +299,7 @@ size_t FlowTracker::announce_all(uint32_t generation) {
         if (e->ending) continue;  // its flow_end is already queued
         Record r{};
         r.type = static_cast<uint8_t>(RecordType::flow_start);
+        r.flags = kRecordReplayed;  // the old master announced this flow too (if it lived then)
         r.flow_id = e->flow_id;
         r.ts_ns = e->first_ns;
         const FlowKey& k = e->key;

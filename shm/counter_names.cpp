@@ -11,7 +11,8 @@ const char* counter_name(StageId s, size_t i) {
                                   "flows_ended", "flows_evicted", "record_waits", "events_dropped",
                                   "gc_runs", "repeated", "records_lost", "flows_announced"};
     static const char* netd[] = {"records", "messages", "records_sent", "bytes", "send_errors",
-                                 "templates", "not_master", "unsent_at_demotion"};
+                                 "templates", "not_master", "unsent_at_demotion", "replayed",
+                                 "window_trimmed"};
     switch (s) {
         case StageId::capd: return i < capd_counter_count ? capd[i] : nullptr;
         case StageId::procd: return i < procd_parse_first ? procd[i] : nullptr;

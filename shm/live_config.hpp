@@ -31,6 +31,7 @@ struct LiveConfig {
     uint32_t flush_ms;
     uint32_t template_refresh_s;
     uint32_t domain_id;
+    uint32_t replay_ms;        // ha.replay_ms: netd's replay window while not master (0 = none)
 };
 
 struct LiveConfigBlock {

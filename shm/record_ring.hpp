@@ -108,6 +108,14 @@ public:
         ctl_->consumed.fetch_add(pos - old, std::memory_order_relaxed);
         wake_if_sleeping(ctl_->producer_sleeping, ctl_->space_seq);
     }
+    // The record at ring position pos, which the consumer has not released yet
+    // (tail <= pos < head): netd's replay window reads back what it kept.
+    const T& at(uint64_t pos) const { return slots_[pos & mask_]; }
+    // Moves the consumer cursor back to pos (>= what it has committed): the records from pos on
+    // are read again (netd replays its window on becoming master).
+    void rewind_to(uint64_t pos) {
+        if (pos >= ctl_->tail.load(std::memory_order_relaxed) && pos <= read_) read_ = pos;
+    }
     uint64_t fill() const {
         return ctl_->head.load(std::memory_order_relaxed) - ctl_->tail.load(std::memory_order_relaxed);
     }

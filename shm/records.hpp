@@ -23,6 +23,10 @@ enum class EndReason : uint8_t {
 };
 const char* end_reason_name(EndReason r);
 
+// Record::flags. replayed: the old master may have sent this record already (procd's
+// re-announcement of the live flows; netd's replay window). Exported as kFlagReplayed.
+inline constexpr uint8_t kRecordReplayed = 0x01;
+
 struct PacketInfo {          // type == packet
     uint32_t wire_len;       // length on the wire (pcap len)
     uint8_t dir;             // 0: same direction as the flow's first packet, 1: reverse
@@ -52,7 +56,8 @@ struct FlowEndInfo {         // type == flow_end; ts_ns of the record is the las
 
 struct Record {
     uint8_t type;            // RecordType
-    uint8_t pad_[3];
+    uint8_t flags;           // kRecordReplayed
+    uint8_t pad_[2];
     uint32_t flow_id;
     uint64_t ts_ns;          // packet time; flow_start: first seen; flow_end: last seen
     union {

@@ -29,7 +29,7 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 6: the HA role takes three values (HaRole), announce_request/announced added.
 // 7: packet records carry the flow's packet index (PacketInfo::index; FlowEntry batch_pos,
 //    batch_index, repeat_index).
-inline constexpr uint32_t kLayoutVersion = 7;
+inline constexpr uint32_t kLayoutVersion = 8;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting

@@ -52,8 +52,10 @@ enum NetdCounter : uint8_t {
     netd_bytes,
     netd_send_errors,      // sendto failures (classifier down, ICMP unreachable)
     netd_templates,
-    netd_not_master,       // records discarded while not master (backup, takeover, waiting for procd's announce)
-    netd_unsent_at_demotion,  // records packed for a message when the meter became backup: never sent
+    netd_not_master,       // records released unsent while not master: older than the replay window
+    netd_unsent_at_demotion,  // records packed for a message when the meter became backup: kept in the window, not sent then
+    netd_replayed,         // records sent flagged replayed from the window on becoming master
+    netd_window_trimmed,   // records released from the window early: the ring could not hold ha.replay_ms
     netd_counter_count
 };
 

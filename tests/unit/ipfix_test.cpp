@@ -63,7 +63,7 @@ TEST(IpfixTemplates, SizesAndPacketRecordLimit) {
     EXPECT_EQ(template_def(kTplFlowStart4).record_size, kFlowStart4RecordSize);
     EXPECT_EQ(template_def(kTplFlowStart6).record_size, kFlowStart6RecordSize);
     EXPECT_EQ(template_def(kTplFlowEnd).record_size, kFlowEndRecordSize);
-    EXPECT_EQ(template_set_size(), 156u);
+    EXPECT_EQ(template_set_size(), 180u);
     // The packet template ends with angelPacketIndex: PEN 32473, element 3, 4 octets.
     const auto& f = template_def(kTplPacket).fields;
     ASSERT_EQ(f.size(), 6u);
@@ -313,23 +313,24 @@ TEST(IpfixCodec, DocumentedExampleIsByteExact) {
     ASSERT_TRUE(enc.add(PacketFields{42, synack, 74, 1, 0x12, false, 1}));
     ASSERT_TRUE(enc.add(FlowEndFields{42, syn, synack, {1, 1}, {74, 74}, kReasonTcpClose}));
     const size_t n = enc.finish(1717171718, 1234);
-    EXPECT_EQ(n, 147u);
+    EXPECT_EQ(n, 149u);
     EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + long(n)),
-              from_hex("000a00936659f606000004d2000000000101001d0000002aea0474850000086406c00002"
-                       "0ac738c633641401bb0100002c0000002aea04748500000864004a020200000000000000"
-                       "2aea0474850010624e004a1201000000010103003a0000002aea04748500000864ea0474"
-                       "850010624e03020000000000000001000000000000004a00000000000000010000000000"
-                       "00004a"));
+              from_hex("000a00956659f606000004d2000000000101001e0000002aea0474850000086406c00002"
+                       "0ac738c633641401bb000100002c0000002aea04748500000864004a0202000000000000"
+                       "002aea0474850010624e004a1201000000010103003b0000002aea04748500000864ea04"
+                       "74850010624e03020000000000000001000000000000004a000000000000000100000000"
+                       "0000004a00"));
     enc.reset();
     ASSERT_TRUE(enc.add_templates());
     const size_t t = enc.finish(1717171717, 0);
-    EXPECT_EQ(t, 172u);
+    EXPECT_EQ(t, 196u);
     EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + long(t)),
-              from_hex("000a00ac6659f60500000000000000000002009c01000006009400040145000801380002"
-                       "000600018001000100007ed98003000400007ed90101000700940004009c000800040001"
-                       "0008000400070002000c0004000b00020102000700940004009c000800040001001b0010"
-                       "00070002001c0010000b00020103000900940004009c0008009d00080088000180020001"
-                       "00007ed9000200080001000880020008000072798001000800007279"));
+              from_hex("000a00c46659f6050000000000000000000200b401000006009400040145000801380002"
+                       "000600018001000100007ed98003000400007ed90101000800940004009c000800040001"
+                       "0008000400070002000c0004000b00028001000100007ed90102000800940004009c0008"
+                       "00040001001b001000070002001c0010000b00028001000100007ed90103000a00940004"
+                       "009c0008009d0008008800018002000100007ed900020008000100088002000800007279"
+                       "80010008000072798001000100007ed9"));
     // And back: the sink's view of the two packets.
     Decoder dec;
     std::vector<uint8_t> tm(buf.begin(), buf.begin() + long(t));

@@ -27,7 +27,7 @@ namespace {
 
 const char kUsage[] =
     "usage: angel-sink --listen HOST:PORT [--json] [--summary] [--idle SECONDS] [--out FILE]\n"
-    "                  [--max-flows N]\n"
+    "                  [--max-flows N] [--no-dedup]\n"
     "\n"
     "Receives the meter's IPFIX export over UDP and decodes it through the templates it\n"
     "receives (docs/protocol.md).\n"
@@ -41,6 +41,11 @@ const char kUsage[] =
     "  --max-flows N       most live flows tracked for the summary (default 1000000, about\n"
     "                      130 MB when full; at most 100000000); beyond, flow_starts of new\n"
     "                      flows are counted as \"flow table full\" and not stored\n"
+    "  --no-dedup          print and count every record, copies too; by default a record a\n"
+    "                      meter replayed after a failover that was already received is\n"
+    "                      dropped: packets by (flow ID, idx), flow_start and flow_end once\n"
+    "                      per flow life (docs/protocol.md); at most --max-flows flows are\n"
+    "                      checked, ended ones for 75 s\n"
     "\n"
     "Output: per record exactly one of\n"
     "  {\"type\":\"packet\",\"flow_id\":N,\"idx\":N,\"ts_ns\":N,\"len\":N,\"dir\":0|1,\"tcp_flags\":N,"
@@ -51,8 +56,9 @@ const char kUsage[] =
     "\"dst\":\"A\",\"dport\":N}\n"
     "  {\"type\":\"flow_end\",\"flow_id\":N,\"reason\":\"R\",\"first_ns\":N,\"last_ns\":N,"
     "\"packets\":N,\"bytes\":N}\n"
+    "Records sent again by a new master carry \"replayed\":true as their last key.\n"
     "On SIGINT/SIGTERM or --idle, a summary (messages, records by type, flows, packets, bytes,\n"
-    "sequence gaps, top 10 flows) is printed and the sink exits 0. The summary goes to stdout\n"
+    "sequence gaps, replayed records, duplicates dropped, index gaps, top 10 flows) is printed and the sink exits 0. The summary goes to stdout\n"
     "when stdout carries no JSON (--summary alone, or --out FILE), else to stderr.\n"
     "Sequence gaps (lost datagrams) are also reported on stderr as they happen.\n"
     "Templates are kept per exporter (source address, port and observation domain): at most\n"
@@ -68,6 +74,7 @@ struct Options {
     double idle_s = 0;
     std::string out;
     size_t max_flows = angel::sink::FlowTable::kDefaultMaxSize;
+    bool dedup = true;
 };
 
 // Beyond this the table (130 to 190 bytes per flow) would take more than some 13 GB.
@@ -113,6 +120,8 @@ Options parse_args(int argc, char** argv) {
             if (!split_host_port(value(), &o.host, &o.port)) usage_exit("bad --listen HOST:PORT");
         } else if (a == "--json") {
             o.json = true;
+        } else if (a == "--no-dedup") {
+            o.dedup = false;
         } else if (a == "--summary") {
             o.summary = true;
         } else if (a == "--idle") {
@@ -263,7 +272,11 @@ int main(int argc, char** argv) {
     double last_data = start;
     bool drained_flush_pending = false;
     uint64_t malformed = 0;
+    angel::sink::Dedup dedup(opt.max_flows);
+    if (opt.dedup) stats.set_dedup(&dedup);
+    double batch_now = start;  // receive time of the current batch, for the dedup's hold
     auto on_rec = [&](const angel::ipfix::DecodedRecord& r) {
+        if (opt.dedup && !dedup.admit(r, batch_now)) return;
         stats.on_record(r);
         if (opt.json) out.record(r);
     };
@@ -300,6 +313,7 @@ int main(int argc, char** argv) {
             if (n <= 0) break;  // EAGAIN: drained (other errors: retry after poll)
             const double now = now_s();
             last_data = now;
+            batch_now = now;
             for (int i = 0; i < n; ++i) {
                 const socklen_t pl = msgs[i].msg_hdr.msg_namelen;
                 const auto res = receiver.process(bufs.data() + size_t(i) * kDgram, msgs[i].msg_len,

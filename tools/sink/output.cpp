@@ -93,7 +93,8 @@ void Output::record(const ipfix::DecodedRecord& r) {
         put_u64(r.packet.dir);
         put(",\"tcp_flags\":");
         put_u64(r.packet.tcp_flags);
-        put(r.packet.new_flow ? ",\"new\":true}\n" : ",\"new\":false}\n");
+        put(r.packet.new_flow ? ",\"new\":true" : ",\"new\":false");
+        put(r.packet.replayed ? ",\"replayed\":true}\n" : "}\n");
         break;
     case ipfix::RecordKind::flow_start:
         put("{\"type\":\"flow_start\",\"flow_id\":");
@@ -110,7 +111,7 @@ void Output::record(const ipfix::DecodedRecord& r) {
         put_addr(r.start.ip_version, r.start.dst);
         put("\",\"dport\":");
         put_u64(r.start.dport);
-        put("}\n");
+        put(r.start.replayed ? ",\"replayed\":true}\n" : "}\n");
         break;
     case ipfix::RecordKind::flow_end:
         put("{\"type\":\"flow_end\",\"flow_id\":");
@@ -125,7 +126,7 @@ void Output::record(const ipfix::DecodedRecord& r) {
         put_u64(r.end.packets[0] + r.end.packets[1]);
         put(",\"bytes\":");
         put_u64(r.end.bytes[0] + r.end.bytes[1]);
-        put("}\n");
+        put(r.end.replayed ? ",\"replayed\":true}\n" : "}\n");
         break;
     case ipfix::RecordKind::other:
         break;

@@ -118,6 +118,11 @@ void Stats::print(FILE* out, double seconds) const {
                  end_bytes_);
     std::fprintf(out, "sequence         %" PRIu64 " gaps, %" PRIu64 " records lost%s\n", gaps_,
                  lost_, backwards_ ? " (plus out-of-order/restarted messages)" : "");
+    if (dedup_)
+        std::fprintf(out, "replay           %" PRIu64 " replayed records, %" PRIu64 " duplicates dropped, %" PRIu64
+                          " index gaps (packets missing in %" PRIu64 " flows)%s\n",
+                     dedup_->replayed(), dedup_->duplicates(), dedup_->index_gaps(), dedup_->flows_with_gaps(),
+                     dedup_->untracked() ? ", some flows not checked (table full)" : "");
 
     // Top flows: ended ones from the list, live ones from their packet records. Equal counts
     // keep the order the std::unordered_map version printed (for up to 16 candidates its sort

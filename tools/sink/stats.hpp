@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/ipfix_decoder.hpp"
+#include "tools/sink/dedup.hpp"
 #include "tools/sink/flow_table.hpp"
 
 namespace angel::sink {
@@ -44,6 +45,8 @@ public:
         }
     }
     void on_malformed_datagram() { ++malformed_; }
+    // The de-duplicator whose counts the summary prints (nullptr: --no-dedup).
+    void set_dedup(const Dedup* d) { dedup_ = d; }
     // Prints the human-readable summary.
     void print(FILE* f, double seconds) const;
 
@@ -70,6 +73,7 @@ private:
     uint64_t end_packets_ = 0, end_bytes_ = 0;
     uint64_t reasons_[6] = {0, 0, 0, 0, 0, 0};
     uint64_t gaps_ = 0, lost_ = 0, backwards_ = 0;
+    const Dedup* dedup_ = nullptr;
     FlowTable live_;           // live flows by ID (entered at flow_start, left at flow_end)
     uint64_t inserted_ = 0;    // IDs that entered live_, numbering them for the tie order
     std::vector<FlowStat> top_;  // ended flows, at most kTop, by packets descending

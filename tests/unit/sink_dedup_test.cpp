@@ -1,0 +1,109 @@
+// angel-sink's de-duplication of replayed records (tools/sink/dedup.*), against the rule in
+// docs/protocol.md ("Across an HA failover").
+#include <gtest/gtest.h>
+
+#include "tools/sink/dedup.hpp"
+
+using namespace angel;
+using namespace angel::ipfix;
+
+namespace {
+
+DecodedRecord packet(uint32_t id, uint32_t idx, bool replayed = false) {
+    DecodedRecord r;
+    r.kind = RecordKind::packet;
+    r.packet.flow_id = id;
+    r.packet.index = idx;
+    r.packet.replayed = replayed;
+    r.has_index = true;
+    return r;
+}
+DecodedRecord start(uint32_t id, uint64_t ts, bool replayed = false) {
+    DecodedRecord r;
+    r.kind = RecordKind::flow_start;
+    r.start.flow_id = id;
+    r.start.ts_ns = ts;
+    r.start.replayed = replayed;
+    return r;
+}
+DecodedRecord end(uint32_t id, uint64_t last, bool replayed = false) {
+    DecodedRecord r;
+    r.kind = RecordKind::flow_end;
+    r.end.flow_id = id;
+    r.end.last_ns = last;
+    r.end.replayed = replayed;
+    return r;
+}
+
+}  // namespace
+
+TEST(SinkDedup, AReplayOverlappingTheOldMasterKeepsEachPacketOnce) {
+    sink::Dedup d(100);
+    // Old master: start, packets 0..9. New master replays start (its own clock), 5..14, end.
+    EXPECT_TRUE(d.admit(start(7, 1000), 0));
+    for (uint32_t i = 0; i < 10; ++i) EXPECT_TRUE(d.admit(packet(7, i), 0));
+    EXPECT_FALSE(d.admit(start(7, 1003, true), 0));
+    int admitted = 0;
+    for (uint32_t i = 5; i < 15; ++i) admitted += d.admit(packet(7, i, true), 0);
+    EXPECT_EQ(admitted, 5);
+    EXPECT_TRUE(d.admit(end(7, 5000, true), 0));
+    EXPECT_FALSE(d.admit(end(7, 5000, true), 0));
+    EXPECT_EQ(d.replayed(), 13u);
+    EXPECT_EQ(d.duplicates(), 7u);  // start, 5 packets, end
+    EXPECT_EQ(d.index_gaps(), 0u);
+}
+
+TEST(SinkDedup, GapsAreCountedFromZeroWhenTheStartWasSeen) {
+    sink::Dedup d(100);
+    EXPECT_TRUE(d.admit(start(1, 10), 0));
+    for (uint32_t i : {0u, 1u, 4u, 5u, 9u}) EXPECT_TRUE(d.admit(packet(1, i), 0));
+    EXPECT_EQ(d.index_gaps(), 5u);  // 2 3 6 7 8
+    EXPECT_TRUE(d.admit(packet(1, 7), 0));
+    EXPECT_TRUE(d.admit(packet(1, 3), 0));
+    EXPECT_FALSE(d.admit(packet(1, 4), 0));
+    EXPECT_EQ(d.index_gaps(), 3u);
+    // A flow first seen mid-way (no start): counted from its lowest index.
+    EXPECT_TRUE(d.admit(packet(2, 100), 0));
+    EXPECT_TRUE(d.admit(packet(2, 102), 0));
+    EXPECT_EQ(d.index_gaps(), 4u);
+    EXPECT_EQ(d.flows_with_gaps(), 2u);
+}
+
+TEST(SinkDedup, AReusedFlowIdStartsANewLife) {
+    sink::Dedup d(100);
+    EXPECT_TRUE(d.admit(start(3, 100), 0));
+    EXPECT_TRUE(d.admit(packet(3, 0), 0));
+    EXPECT_TRUE(d.admit(end(3, 200), 0));
+    // The replayed copy of the ended life's start and packet: duplicates.
+    EXPECT_FALSE(d.admit(start(3, 101, true), 1));
+    EXPECT_FALSE(d.admit(packet(3, 0, true), 1));
+    // A new flow on the same tuple: a start after the old life's last packet.
+    EXPECT_TRUE(d.admit(start(3, 300), 2));
+    EXPECT_TRUE(d.admit(packet(3, 0), 2));
+    // Its replayed copy (started after the old end too, but this life is live): a duplicate.
+    EXPECT_FALSE(d.admit(start(3, 301, true), 2));
+    EXPECT_TRUE(d.admit(end(3, 400), 2));
+    // A replayed start of a life the old master never sent (after the last end): admitted.
+    EXPECT_TRUE(d.admit(start(3, 500, true), 3));
+    EXPECT_TRUE(d.admit(packet(3, 0, true), 3));
+}
+
+TEST(SinkDedup, EndedFlowsAreForgottenAfterTheHoldAndTheBoundHolds) {
+    sink::Dedup d(2);
+    EXPECT_TRUE(d.admit(start(1, 1), 0));
+    EXPECT_TRUE(d.admit(end(1, 2), 0));
+    EXPECT_TRUE(d.admit(start(2, 1), 0));
+    // Full (2 flows): the ended flow 1 makes room for 3.
+    EXPECT_TRUE(d.admit(start(3, 1), 1));
+    // Full again, none ended: flow 4 is not tracked, its records pass.
+    EXPECT_TRUE(d.admit(packet(4, 0), 1));
+    EXPECT_TRUE(d.admit(packet(4, 0), 1));
+    EXPECT_EQ(d.untracked(), 2u);
+    // After the hold an ended flow's copies are no longer recognised.
+    sink::Dedup h(10);
+    EXPECT_TRUE(h.admit(start(9, 1), 0));
+    EXPECT_TRUE(h.admit(packet(9, 0), 0));
+    EXPECT_TRUE(h.admit(end(9, 2), 0));
+    EXPECT_FALSE(h.admit(packet(9, 0, true), sink::Dedup::kHoldSeconds - 1));
+    EXPECT_TRUE(h.admit(packet(9, 0, true), sink::Dedup::kHoldSeconds + 1));
+}
