@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
         const Record* recs = nullptr;
         const size_t n = ring.peek(&recs, replaying ? kReplayBatch : kBatch);
         const uint64_t pos0 = ring.read_pos();
-        size_t taken = n;
+        size_t taken = n;  // records of this batch passed over; fewer when a replay rewinds
+        bool rewound = false;
         for (size_t i = 0; i < n; ++i) {
             const Record& rec = recs[i];
             const uint64_t pos = pos0 + i;
@@ -167,6 +168,7 @@ int main(int argc, char** argv) {
                         taken = i + 1;
                         ring.advance(taken);
                         replay_up_to(pos);
+                        rewound = true;
                         break;
                     }
                 }
@@ -185,7 +187,7 @@ int main(int argc, char** argv) {
                 window.observe(rec);
             }
         }
-        if (taken == n) ring.advance(n);
+        if (!rewound) ring.advance(n);
         if (const uint64_t end = pos0 + taken; end > high_water) {
             rt.count(netd_records, end - high_water);
             high_water = end;

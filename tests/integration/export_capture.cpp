@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string_view>
 
 namespace angel::itest {
@@ -26,6 +27,23 @@ long last_parenthesised(std::string_view s) {
     const size_t open = s.rfind('(', close);
     if (open == std::string_view::npos) return -1;
     return std::strtol(std::string(s.substr(open + 1, close - open - 1)).c_str(), nullptr, 10);
+}
+
+// "May 31, 2024 16:08:37.000000500 UTC" (tshark's absolute time, UTC) in ns since the epoch.
+uint64_t parse_utc_ns(const std::string& s) {
+    tm t{};
+    const char* rest = strptime(s.c_str(), "%b %d, %Y %H:%M:%S", &t);
+    if (rest == nullptr) return 0;
+    uint64_t ns = static_cast<uint64_t>(timegm(&t)) * 1'000'000'000ull;
+    if (*rest == '.') {
+        uint64_t frac = 0;
+        int digits = 0;
+        for (++rest; *rest >= '0' && *rest <= '9'; ++rest)
+            if (digits < 9) frac = frac * 10 + uint64_t(*rest - '0'), ++digits;
+        for (; digits < 9; ++digits) frac *= 10;
+        ns += frac;
+    }
+    return ns;
 }
 
 std::string after_colon(std::string_view s) {
@@ -87,19 +105,36 @@ ExportCapture read_export_capture(const fs::path& pcap, unsigned port, Millis ti
             r.set_id = set_id;
             r.flow_id = static_cast<uint32_t>(std::strtoul(after_colon(s).c_str(), nullptr, 10));
             ++set_records;
-        } else if (!frame->records.empty() && frame->records.back().is_packet() && set_records > 0) {
+        } else if (!frame->records.empty() && set_records > 0 &&
+                   starts_with(s, "Enterprise Private entry: (Example Enterprise Number for Documentation Use) Type ")) {
             // "Enterprise Private entry: (Example Enterprise Number for Documentation Use) Type 3:
             // Value (hex bytes): 00 00 00 2a" (tshark knows the PEN's name, not our elements).
             static constexpr std::string_view kIndex = "Documentation Use) Type 3: Value (hex bytes): ";
-            if (const size_t at = s.find(kIndex); starts_with(s, "Enterprise Private entry: ") &&
-                                                  at != std::string_view::npos) {
-                std::string hex(s.substr(at + kIndex.size()));
+            static constexpr std::string_view kFlags = "Documentation Use) Type 1: Value (hex bytes): ";
+            ExportRecord& r = frame->records.back();
+            auto hex_after = [&](std::string_view key) -> std::string {
+                const size_t at = s.find(key);
+                if (at == std::string_view::npos) return {};
+                std::string hex(s.substr(at + key.size()));
                 std::erase(hex, ' ');
-                if (hex.size() == 8) frame->records.back().packet_index = std::strtoll(hex.c_str(), nullptr, 16);
-            }
+                return hex;
+            };
+            if (const std::string hex = hex_after(kIndex); r.is_packet() && hex.size() == 8)
+                r.packet_index = std::strtoll(hex.c_str(), nullptr, 16);
+            if (const std::string hex = hex_after(kFlags); hex.size() == 2)
+                r.replayed = (std::strtol(hex.c_str(), nullptr, 16) & 0x08) != 0;
+        } else if (!frame->records.empty() && frame->records.back().is_packet() && set_records > 0 &&
+                   starts_with(s, "Observation Time Nanoseconds: ")) {
+            frame->records.back().time_ns = parse_utc_ns(after_colon(s));
+        } else if (!frame->records.empty() && frame->records.back().is_flow_end() && set_records > 0) {
+            ExportRecord& r = frame->records.back();
+            // "Packets: 1" and "Packets: 1 (Reverse Type 2 PKTS)"; "EndTime: May 31, 2024 ..."
+            if (starts_with(s, "Packets: ")) r.end_packets += std::strtoull(after_colon(s).c_str(), nullptr, 10);
+            else if (starts_with(s, "EndTime: ")) r.time_ns = parse_utc_ns(after_colon(s));
         } else if (!frame->records.empty() && frame->records.back().is_flow_start() && set_records > 0) {
             ExportRecord& r = frame->records.back();
-            if (starts_with(s, "Protocol: ")) r.proto = static_cast<int>(last_parenthesised(s));
+            if (starts_with(s, "StartTime: ")) r.time_ns = parse_utc_ns(after_colon(s));
+            else if (starts_with(s, "Protocol: ")) r.proto = static_cast<int>(last_parenthesised(s));
             else if (starts_with(s, "SrcAddr: ")) r.src = after_colon(s);
             else if (starts_with(s, "DstAddr: ")) r.dst = after_colon(s);
             else if (starts_with(s, "SrcPort: ")) r.sport = std::atoi(after_colon(s).c_str());

@@ -26,8 +26,15 @@ struct ExportRecord {
     int proto = -1;
     std::string src, dst;
     int sport = -1, dport = -1;
+    // angelPacketFlags (PEN 32473, element 1) bit 3 on any record: sent again by a new master.
+    bool replayed = false;
+    // packet: its observation time; flow_start: StartTime; flow_end: EndTime (the flow's last
+    // packet); ns since the epoch.
+    uint64_t time_ns = 0;
+    uint64_t end_packets = 0;  // flow_end: forward + reverse packetDeltaCount
     bool is_packet() const { return set_id == 256; }
     bool is_flow_start() const { return set_id == 257 || set_id == 258; }
+    bool is_flow_end() const { return set_id == 259; }
     std::string tuple() const;  // "proto src:sport>dst:dport" of a flow_start
 };
 

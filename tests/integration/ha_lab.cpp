@@ -145,7 +145,7 @@ void HaLab::write_keepalived_conf(size_t i) const {
                                      "--out", sink_out().string()}),
         sink_summary(), dir / "sink.err");
     tcpdump = std::make_unique<Child>(
-        netns::NetnsLab::in(cls_ns, {"tcpdump", "-n", "-i", "br1", "--immediate-mode", "-U", "-w", export_pcap.string(), "udp", "port",
+        netns::NetnsLab::in(cls_ns, {"tcpdump", "-n", "-i", "br1", "--immediate-mode", "-B", "65536", "-U", "-w", export_pcap.string(), "udp", "port",
                                      std::to_string(kPort)}),
         dir / "tcpdump.out", dir / "tcpdump.err");
     const bool ok = wait_until_s(

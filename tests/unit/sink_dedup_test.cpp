@@ -14,6 +14,7 @@ DecodedRecord packet(uint32_t id, uint32_t idx, bool replayed = false) {
     r.kind = RecordKind::packet;
     r.packet.flow_id = id;
     r.packet.index = idx;
+    r.packet.ts_ns = 1'000'000 + idx;  // after every start these tests use, unless set
     r.packet.replayed = replayed;
     r.has_index = true;
     return r;
@@ -106,4 +107,28 @@ TEST(SinkDedup, EndedFlowsAreForgottenAfterTheHoldAndTheBoundHolds) {
     EXPECT_TRUE(h.admit(end(9, 2), 0));
     EXPECT_FALSE(h.admit(packet(9, 0, true), sink::Dedup::kHoldSeconds - 1));
     EXPECT_TRUE(h.admit(packet(9, 0, true), sink::Dedup::kHoldSeconds + 1));
+}
+
+TEST(SinkDedup, AReplayReachingIntoAnEarlierLifeOfTheIdIsACopy) {
+    sink::Dedup d(100);
+    // Life 1 ends at t=200; life 2 (same tuple, same ID) starts at t=300.
+    EXPECT_TRUE(d.admit(start(5, 100), 0));
+    EXPECT_TRUE(d.admit(packet(5, 0), 0));
+    EXPECT_TRUE(d.admit(end(5, 200), 0));
+    EXPECT_TRUE(d.admit(start(5, 300), 0));
+    DecodedRecord p0 = packet(5, 0);
+    p0.packet.ts_ns = 300;
+    EXPECT_TRUE(d.admit(p0, 0));
+    // The new master's replay still holds life 1's last packet and its flow_end.
+    DecodedRecord old = packet(5, 1, true);
+    old.packet.ts_ns = 190;
+    EXPECT_FALSE(d.admit(old, 1));
+    EXPECT_FALSE(d.admit(end(5, 200, true), 1));
+    // Life 2's own records in the replay: index 1 is new, index 0 a copy.
+    DecodedRecord p1 = packet(5, 1, true);
+    p1.packet.ts_ns = 310;
+    EXPECT_TRUE(d.admit(p1, 1));
+    p0.packet.replayed = true;
+    EXPECT_FALSE(d.admit(p0, 1));
+    EXPECT_TRUE(d.admit(end(5, 310), 1));
 }

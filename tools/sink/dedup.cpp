@@ -82,10 +82,11 @@ void Dedup::forget_old(double now_s) {
 bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
     bool replayed = false;
     uint32_t id = 0;
+    uint64_t t = 0;  // the record's packet time: packet, flow's first, flow's last
     switch (r.kind) {
-    case ipfix::RecordKind::packet: replayed = r.packet.replayed; id = r.packet.flow_id; break;
-    case ipfix::RecordKind::flow_start: replayed = r.start.replayed; id = r.start.flow_id; break;
-    case ipfix::RecordKind::flow_end: replayed = r.end.replayed; id = r.end.flow_id; break;
+    case ipfix::RecordKind::packet: replayed = r.packet.replayed; id = r.packet.flow_id; t = r.packet.ts_ns; break;
+    case ipfix::RecordKind::flow_start: replayed = r.start.replayed; id = r.start.flow_id; t = r.start.ts_ns; break;
+    case ipfix::RecordKind::flow_end: replayed = r.end.replayed; id = r.end.flow_id; t = r.end.last_ns; break;
     case ipfix::RecordKind::other: return true;
     }
     if (replayed) ++replayed_;
@@ -96,6 +97,12 @@ bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
         return true;
     }
     bool first = true;
+    // A replay reaches back ha.replay_ms: it can hold records of an earlier life of this flow
+    // ID, all timed before the current life began.
+    if (replayed && f->started && t < f->start_ns) {
+        ++duplicates_;
+        return false;
+    }
     switch (r.kind) {
     case ipfix::RecordKind::packet:
         if (!r.has_index) break;  // an exporter without packet indexes: nothing to compare

@@ -1,9 +1,11 @@
-// The receiver's side of a failover (docs/protocol.md, "Replayed records"): a meter that has just
+// The receiver's side of a failover (docs/protocol.md, "Across an HA failover"): a meter that has just
 // become master sends again, flagged replayed, what the old master may already have sent. The
 // rule: a packet record is a duplicate when its (flow ID, packet index) was seen in the same
 // life of the flow; a flow_start or flow_end when that life already had one. A life begins with
 // a flow_start that is not a copy (not replayed and a different start time, or replayed but
-// starting after the previous life ended) and ends with its flow_end.
+// starting after the previous life ended) and ends with its flow_end. A replayed record timed
+// before the current life's start belongs to an earlier life: a copy too (a replay reaches back
+// seconds, over the end of a flow and the start of the next one on the same tuple).
 //
 // Per flow it keeps the packet indexes seen as a few ranges (one while they arrive in order),
 // so the usual packet costs one hash lookup. Ended flows are remembered kHoldSeconds (sink time)
