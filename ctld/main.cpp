@@ -7,6 +7,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "ctld/daemonize.hpp"
 #include "ctld/db_config_source.hpp"
 #include "ctld/db_schema.hpp"
+#include "ctld/ha/replay_window_check.hpp"
 #include "ctld/runtime_files.hpp"
 #include "ctld/stage_user.hpp"
 
@@ -133,6 +135,15 @@ int main(int argc, char** argv) {
         if (!problem.empty()) {
             log_err("%s: %s", opt.ctl.config_path.c_str(), problem.c_str());
             return kExitConfig;
+        }
+    }
+    // The HA replay window the record ring can hold, against the interfaces' line rate.
+    if (!replay) {
+        const std::string w = replay_window_warning(cfg);
+        for (size_t at = 0; at < w.size();) {
+            const size_t nl = std::min(w.find('\n', at), w.size());
+            log_warn("%s", w.substr(at, nl - at).c_str());
+            at = nl + 1;
         }
     }
     // Who the stages run as: refused here, before anything starts, when it would be root.

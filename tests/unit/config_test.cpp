@@ -82,6 +82,7 @@ TEST_F(ConfigTest, DefaultsMatchTheDesignTable) {
     EXPECT_EQ(c.ha.mode, "none");
     EXPECT_EQ(c.ha.poll_ms, 200);
     EXPECT_EQ(c.ha.takeover_ms, 2000);
+    EXPECT_EQ(c.ha.replay_ms, 6000);
     EXPECT_TRUE(c.ha.vip.empty());
     EXPECT_TRUE(c.ha.state_file.empty());
     EXPECT_EQ(c.shm.packet_ring, 64u << 20);
@@ -246,6 +247,8 @@ TEST_F(ConfigTest, OutOfRange) {
     expect_refused("ha = { poll_ms = 49; };", 1, "ha.poll_ms must be between 50 and 5000, not 49");
     expect_refused("ha = { poll_ms = 5001; };", 1, "ha.poll_ms must be between 50 and 5000, not 5001");
     expect_refused("ha = { takeover_ms = 10001; };", 1, "ha.takeover_ms must be between 0 and 10000, not 10001");
+    expect_refused("ha = { replay_ms = 60001; };", 1, "ha.replay_ms must be between 0 and 60000, not 60001");
+    expect_refused("ha = { replay_ms = -1; };", 1, "ha.replay_ms must be between 0 and 60000, not -1");
     expect_refused("runtime_dir = \"run/angel\";", 1, "runtime_dir must be an absolute path");
     expect_refused("instance = \"a/b\";", 1,
                    "instance may hold only letters, digits, '_', '-' and '.', not \"a/b\"");
