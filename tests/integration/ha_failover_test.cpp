@@ -64,6 +64,9 @@ struct ClassifierView {
     bool admit(const ExportRecord& r) {
         auto& lives = flows[r.flow_id];
         if (lives.empty()) lives.emplace_back();
+        // After a flow_end, a packet or flow_end not copied from that life begins the next one.
+        if (lives.back().ended && !r.is_flow_start() && (!r.replayed || r.time_ns > lives.back().end_ns))
+            lives.emplace_back();
         Life& l = lives.back();
         bool first = true;
         if (r.replayed && l.started && r.time_ns < l.start_ns) {

@@ -9,12 +9,13 @@ using namespace angel::ipfix;
 
 namespace {
 
-DecodedRecord packet(uint32_t id, uint32_t idx, bool replayed = false) {
+// Packet times: after every start these tests use unless given, and before their ends.
+DecodedRecord packet(uint32_t id, uint32_t idx, bool replayed = false, uint64_t ts = 0) {
     DecodedRecord r;
     r.kind = RecordKind::packet;
     r.packet.flow_id = id;
     r.packet.index = idx;
-    r.packet.ts_ns = 1'000'000 + idx;  // after every start these tests use, unless set
+    r.packet.ts_ns = ts ? ts : 1'000'000 + idx;
     r.packet.replayed = replayed;
     r.has_index = true;
     return r;
@@ -73,20 +74,31 @@ TEST(SinkDedup, GapsAreCountedFromZeroWhenTheStartWasSeen) {
 TEST(SinkDedup, AReusedFlowIdStartsANewLife) {
     sink::Dedup d(100);
     EXPECT_TRUE(d.admit(start(3, 100), 0));
-    EXPECT_TRUE(d.admit(packet(3, 0), 0));
+    EXPECT_TRUE(d.admit(packet(3, 0, false, 150), 0));
     EXPECT_TRUE(d.admit(end(3, 200), 0));
     // The replayed copy of the ended life's start and packet: duplicates.
     EXPECT_FALSE(d.admit(start(3, 101, true), 1));
-    EXPECT_FALSE(d.admit(packet(3, 0, true), 1));
+    EXPECT_FALSE(d.admit(packet(3, 0, true, 151), 1));
     // A new flow on the same tuple: a start after the old life's last packet.
     EXPECT_TRUE(d.admit(start(3, 300), 2));
-    EXPECT_TRUE(d.admit(packet(3, 0), 2));
+    EXPECT_TRUE(d.admit(packet(3, 0, false, 300), 2));
     // Its replayed copy (started after the old end too, but this life is live): a duplicate.
     EXPECT_FALSE(d.admit(start(3, 301, true), 2));
     EXPECT_TRUE(d.admit(end(3, 400), 2));
     // A replayed start of a life the old master never sent (after the last end): admitted.
     EXPECT_TRUE(d.admit(start(3, 500, true), 3));
-    EXPECT_TRUE(d.admit(packet(3, 0, true), 3));
+    EXPECT_TRUE(d.admit(packet(3, 0, true, 500), 3));
+}
+
+TEST(SinkDedup, ALiveRecordTimedAfterTheLifeWithASeenIndexIsTheNextFlow) {
+    // The receiver missed flow 4's end and the next flow's start on the same tuple.
+    sink::Dedup d(100);
+    EXPECT_TRUE(d.admit(start(4, 100), 0));
+    for (uint32_t i = 0; i < 5; ++i) EXPECT_TRUE(d.admit(packet(4, i, false, 100 + i), 0));
+    EXPECT_FALSE(d.admit(packet(4, 3, false, 103), 0));  // a repeat: its original's time
+    EXPECT_TRUE(d.admit(packet(4, 2, false, 900), 0));   // later than the life: the next flow
+    EXPECT_TRUE(d.admit(packet(4, 3, false, 901), 0));
+    EXPECT_EQ(d.duplicates(), 1u);
 }
 
 TEST(SinkDedup, EndedFlowsAreForgottenAfterTheHoldAndTheBoundHolds) {
@@ -103,10 +115,10 @@ TEST(SinkDedup, EndedFlowsAreForgottenAfterTheHoldAndTheBoundHolds) {
     // After the hold an ended flow's copies are no longer recognised.
     sink::Dedup h(10);
     EXPECT_TRUE(h.admit(start(9, 1), 0));
-    EXPECT_TRUE(h.admit(packet(9, 0), 0));
-    EXPECT_TRUE(h.admit(end(9, 2), 0));
-    EXPECT_FALSE(h.admit(packet(9, 0, true), sink::Dedup::kHoldSeconds - 1));
-    EXPECT_TRUE(h.admit(packet(9, 0, true), sink::Dedup::kHoldSeconds + 1));
+    EXPECT_TRUE(h.admit(packet(9, 0, false, 5), 0));
+    EXPECT_TRUE(h.admit(end(9, 10), 0));
+    EXPECT_FALSE(h.admit(packet(9, 0, true, 5), sink::Dedup::kHoldSeconds - 1));
+    EXPECT_TRUE(h.admit(packet(9, 0, true, 5), sink::Dedup::kHoldSeconds + 1));
 }
 
 TEST(SinkDedup, AReplayReachingIntoAnEarlierLifeOfTheIdIsACopy) {
@@ -131,4 +143,17 @@ TEST(SinkDedup, AReplayReachingIntoAnEarlierLifeOfTheIdIsACopy) {
     p0.packet.replayed = true;
     EXPECT_FALSE(d.admit(p0, 1));
     EXPECT_TRUE(d.admit(end(5, 310), 1));
+}
+
+TEST(SinkDedup, RecordsAfterAnEndWithoutTheirStartBeginTheNextLife) {
+    // A receiver that missed the next flow_start (the export went elsewhere for a while).
+    sink::Dedup d(100);
+    EXPECT_TRUE(d.admit(start(8, 100), 0));
+    EXPECT_TRUE(d.admit(packet(8, 0), 0));
+    EXPECT_TRUE(d.admit(end(8, 200), 0));
+    EXPECT_TRUE(d.admit(packet(8, 0), 1));  // live, not replayed: the next life's first packet
+    EXPECT_TRUE(d.admit(packet(8, 1), 1));
+    EXPECT_FALSE(d.admit(packet(8, 1), 1));
+    EXPECT_TRUE(d.admit(end(8, 2'000'000), 1));
+    EXPECT_EQ(d.duplicates(), 1u);
 }

@@ -97,6 +97,10 @@ bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
         return true;
     }
     bool first = true;
+    // After a flow_end, a packet or flow_end that is not a copy of that life (not replayed, or
+    // timed after its end) belongs to the ID's next life, whose flow_start this receiver missed
+    // (it went to another classifier, or was lost).
+    if (f->ended && r.kind != ipfix::RecordKind::flow_start && (!replayed || t > f->end_last_ns)) new_life(*f);
     // A replay reaches back ha.replay_ms: it can hold records of an earlier life of this flow
     // ID, all timed before the current life began.
     if (replayed && f->started && t < f->start_ns) {
@@ -107,6 +111,11 @@ bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
     case ipfix::RecordKind::packet:
         if (!r.has_index) break;  // an exporter without packet indexes: nothing to compare
         first = add_index(*f, r.packet.index);
+        if (!first && !replayed && t > f->newest_ns) {
+            new_life(*f);
+            first = add_index(*f, r.packet.index);
+        }
+        f->newest_ns = std::max(f->newest_ns, t);
         break;
     case ipfix::RecordKind::flow_start:
         if (f->started && !f->ended && f->start_ns == r.start.ts_ns) {

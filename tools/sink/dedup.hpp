@@ -5,7 +5,12 @@
 // a flow_start that is not a copy (not replayed and a different start time, or replayed but
 // starting after the previous life ended) and ends with its flow_end. A replayed record timed
 // before the current life's start belongs to an earlier life: a copy too (a replay reaches back
-// seconds, over the end of a flow and the start of the next one on the same tuple).
+// seconds, over the end of a flow and the start of the next one on the same tuple). After a
+// flow_end, a packet or flow_end that is not replayed, or timed after that end, begins the next
+// life even without its flow_start (the receiver missed it); so does a packet, not replayed,
+// whose index was seen but that is timed after every packet of the life (a copy carries the
+// time of its original: this is a later flow on the same tuple whose end and start went
+// elsewhere).
 //
 // Per flow it keeps the packet indexes seen as a few ranges (one while they arrive in order),
 // so the usual packet costs one hash lookup. Ended flows are remembered kHoldSeconds (sink time)
@@ -52,6 +57,7 @@ private:
         uint64_t end_last_ns = 0; // flow_end of this life: its last packet time
         bool started = false, ended = false;
         uint64_t gaps_at_end = 0; // missing indexes, frozen when the life ended
+        uint64_t newest_ns = 0;   // the latest packet time of this life
     };
 
     Flow* find_or_add(uint32_t id);
