@@ -1,5 +1,6 @@
 #include "ctld/controller.hpp"
 #include "ctld/db_thread.hpp"
+#include "ctld/flow_control_set.hpp"
 #include "ctld/ha/ha_monitor.hpp"
 
 #include <grp.h>
@@ -123,6 +124,7 @@ int Controller::run() {
         return EX_OSERR;
     }
     write_live_config(seg_->control_rw().config, live);
+    flow_control_ = std::make_unique<FlowControlSet>(seg_->control_rw().flow_control);
     try {
         // The role is known before any stage starts: a backup's netd never sends a byte.
         ha_ = std::make_unique<HaMonitor>(cfg_.ha, seg_->control_rw(), monotonic_ns());
@@ -141,6 +143,7 @@ int Controller::run() {
 
     log_final_counters(*seg_, cfg_.instance);
     control_.reset();
+    flow_control_.reset();
     seg_.reset();
     Segment::remove(cfg_.instance);
     for (StageId id : {StageId::capd, StageId::procd, StageId::netd})
@@ -338,7 +341,8 @@ ControlReply Controller::handle_command(const std::string& line) {
         }
         return {true, render_status(*seg_, v, json)};
     }
-    if (cmd == "stats") return {true, render_stats(*seg_, json)};
+    if (cmd == "stats") return {true, render_stats(*seg_, json, &flow_control_->stats())};
+    if (cmd == "mute" || cmd == "unmute") return flow_control_command(words, json);
     if (cmd == "flows") {
         FlowsQuery q;
         for (size_t i = 1; i < words.size(); i += 2) {  // option, value
@@ -380,7 +384,7 @@ ControlReply Controller::handle_command(const std::string& line) {
         begin_stop("angelctl stop");
         return {true, "stopping\n"};
     }
-    return {false, "unknown command '" + cmd + "' (status, stats, flows, reload, restart, stop, role)"};
+    return {false, "unknown command '" + cmd + "' (status, stats, flows, reload, restart, stop, role, mute, unmute)"};
 }
 
 }  // namespace angel

@@ -31,6 +31,7 @@ struct LiveConfig {
     uint32_t flush_ms;
     uint32_t template_refresh_s;
     uint32_t domain_id;
+    uint32_t packet_records_per_flow;  // 0: every packet; else packet records for the first N only
 };
 
 struct LiveConfigBlock {

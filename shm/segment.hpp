@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "shm/flow_control.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/live_config.hpp"
 #include "shm/packet_ring.hpp"
@@ -29,7 +30,9 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 6: the HA role takes three values (HaRole), announce_request/announced added.
 // 7: packet records carry the flow's packet index (PacketInfo::index; FlowEntry batch_pos,
 //    batch_index, repeat_index).
-inline constexpr uint32_t kLayoutVersion = 7;
+// 8: per-flow record control (ControlBlock::flow_control, FlowEntry::record_mode) and
+//    LiveConfig::packet_records_per_flow.
+inline constexpr uint32_t kLayoutVersion = 8;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting
@@ -87,6 +90,7 @@ struct ControlBlock {
     std::atomic<int32_t> ctld_pid{0};
     std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
     LiveConfigBlock config;
+    FlowControlBlock flow_control;            // muted / full flows (shm/flow_control.hpp)
 };
 
 // The data segment's header: written by the stages (and ctld). Root code reads it only
