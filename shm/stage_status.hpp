@@ -30,7 +30,7 @@ enum CapdCounter : uint8_t {
 };
 enum ProcdCounter : uint8_t {
     procd_packets = 0,     // packets taken from the packet ring
-    procd_ip_packets,      // packets that produced a packet record
+    procd_ip_packets,      // IP packets counted in a flow: a packet record each, unless held back (below)
     procd_not_ip,          // valid frames that carry no IP (skipped)
     procd_malformed,       // frames the parser refused (see parse_* below)
     procd_flows_started,

@@ -6,6 +6,8 @@
 //    record it held back; the master removed the row once the flow ended.
 //  - MuteUnmuteThroughAngelctl: the same without a database, by angelctl mute and unmute:
 //    records stop within 1 s of the mute and come back within 1 s of the unmute.
+//  - LimitAppliesOnReload: export.packet_records_per_flow set by angelctl reload while the flow
+//    runs cuts its packet records at exactly the new limit.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -218,6 +220,30 @@ TEST(FlowControl, MuteUnmuteThroughAngelctl) {
     for (size_t i = 1; i < s.packet_idx.size(); ++i) jumps += s.packet_idx[i] != s.packet_idx[i - 1] + 1;
     EXPECT_GE(jumps, 1u);
     EXPECT_LE(jumps, 2u);  // one mute, one short second mute (--json check above)
+}
+
+TEST(FlowControl, LimitAppliesOnReload) {
+    if (const std::string why = skip_reason(); !why.empty()) GTEST_SKIP() << why;
+    constexpr unsigned kPackets = 600, kLimit = 250;
+    NetnsMeter m("fcrl", "fcrl");
+    m.write_config(m.config(kPort));
+    FlowSeen before;
+    ASSERT_TRUE(start_flow(m, kPackets, &before));
+    m.write_config(m.config(kPort, "127.0.0.1", "export = { packet_records_per_flow = " + std::to_string(kLimit) + "; };\n"));
+    const CommandResult r = ctl(m, {"reload"});
+    ASSERT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.out.find("export.packet_records_per_flow"), std::string::npos) << r.out;
+    ASSERT_LT(read_sink(m.sink_out(0)).packet_ts.size(), kLimit) << "the flow passed the limit before the reload";
+    ASSERT_TRUE(m.sender->wait(30)) << "tcpreplay did not finish";
+    sleep_s(0.5);
+    auto C = m.stop_meter();
+    ASSERT_FALSE(C.empty()) << m.log();
+    const FlowSeen s = read_sink(m.sink_out(0));
+    ASSERT_TRUE(s.ended);
+    EXPECT_EQ(C["ip_packets"], kPackets);
+    EXPECT_EQ(s.end_packets, kPackets);
+    EXPECT_EQ(s.packet_ts.size(), kLimit);
+    EXPECT_EQ(C["records_over_limit"], kPackets - kLimit);
 }
 
 }  // namespace
