@@ -287,6 +287,10 @@ void read_export(const Reader& r, const Setting& g, ExportConfig& c) {
         {"domain_id", [&](const Setting& s) {
              c.domain_id = static_cast<uint32_t>(r.integer(s, "export.domain_id", 0, UINT32_MAX));
          }},
+        {"packet_records_per_flow", [&](const Setting& s) {
+             c.packet_records_per_flow =
+                 static_cast<uint32_t>(r.integer(s, "export.packet_records_per_flow", 0, UINT32_MAX));
+         }},
     });
 }
 

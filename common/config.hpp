@@ -76,6 +76,9 @@ struct ExportConfig {
     int flush_ms = 10;
     int template_refresh = 30;
     uint32_t domain_id = 0;
+    // Packet records for the first N packets of each flow only (flow_start and flow_end,
+    // with full counts, always); 0: every packet.
+    uint32_t packet_records_per_flow = 0;
 };
 
 struct DatabaseConfig {

@@ -170,6 +170,9 @@ std::string describe(const Config& c) {
     line("export.flush_ms", std::to_string(c.export_.flush_ms));
     line("export.template_refresh", std::to_string(c.export_.template_refresh));
     line("export.domain_id", std::to_string(c.export_.domain_id));
+    line("export.packet_records_per_flow", c.export_.packet_records_per_flow == 0
+                                               ? std::string("0 (every packet)")
+                                               : std::to_string(c.export_.packet_records_per_flow));
     line("database.conninfo",
          c.database.conninfo.empty() ? "(not set: no database)" : quoted(mask_conninfo(c.database.conninfo)));
     line("database.meter_id", quoted(c.database.meter_id));

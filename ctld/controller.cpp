@@ -1,5 +1,6 @@
 #include "ctld/controller.hpp"
 #include "ctld/db_thread.hpp"
+#include "ctld/flow_control_set.hpp"
 #include "ctld/ha/ha_monitor.hpp"
 
 #include <grp.h>
@@ -65,7 +66,7 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
     log_notice("instance %s stopped: captured=%llu queued=%llu ring_dropped=%llu pcap_received=%llu "
                "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
                "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
-               "messages=%llu send_errors=%llu",
+               "messages=%llu send_errors=%llu records_over_limit=%llu records_muted=%llu",
                instance.c_str(), c(StageId::capd, capd_packets), c(StageId::capd, capd_queued),
                c(StageId::capd, capd_ring_dropped), c(StageId::capd, capd_pcap_received),
                c(StageId::capd, capd_pcap_dropped), c(StageId::capd, capd_pcap_ifdropped),
@@ -73,7 +74,8 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
                c(StageId::procd, procd_malformed), c(StageId::procd, procd_repeated),
                c(StageId::procd, procd_flows_started), c(StageId::procd, procd_flows_ended),
                c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records_sent),
-               c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors));
+               c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors),
+               c(StageId::procd, procd_records_over_limit), c(StageId::procd, procd_records_muted));
 }
 
 }  // namespace
@@ -123,6 +125,7 @@ int Controller::run() {
         return EX_OSERR;
     }
     write_live_config(seg_->control_rw().config, live);
+    flow_control_ = std::make_unique<FlowControlSet>(seg_->control_rw().flow_control);
     try {
         // The role is known before any stage starts: a backup's netd never sends a byte.
         ha_ = std::make_unique<HaMonitor>(cfg_.ha, seg_->control_rw(), monotonic_ns());
@@ -141,6 +144,7 @@ int Controller::run() {
 
     log_final_counters(*seg_, cfg_.instance);
     control_.reset();
+    flow_control_.reset();
     seg_.reset();
     Segment::remove(cfg_.instance);
     for (StageId id : {StageId::capd, StageId::procd, StageId::netd})
@@ -338,7 +342,8 @@ ControlReply Controller::handle_command(const std::string& line) {
         }
         return {true, render_status(*seg_, v, json)};
     }
-    if (cmd == "stats") return {true, render_stats(*seg_, json)};
+    if (cmd == "stats") return {true, render_stats(*seg_, json, &flow_control_->stats())};
+    if (cmd == "mute" || cmd == "unmute") return flow_control_command(words, json);
     if (cmd == "flows") {
         FlowsQuery q;
         for (size_t i = 1; i < words.size(); i += 2) {  // option, value
@@ -380,7 +385,7 @@ ControlReply Controller::handle_command(const std::string& line) {
         begin_stop("angelctl stop");
         return {true, "stopping\n"};
     }
-    return {false, "unknown command '" + cmd + "' (status, stats, flows, reload, restart, stop, role)"};
+    return {false, "unknown command '" + cmd + "' (status, stats, flows, reload, restart, stop, role, mute, unmute)"};
 }
 
 }  // namespace angel

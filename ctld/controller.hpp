@@ -15,6 +15,7 @@
 namespace angel {
 
 class DbThread;
+class FlowControlSet;
 class HaMonitor;
 
 struct ControllerOptions {
@@ -39,6 +40,8 @@ private:
     void loop();
     void handle_signals();
     ControlReply handle_command(const std::string& line);
+    // angelctl mute FLOW_ID / unmute FLOW_ID (ctld/flow_control_command.cpp).
+    ControlReply flow_control_command(const std::vector<std::string>& words, bool json);
     std::string reload(bool* ok, bool db_only = false);  // db_only: the database changed, not the file
     // ctld/db_hooks.cpp: the database thread and configuration from the database.
     void start_database();
@@ -59,6 +62,7 @@ private:
     std::vector<pollfd> pfds_;  // the loop's poll set, reused
     std::unique_ptr<DbThread> db_;
     std::unique_ptr<HaMonitor> ha_;  // the role (ctld/ha/)
+    std::unique_ptr<FlowControlSet> flow_control_;  // muted / full flows, published for procd
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;
     DbConfigValues db_start_;

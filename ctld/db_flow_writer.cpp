@@ -110,6 +110,8 @@ void DbFlowWriter::prepare(DbConnection& db) {
         "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_short (flow_id bigint, ip_version smallint, protocol smallint, "
         "  src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz, "
         "  last_seen timestamptz, end_reason text, packets bigint, bytes bigint) ON COMMIT DELETE ROWS;");
+    // A database not yet upgraded to schema 2 has no angel.flow_control: flows are still written.
+    flow_control_ = db.exec("SELECT to_regclass('angel.flow_control') IS NOT NULL").text(0, 0) == "t";
 }
 
 FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, size_t n) {
@@ -206,6 +208,13 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
                         "WHERE f.meter_id = $1 AND f.flow_id = e.flow_id AND f.first_seen = e.first_seen",
                         m);
             }
+        }
+        if (!buf_end_.empty() && flow_control_) {
+            // The classifier's mute/full rows of flows that ended (set while the flow lived): a
+            // later flow that reuses the ID starts plain.
+            db.exec("DELETE FROM angel.flow_control c USING angel_tmp_end e "
+                    "WHERE c.meter_id = $1 AND c.flow_id = e.flow_id AND c.set_at >= e.first_seen",
+                    m);
         }
         if (!buf_short_.empty()) {
             db.copy_in("COPY angel_tmp_short FROM STDIN", buf_short_);

@@ -55,6 +55,7 @@ public:
 private:
     std::string meter_;
     bool history_;
+    bool flow_control_ = false;  // angel.flow_control exists (schema 2; prepare() looks)
     std::string buf_start_, buf_end_, buf_short_;
 };
 

@@ -5,6 +5,7 @@
 #include "ctld/checked_segment_view.hpp"
 #include "ctld/controller.hpp"
 #include "ctld/db_thread.hpp"
+#include "ctld/flow_control_set.hpp"
 #include "shm/segment.hpp"
 
 namespace angel {
@@ -63,7 +64,10 @@ Config Controller::merge_database(const Config& file) const {
 }
 
 void Controller::apply_database_changes() {
-    if (!db_ || !db_->take_config_change()) return;
+    if (!db_) return;
+    // The classifier's mute/full rows: published for procd at once (within this loop turn).
+    if (auto fc = db_->take_flow_control_change()) flow_control_->set_database(*fc, realtime_ns());
+    if (!db_->take_config_change()) return;
     bool ok = false;
     const std::string msg = reload(&ok, true);
     if (ok) log_notice("database configuration: %s", msg.c_str());

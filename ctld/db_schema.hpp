@@ -5,7 +5,8 @@
 
 namespace angel {
 
-inline constexpr int kSchemaVersion = 1;
+// 2: angel.flow_control (issue 11, item 5).
+inline constexpr int kSchemaVersion = 2;
 
 // The text of db/schema.sql (a unit check keeps the two equal).
 const char* schema_sql();

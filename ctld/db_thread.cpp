@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "common/log.hpp"
 #include "shm/segment.hpp"
@@ -46,6 +47,21 @@ std::optional<DbConfigValues> DbThread::take_config_change() {
     if (!config_changed_) return std::nullopt;
     config_changed_ = false;
     return latest_;
+}
+
+std::optional<DbFlowControl> DbThread::take_flow_control_change() {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!flow_control_changed_) return std::nullopt;
+    flow_control_changed_ = false;
+    return flow_control_;
+}
+
+void DbThread::publish_flow_control(DbFlowControl v) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!(v == flow_control_)) {
+        flow_control_ = std::move(v);
+        flow_control_changed_ = true;
+    }
 }
 
 DbConfigValues DbThread::config() const {
@@ -186,8 +202,10 @@ void DbThread::run() {
                 try {
                     db_.exec("SET client_min_messages = warning");
                     db_.exec("LISTEN angel_config");
+                    db_.exec("LISTEN angel_flow_control");
                     if (opt_.write_flows) writer_.prepare(db_);
                     publish_config(fetch_db_config(db_, opt_.meter_id));
+                    publish_flow_control(fetch_db_flow_control(db_, opt_.meter_id));
                 } catch (const DbError& e) {
                     err = e.what();
                     db_.close();
@@ -229,10 +247,15 @@ void DbThread::run() {
                 refresh_ = false;
             }
             if (PQconsumeInput(db_.raw()) == 0) throw DbError(pg_error_text(db_.raw()));
+            bool refresh_fc = false;
             while (PGnotify* n = PQnotifies(db_.raw())) {
-                if (!n->extra || !*n->extra || opt_.meter_id == n->extra) refresh = true;
+                const bool ours = !n->extra || !*n->extra || opt_.meter_id == n->extra;
+                if (ours && std::strcmp(n->relname, "angel_flow_control") == 0) refresh_fc = true;
+                else if (ours) refresh = true;
                 PQfreemem(n);
             }
+            if (refresh_fc || refresh || monotonic_ms() >= next_poll)
+                publish_flow_control(fetch_db_flow_control(db_, opt_.meter_id));
             if (refresh || monotonic_ms() >= next_poll) {
                 publish_config(fetch_db_config(db_, opt_.meter_id));
                 next_poll = monotonic_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;

@@ -9,6 +9,9 @@
 //     lost while the database is away (events wait in shared memory; an overflow is counted by
 //     procd); after every (re)connect and after an overflow it reconciles angel.flows with the
 //     FlowMap;
+//   - per-flow record control: reads the meter's angel.flow_control rows after connecting, on
+//     a NOTIFY angel_flow_control and every database.poll_interval, and hands a changed set to
+//     the main loop (ctld/flow_control_set.hpp);
 //   - reconnects with backoff (250 ms doubling to 5 s).
 // The main loop talks to it only through a mutex-protected mailbox and an eventfd (wake-up).
 #pragma once
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "ctld/db_config_source.hpp"
+#include "ctld/db_flow_control.hpp"
 #include "ctld/db_connection.hpp"
 #include "ctld/db_flow_writer.hpp"
 #include "ctld/checked_segment_view.hpp"
@@ -63,6 +67,8 @@ public:
     void start();
     // Main loop: the database's values, when they changed since the last call.
     std::optional<DbConfigValues> take_config_change();
+    // Main loop: the angel.flow_control rows, when they changed since the last call.
+    std::optional<DbFlowControl> take_flow_control_change();
     // The latest values read (what a file reload merges).
     DbConfigValues config() const;
     // angelctl reload: read the configuration again now (asynchronously).
@@ -76,6 +82,7 @@ private:
     void run();
     void wait_wake(int timeout_ms, int sock);
     void publish_config(const DbConfigValues& v);
+    void publish_flow_control(DbFlowControl v);
     bool drain_events(DbConnection& db, size_t max_events);  // true when the ring is empty
     void reconcile(DbConnection& db);
 
@@ -91,6 +98,8 @@ private:
     mutable std::mutex mu_;
     DbConfigValues latest_;
     bool config_changed_ = false;
+    DbFlowControl flow_control_;
+    bool flow_control_changed_ = false;
     bool refresh_ = false;
     bool stop_ = false;
     uint64_t drain_deadline_ms_ = 0;

@@ -78,6 +78,7 @@ LiveConfig build_live_config(const Config& c, const std::string& replay_file, co
     lc.replay_ms = c.ha.mode == "none" ? 0 : static_cast<uint32_t>(c.ha.replay_ms);
     lc.template_refresh_s = static_cast<uint32_t>(c.export_.template_refresh);
     lc.domain_id = c.export_.domain_id;
+    lc.packet_records_per_flow = c.export_.packet_records_per_flow;
     return lc;
 }
 

@@ -10,7 +10,8 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     auto restart = [&](bool changed, const char* key) {
         if (changed) p.restart_changes.push_back(key);
     };
-    // Applied live: netd re-targets or rebuilds its exporter, procd re-reads its timeouts,
+    // Applied live: netd re-targets or rebuilds its exporter, procd re-reads its timeouts and
+    // record limit,
     // capd re-installs its filter.
     live(a.classifier.host != b.classifier.host, "classifier.host");
     live(a.classifier.port != b.classifier.port, "classifier.port");
@@ -22,6 +23,8 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     live(a.export_.template_refresh != b.export_.template_refresh, "export.template_refresh");
     live(a.export_.mtu != b.export_.mtu, "export.mtu");
     live(a.export_.domain_id != b.export_.domain_id, "export.domain_id");
+    // procd re-reads it with the timeouts; flows already past a raised limit resume.
+    live(a.export_.packet_records_per_flow != b.export_.packet_records_per_flow, "export.packet_records_per_flow");
     live(a.supervisor.hang_timeout != b.supervisor.hang_timeout, "supervisor.hang_timeout");
     // ctld's own: the role probe is rebuilt (ctld/ha/ha_monitor.cpp).
     live(a.ha.vip != b.ha.vip, "ha.vip");

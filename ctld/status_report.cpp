@@ -14,6 +14,7 @@
 #include "common/json_writer.hpp"
 #include "common/packet/parser.hpp"
 #include "ctld/checked_segment_view.hpp"
+#include "ctld/flow_control_set.hpp"
 
 namespace angel {
 
@@ -190,7 +191,7 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
     return out;
 }
 
-std::string render_stats(const Segment& seg, bool json) {
+std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc) {
     const CheckedSegmentView view(seg);
     JsonWriter j;
     std::string text;
@@ -221,6 +222,20 @@ std::string render_stats(const Segment& seg, bool json) {
         text += std::string("ctld.") + name + " " + std::to_string(n) + "\n";
     }
     j.end_object();
+    if (fc) {
+        // Muted / full flows (angel.flow_control, angelctl mute), and what did not fit the table.
+        const std::pair<const char*, uint64_t> f[] = {{"local", fc->local},
+                                                      {"database", fc->database},
+                                                      {"published", fc->published},
+                                                      {"left_out", fc->left_out},
+                                                      {"left_out_total", fc->left_out_total}};
+        j.key("flow_control").begin_object();
+        for (const auto& [name, n] : f) {
+            j.field(name, n);
+            text += std::string("flow_control.") + name + " " + std::to_string(n) + "\n";
+        }
+        j.end_object();
+    }
     j.key("rings").begin_object();
     const std::pair<const char*, Segment::Ring> rings[] = {
         {"packet", Segment::Ring::packet}, {"record", Segment::Ring::record}, {"event", Segment::Ring::event}};

@@ -24,7 +24,9 @@ struct MeterView {
 };
 
 std::string render_status(const Segment& seg, const MeterView& v, bool json);
-std::string render_stats(const Segment& seg, bool json);
+struct FlowControlStats;
+// fc: ctld's set of muted / full flows (ctld/flow_control_set.hpp), null: not shown.
+std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc = nullptr);
 // angelctl role: the role, the HA mode, since when, transitions and time as master.
 std::string render_role(const RoleReport& r, bool json);
 // angelctl flows: --top N (the N busiest) or --limit N (the first N found); neither: the

@@ -18,6 +18,14 @@
 -- of a flow ID (with a time) still resolves. A history row whose end_reason is NULL was removed
 -- when angel-ctld reconciled the table with its live flows after a database outage and its end
 -- was never seen (the event ring overflowed).
+--
+-- Version 2 (issue 11, item 5): angel.flow_control, the classifier's feedback per live flow:
+-- action 'mute' (no more packet records for the flow; its flow_end still comes) or 'full'
+-- (every packet record, whatever export.packet_records_per_flow says). Written by the
+-- classifier; a committed change NOTIFYs channel angel_flow_control (payload: the meter_id),
+-- which angel-ctld LISTENs on and applies within a second. A row applies to the flow that had
+-- the ID when the meter took the row up, not to a later flow reusing the ID; the master removes
+-- the rows of flows that ended. At most 65536 rows per meter are applied (the oldest first).
 
 CREATE SCHEMA IF NOT EXISTS angel;
 
@@ -104,4 +112,38 @@ DROP TRIGGER IF EXISTS customer_networks_notify_truncate ON angel.customer_netwo
 CREATE TRIGGER customer_networks_notify_truncate AFTER TRUNCATE ON angel.customer_networks
     FOR EACH STATEMENT EXECUTE FUNCTION angel.notify_config();
 
+CREATE TABLE IF NOT EXISTS angel.flow_control (
+    meter_id text NOT NULL,
+    flow_id  bigint NOT NULL CHECK (flow_id BETWEEN 0 AND 4294967295),
+    action   text NOT NULL CHECK (action IN ('mute', 'full')),
+    set_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (meter_id, flow_id)
+);
+
+CREATE OR REPLACE FUNCTION angel.notify_flow_control() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_LEVEL = 'ROW' THEN
+        IF TG_OP = 'DELETE' THEN
+            PERFORM pg_notify('angel_flow_control', OLD.meter_id);
+        ELSE
+            PERFORM pg_notify('angel_flow_control', NEW.meter_id);
+            IF TG_OP = 'UPDATE' AND OLD.meter_id IS DISTINCT FROM NEW.meter_id THEN
+                PERFORM pg_notify('angel_flow_control', OLD.meter_id);
+            END IF;
+        END IF;
+    ELSE
+        PERFORM pg_notify('angel_flow_control', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS flow_control_notify ON angel.flow_control;
+CREATE TRIGGER flow_control_notify AFTER INSERT OR UPDATE OR DELETE ON angel.flow_control
+    FOR EACH ROW EXECUTE FUNCTION angel.notify_flow_control();
+DROP TRIGGER IF EXISTS flow_control_notify_truncate ON angel.flow_control;
+CREATE TRIGGER flow_control_notify_truncate AFTER TRUNCATE ON angel.flow_control
+    FOR EACH STATEMENT EXECUTE FUNCTION angel.notify_flow_control();
+
 INSERT INTO angel.schema_version (version) VALUES (1) ON CONFLICT (version) DO NOTHING;
+INSERT INTO angel.schema_version (version) VALUES (2) ON CONFLICT (version) DO NOTHING;

@@ -119,6 +119,17 @@ void FlowTracker::emit_end(const FlowEntry& e, EndReason why) {
     out_.event(r);
 }
 
+bool FlowTracker::wants_record(const FlowEntry& e, uint64_t index, bool counted) {
+    const auto mode = static_cast<FlowRecordMode>(e.record_mode);
+    if (mode == FlowRecordMode::mute) {
+        if (counted) bump(procd_records_muted);
+        return false;
+    }
+    if (mode == FlowRecordMode::full || record_limit_ == 0 || index < record_limit_) return true;
+    if (counted) bump(procd_records_over_limit);
+    return false;
+}
+
 uint32_t FlowTracker::repeated_index(FlowEntry& e, uint64_t pos) const {
     // In ring order from the batch's start, the flow's first repeated packet is the noted one.
     const uint32_t index = pos == e.batch_pos ? e.batch_index : e.repeat_index + 1;
@@ -208,8 +219,10 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
         // Repeating a predecessor's batch: a packet of a flow it ended in that batch.
         if (FlowEntry* r = retired_owner(k, pos)) {
             if (pos == r->created_pos) emit_start(*r, p, ts_ns);
-            emit_packet(*r, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ r->first_reversed),
-                        pos == r->created_pos, repeated_index(*r, pos));
+            const uint32_t index = repeated_index(*r, pos);
+            if (wants_record(*r, index, false))
+                emit_packet(*r, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ r->first_reversed),
+                            pos == r->created_pos, index);
             bump(procd_repeated);
             return false;
         }
@@ -222,8 +235,10 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
         if (pos < e->created_pos) return false;  // belonged to a flow long gone: nothing to say
         const bool created_here = pos == e->created_pos;
         if (created_here) emit_start(*e, p, ts_ns);
-        emit_packet(*e, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ e->first_reversed),
-                    created_here, repeated_index(*e, pos));
+        const uint32_t index = repeated_index(*e, pos);
+        if (wants_record(*e, index, false))
+            emit_packet(*e, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ e->first_reversed),
+                        created_here, index);
         return false;
     }
     if (e && pos != e->created_pos) {
@@ -247,8 +262,10 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
     const bool is_new = pos == e->created_pos;
     if (is_new) emit_start(*e, p, ts_ns);
     const uint8_t dir = (reversed ? 1 : 0) ^ e->first_reversed;
-    // Packets counted before this one, both directions; wraps at 2^32 (docs/protocol.md).
-    const uint32_t index = static_cast<uint32_t>(e->packets[0] + e->packets[1]);
+    // Packets counted before this one, both directions; the exported index wraps at 2^32
+    // (docs/protocol.md), the record limit looks at the full count.
+    const uint64_t counted_before = e->packets[0] + e->packets[1];
+    const uint32_t index = static_cast<uint32_t>(counted_before);
     note_batch_index(*e, pos, index);
     e->packets[dir] += 1;
     e->bytes[dir] += wire_len;
@@ -265,7 +282,7 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
             closing_push(e);
         }
     }
-    emit_packet(*e, p, ts_ns, wire_len, dir, is_new, index);
+    if (wants_record(*e, counted_before, true)) emit_packet(*e, p, ts_ns, wire_len, dir, is_new, index);
     return true;
 }
 

@@ -23,6 +23,13 @@
 // start in ring order: a flow's first repeated packet is the noted one, each later repeat is
 // the previous one plus 1 (repeat_index). Repeats note the same way, so a successor killed in
 // its turn is repeated exactly too.
+//
+// Fewer records (issue 11, item 5): a flow's packet records stop after the first
+// export.packet_records_per_flow packets (set_record_limit), unless the flow is marked full;
+// a muted flow gets none (FlowEntry::record_mode, set by procd/flow_control_applier.hpp).
+// flow_start and flow_end, with every packet counted, are never held back. What is held back
+// is counted (procd_records_over_limit, procd_records_muted); a repeated packet is decided the
+// same way by its index and not counted twice.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -30,6 +37,7 @@
 #include <vector>
 
 #include "common/flow_key.hpp"
+#include "shm/flow_control.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/records.hpp"
 #include "shm/stage_status.hpp"
@@ -100,6 +108,8 @@ public:
     // position pos (all of them for UINT64_MAX: once the repeated batch is over).
     void flush_retired(uint64_t pos);
     void set_timeouts(FlowTimeouts t) { timeouts_ = t; }
+    // Packet records for the first n packets of each flow only; 0: every packet.
+    void set_record_limit(uint32_t n) { record_limit_ = n; }
 
 private:
     FlowEntry* create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns, uint64_t pos);
@@ -119,6 +129,9 @@ private:
     // The index a repeated packet (pos < e.applied_end) had when it was counted.
     uint32_t repeated_index(FlowEntry& e, uint64_t pos) const;
     bool expired(const FlowEntry& e, uint64_t now_ns, EndReason* why) const;
+    // Whether the packet with this index (packets of the flow before it) gets its record;
+    // counted: a first pass, whose held-back record is counted.
+    bool wants_record(const FlowEntry& e, uint64_t index, bool counted);
 
     FlowMap map_;
     FlowIdKey id_key_;
@@ -131,6 +144,7 @@ private:
     std::vector<FlowEntry*> inherited_;  // retired by a predecessor, flow_end not yet re-emitted
     uint32_t max_flows_;
     uint64_t batch_start_ = 0;  // begin_batch()
+    uint64_t record_limit_ = 0;  // set_record_limit(); 0: none
     // Closing TCP flows in order of their close time (linger is the same for all, so FIFO
     // order is expiry order). Private to procd: rebuilt from the FlowMap on restart.
     struct Closing {

@@ -8,6 +8,7 @@
 #include "common/flow_key.hpp"
 #include "common/log.hpp"
 #include "common/packet/parser.hpp"
+#include "procd/flow_control_applier.hpp"
 #include "procd/flow_tracker.hpp"
 #include "procd/ring_sink.hpp"
 #include "shm/sanitizer_stage_options.hpp"
@@ -61,6 +62,10 @@ int main(int argc, char** argv) {
     RingSink sink(rt, records, events, cfg.db_events != 0);
     FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
     FlowTracker tracker(map, key, timeouts_of(cfg), sink, rt.status().counters, cfg.max_flows);
+    tracker.set_record_limit(cfg.packet_records_per_flow);
+    // Muted and full flows (angel.flow_control, angelctl mute): marked in their FlowEntry.
+    FlowControlApplier flow_control(map);
+    flow_control.reset(control.flow_control);
     PacketParser parser;
     log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
     rt.ready();
@@ -175,7 +180,10 @@ int main(int argc, char** argv) {
             cfg_gen = gen;
             cfg = rt.segment().config();
             tracker.set_timeouts(timeouts_of(cfg));
+            tracker.set_record_limit(cfg.packet_records_per_flow);
         }
+        // A changed mute/full set applies at the next loop turn (at most kIdleWaitMs away).
+        flow_control.poll(control.flow_control);
         rt.heartbeat();
         if (StageRuntime::terminate_requested()) {
             // Restart or kill by the operator: leave every flow in the FlowMap for the

@@ -134,6 +134,14 @@ bool FlowMap::id_in_use(uint32_t id) const {
     return false;
 }
 
+FlowEntry* FlowMap::find_id(uint32_t id) {
+    for (uint32_t i = id_buckets_[id_bucket(id, bucket_mask_)]; i != kNoEntry; i = entries_[i].next_by_id) {
+        FlowEntry& e = entries_[i];
+        if (e.flow_id == id && e.in_use && !e.ending) return &e;
+    }
+    return nullptr;
+}
+
 void FlowMap::link(uint32_t i, uint32_t key_hash) {
     FlowEntry& e = entries_[i];
     uint32_t kb = key_hash & bucket_mask_;

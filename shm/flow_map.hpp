@@ -29,7 +29,10 @@ struct FlowEntry {
     uint8_t tcp_rst;             // RST seen
     uint8_t ending;              // flow_end emitted, entry not yet released (see retire())
     uint8_t end_reason;          // EndReason, valid while ending
-    uint8_t pad_[2];
+    // FlowRecordMode: procd sets it from ControlBlock::flow_control (muted, or exempt from
+    // export.packet_records_per_flow); 0 at insert, so a new flow reusing an ID starts plain.
+    uint8_t record_mode;
+    uint8_t pad_;
     // Packet index (packets counted before a packet, both directions, mod 2^32) of the flow's
     // first packet in the batch that last touched it, at ring position batch_pos: what a
     // successor repeating that batch after a crash starts from (procd/flow_tracker.hpp).
@@ -125,6 +128,8 @@ public:
     FlowEntry* oldest();
     FlowEntry* newer(FlowEntry* e);  // next towards the most recent, nullptr at the end
     bool id_in_use(uint32_t id) const;
+    // The live (not retired) flow with this ID, or nullptr.
+    FlowEntry* find_id(uint32_t id);
 
     uint32_t live() const { return hdr_->live.load(std::memory_order_relaxed); }
     uint32_t capacity() const { return hdr_->capacity; }

@@ -32,6 +32,7 @@ struct LiveConfig {
     uint32_t template_refresh_s;
     uint32_t domain_id;
     uint32_t replay_ms;        // ha.replay_ms: netd's replay window while not master (0 = none)
+    uint32_t packet_records_per_flow;  // 0: every packet; else packet records for the first N only
 };
 
 struct LiveConfigBlock {

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "shm/flow_control.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/live_config.hpp"
 #include "shm/packet_ring.hpp"
@@ -29,6 +30,8 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 6: the HA role takes three values (HaRole), announce_request/announced added.
 // 7: packet records carry the flow's packet index (PacketInfo::index; FlowEntry batch_pos,
 //    batch_index, repeat_index).
+// 8: per-flow record control (ControlBlock::flow_control, FlowEntry::record_mode),
+//    LiveConfig::packet_records_per_flow and replay_ms; Record::flags (replayed).
 inline constexpr uint32_t kLayoutVersion = 8;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
@@ -87,6 +90,7 @@ struct ControlBlock {
     std::atomic<int32_t> ctld_pid{0};
     std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
     LiveConfigBlock config;
+    FlowControlBlock flow_control;            // muted / full flows (shm/flow_control.hpp)
 };
 
 // The data segment's header: written by the stages (and ctld). Root code reads it only

@@ -30,7 +30,7 @@ enum CapdCounter : uint8_t {
 };
 enum ProcdCounter : uint8_t {
     procd_packets = 0,     // packets taken from the packet ring
-    procd_ip_packets,      // packets that produced a packet record
+    procd_ip_packets,      // IP packets counted in a flow: a packet record each, unless held back (below)
     procd_not_ip,          // valid frames that carry no IP (skipped)
     procd_malformed,       // frames the parser refused (see parse_* below)
     procd_flows_started,
@@ -42,6 +42,8 @@ enum ProcdCounter : uint8_t {
     procd_repeated,        // packets processed again after a predecessor was killed mid-batch
     procd_records_lost,    // records not queued: netd given up during a stop, or no FlowMap entry at all
     procd_flows_announced, // flow_start records re-sent for live flows when this meter became master
+    procd_records_over_limit,  // packet records not made: past export.packet_records_per_flow
+    procd_records_muted,       // packet records not made: the flow is muted (angel.flow_control, angelctl mute)
     procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
     procd_counter_count = procd_parse_first + 10  // parse counters: ParseStatus::count_ <= 10
 };

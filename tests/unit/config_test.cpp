@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "common/config.hpp"
+#include "ctld/reload_plan.hpp"
 
 namespace angel {
 namespace {
@@ -434,6 +435,21 @@ TEST_F(ConfigTest, HaModesAndWhatTheyNeed) {
     EXPECT_EQ(f.ha.state_file, "/run/k.state");
     // mode none needs nothing: a vip written down for later is kept, not required.
     EXPECT_EQ(parse_config_string("ha = { vip = \"10.0.0.5\"; };", "n").ha.mode, "none");
+}
+
+TEST_F(ConfigTest, PacketRecordsPerFlow) {
+    EXPECT_EQ(parse_config_string("", "s").export_.packet_records_per_flow, 0u);
+    const Config c = parse_config_string("export = { packet_records_per_flow = 32; };", "s");
+    EXPECT_EQ(c.export_.packet_records_per_flow, 32u);
+    EXPECT_NE(describe(c).find("export.packet_records_per_flow = 32\n"), std::string::npos) << describe(c);
+    EXPECT_NE(describe(parse_config_string("", "s")).find("export.packet_records_per_flow = 0 (every packet)\n"),
+              std::string::npos);
+    expect_refused("export = { packet_records_per_flow = -1; };", 1,
+                   "export.packet_records_per_flow must be between 0 and 4294967295, not -1");
+    // Applied live on reload: procd re-reads it with the timeouts.
+    const ReloadPlan p = plan_reload(parse_config_string("", "s"), c);
+    EXPECT_EQ(p.live_changes, (std::vector<std::string>{"export.packet_records_per_flow"}));
+    EXPECT_TRUE(p.restart_changes.empty());
 }
 
 }  // namespace
