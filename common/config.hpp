@@ -76,6 +76,7 @@ struct ExportConfig {
     int flush_ms = 10;
     int template_refresh = 30;
     uint32_t domain_id = 0;
+    int watermark_ms = 1000;  // 0 = no watermark records
 };
 
 struct DatabaseConfig {

@@ -170,6 +170,7 @@ std::string describe(const Config& c) {
     line("export.flush_ms", std::to_string(c.export_.flush_ms));
     line("export.template_refresh", std::to_string(c.export_.template_refresh));
     line("export.domain_id", std::to_string(c.export_.domain_id));
+    line("export.watermark_ms", c.export_.watermark_ms ? std::to_string(c.export_.watermark_ms) : "0 (off)");
     line("database.conninfo",
          c.database.conninfo.empty() ? "(not set: no database)" : quoted(mask_conninfo(c.database.conninfo)));
     line("database.meter_id", quoted(c.database.meter_id));

@@ -77,6 +77,7 @@ LiveConfig build_live_config(const Config& c, const std::string& replay_file, co
     lc.flush_ms = static_cast<uint32_t>(c.export_.flush_ms);
     lc.template_refresh_s = static_cast<uint32_t>(c.export_.template_refresh);
     lc.domain_id = c.export_.domain_id;
+    lc.watermark_ms = static_cast<uint32_t>(c.export_.watermark_ms);
     return lc;
 }
 

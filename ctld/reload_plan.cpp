@@ -22,6 +22,7 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     live(a.export_.template_refresh != b.export_.template_refresh, "export.template_refresh");
     live(a.export_.mtu != b.export_.mtu, "export.mtu");
     live(a.export_.domain_id != b.export_.domain_id, "export.domain_id");
+    live(a.export_.watermark_ms != b.export_.watermark_ms, "export.watermark_ms");
     live(a.supervisor.hang_timeout != b.supervisor.hang_timeout, "supervisor.hang_timeout");
     // ctld's own: the role probe is rebuilt (ctld/ha/ha_monitor.cpp).
     live(a.ha.vip != b.ha.vip, "ha.vip");

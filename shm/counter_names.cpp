@@ -9,7 +9,8 @@ const char* counter_name(StageId s, size_t i) {
                                  "pcap_dropped", "pcap_ifdropped", "truncated_slot"};
     static const char* procd[] = {"packets", "ip_packets", "not_ip", "malformed", "flows_started",
                                   "flows_ended", "flows_evicted", "record_waits", "events_dropped",
-                                  "gc_runs", "repeated", "records_lost", "flows_announced"};
+                                  "gc_runs", "repeated", "records_lost", "flows_announced",
+                                  "loss_records", "watermarks", "bad_capture_reports"};
     static const char* netd[] = {"records", "messages", "records_sent", "bytes", "send_errors",
                                  "templates", "not_master", "unsent_at_demotion"};
     switch (s) {

@@ -31,6 +31,7 @@ struct LiveConfig {
     uint32_t flush_ms;
     uint32_t template_refresh_s;
     uint32_t domain_id;
+    uint32_t watermark_ms;     // export.watermark_ms; 0 = no watermarks
 };
 
 struct LiveConfigBlock {

@@ -29,7 +29,9 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 6: the HA role takes three values (HaRole), announce_request/announced added.
 // 7: packet records carry the flow's packet index (PacketInfo::index; FlowEntry batch_pos,
 //    batch_index, repeat_index).
-inline constexpr uint32_t kLayoutVersion = 7;
+// 8: loss and watermark records (Record::loss, capture reports in the packet ring,
+//    ExportProgress, LiveConfig::watermark_ms).
+inline constexpr uint32_t kLayoutVersion = 8;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting
@@ -71,6 +73,13 @@ struct StopControl {
     std::atomic<uint64_t> replay_pending_head{0};
 };
 
+// procd's export progress, here so that a restarted procd goes on from it: a watermark never
+// goes back, and a capd restart's gap starts where the capture seen so far ended.
+struct ExportProgress {
+    std::atomic<uint64_t> watermark_ns{0};  // procd: the last watermark T queued
+    std::atomic<uint64_t> covered_ns{0};    // procd: latest capture time taken from capd (live)
+};
+
 // ctld -> stages. Its own shared-memory object (/dev/shm/angel.<instance>.ctl), root-owned
 // 0600; a stage gets a read-only descriptor at exec and maps it read-only, so nothing a
 // stage does can change what ctld and a root capd act on.
@@ -99,6 +108,7 @@ struct SegmentHeader {
     std::atomic<uint64_t> ipfix_sequence{0};  // survives netd restarts
     std::atomic<uint64_t> announced{0};       // procd: the last announce_request it completed
     StopControl stop;
+    ExportProgress progress;
     alignas(kCacheLine) StageStatus stages[kStageCount];
     alignas(kCacheLine) RingControl packet_ring;
     RingControl record_ring;

@@ -42,6 +42,9 @@ enum ProcdCounter : uint8_t {
     procd_repeated,        // packets processed again after a predecessor was killed mid-batch
     procd_records_lost,    // records not queued: netd given up during a stop, or no FlowMap entry at all
     procd_flows_announced, // flow_start records re-sent for live flows when this meter became master
+    procd_loss_records,    // loss records queued (capture drops and gaps)
+    procd_watermarks,      // watermark records queued
+    procd_bad_reports,     // capture reports from capd refused (bad kind, length, cause or time)
     procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
     procd_counter_count = procd_parse_first + 10  // parse counters: ParseStatus::count_ <= 10
 };
