@@ -65,7 +65,7 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
     log_notice("instance %s stopped: captured=%llu queued=%llu ring_dropped=%llu pcap_received=%llu "
                "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
                "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
-               "messages=%llu send_errors=%llu",
+               "messages=%llu send_errors=%llu loss_records=%llu watermarks=%llu",
                instance.c_str(), c(StageId::capd, capd_packets), c(StageId::capd, capd_queued),
                c(StageId::capd, capd_ring_dropped), c(StageId::capd, capd_pcap_received),
                c(StageId::capd, capd_pcap_dropped), c(StageId::capd, capd_pcap_ifdropped),
@@ -73,7 +73,8 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
                c(StageId::procd, procd_malformed), c(StageId::procd, procd_repeated),
                c(StageId::procd, procd_flows_started), c(StageId::procd, procd_flows_ended),
                c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records_sent),
-               c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors));
+               c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors),
+               c(StageId::procd, procd_loss_records), c(StageId::procd, procd_watermarks));
 }
 
 }  // namespace
