@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
     const ControlBlock& control = rt.control();
     uint32_t cfg_gen = control.config.generation.load();
 
+    // Taken before the capture opens: a packet the new capture holds was stamped after it, so
+    // a restart's gap (procd reports it, up to this time) contains none of them.
+    const uint64_t open_ns = realtime_ns();
     std::unique_ptr<CaptureSource> src;
     try {
         src = std::make_unique<CaptureSource>(cfg);
@@ -62,7 +65,6 @@ int main(int argc, char** argv) {
         log_err("%s", e.what());
         return EX_NOINPUT;
     }
-    const uint64_t open_ns = realtime_ns();  // the capture covers what comes from here on
     // Capture is open: nothing below needs root. Only now the data segment is mapped.
     rt.enter_sandbox(SandboxProfile::capd);
     rt.attach();

@@ -296,4 +296,59 @@ TEST(LiveCapture, StopUnderLoadLeavesNothingUncounted) {
     run_live({"StopUnderLoadLeavesNothingUncounted", 40, false, "", "", 0, 600});
 }
 
+// angel-capd restarted mid-traffic (angelctl restart capd, 100k packets/s): the time nothing was
+// captured reaches the classifier as one loss record of cause capd_restart, from the latest
+// capture time before to the new capture's start, with no packet record inside it; watermarks
+// stay monotonic and never ahead of a later packet record across the restart.
+TEST(LiveCapture, CapdRestartIsOneLossGapWithNoPacketInside) {
+    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
+    NetnsMeter m("lr", "liverestart");
+    m.write_config(m.config(4739));
+    ASSERT_TRUE(m.start_sink(4739, 3));
+    ASSERT_TRUE(m.start_meter()) << "the meter did not start capturing";
+    m.start_traffic(60, "--pps=100000");  // about 1.7 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const auto r = angelctl(m.sock, {"restart", "capd"});
+    ASSERT_TRUE(r.ok()) << r.describe();
+    ASSERT_TRUE(m.wait_ready_count("capd", 2, 20)) << m.log();
+    ASSERT_TRUE(m.sender->wait(60)) << "tcpreplay did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto C = m.stop_meter();
+    ASSERT_FALSE(C.empty());
+
+    const std::vector<std::string> lines = read_lines(m.sink_out(0));
+    StreamReports reports;
+    uint64_t gap_first = 0, gap_last = 0, gaps = 0, packets = 0;
+    for (const std::string& l : lines) {
+        reports.line(l);
+        if (json_field(l, "type") == "loss" && json_field(l, "cause") == "capd_restart") {
+            ++gaps;
+            gap_first = std::stoull(json_field(l, "first_ns"));
+            gap_last = std::stoull(json_field(l, "last_ns"));
+            EXPECT_EQ(json_field(l, "packets"), "0") << "not known: " << l;
+        }
+    }
+    uint64_t inside = 0;
+    for (const std::string& l : lines) {
+        if (json_field(l, "type") != "packet") continue;
+        ++packets;
+        const uint64_t ts = std::stoull(json_field(l, "ts_ns"));
+        if (ts > gap_first && ts < gap_last) ++inside;
+    }
+    std::printf("[ live    ] capd restart: %llu packet records, gap %.3f ms, %s\n",
+                static_cast<unsigned long long>(packets), double(gap_last - gap_first) / 1e6,
+                reports.describe().c_str());
+    EXPECT_EQ(gaps, 1u) << reports.describe();
+    EXPECT_LT(gap_first, gap_last);
+    EXPECT_LT(gap_last - gap_first, 10'000'000'000ull) << "a gap of more than 10 s for one restart";
+    EXPECT_EQ(inside, 0u) << "packet records inside the reported gap";
+    EXPECT_GT(packets, 0u);
+    EXPECT_EQ(reports.watermark_backwards, 0u);
+    EXPECT_EQ(reports.packets_behind, 0u);
+    EXPECT_EQ(reports.bad_loss, 0u);
+    for (const auto& e : reports.examples) ADD_FAILURE() << e;
+    if (::testing::Test::HasFailure()) std::printf("%s\n", m.log().c_str());
+}
+
 }  // namespace angel::itest
