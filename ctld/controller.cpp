@@ -135,9 +135,22 @@ int Controller::run() {
     seg_->stage(StageId::ctld).pid.store(getpid());
     seg_->stage(StageId::ctld).state.store(static_cast<uint32_t>(StageState::ready));
 
+    if (opt_.replay.empty()) {
+        // Before capd starts: every packet of this run is stamped after restart_gap_last.
+        coverage_ = std::make_unique<CaptureCoverage>(cfg_.runtime_dir, cfg_.instance);
+        const uint64_t wall = realtime_ns();
+        if (const auto left = coverage_->begin(wall)) {
+            seg_->control_rw().restart_gap_first.store(*left);
+            seg_->control_rw().restart_gap_last.store(wall);
+            log_warn("the previous run of instance %s did not stop in order: nothing captured for %.3f s "
+                     "(reported to the classifier as a ctld_restart loss record)",
+                     cfg_.instance.c_str(), double(wall - *left) / 1e9);
+        }
+    }
     start_database();
     start_stages();
     loop();
+    if (coverage_ && exit_code_ == 0) coverage_->finish();  // an orderly stop leaves no gap
     stop_database();  // writes the last flow events (procd has finished) before the segment goes
 
     log_final_counters(*seg_, cfg_.instance);
@@ -247,6 +260,7 @@ void Controller::loop() {
         for (auto& s : stages_) s->tick(now);
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
         drive_gc(now);
+        if (coverage_) coverage_->note(CheckedSegmentView(*seg_).capture_covered_ns(realtime_ns()), now);
         apply_database_changes();
         bool all_done = true;
         for (auto& s : stages_) all_done = all_done && s->done();

@@ -36,6 +36,10 @@ public:
         covered_ = ts_ns;
         st_.covered_ns.store(ts_ns, std::memory_order_relaxed);
     }
+    // The meter restarted after an unclean stop: nothing was captured from first to last.
+    void restart_gap(uint64_t first_ns, uint64_t last_ns) {
+        if (first_ns < last_ns) accumulate(LossCause::ctld_restart, first_ns, last_ns, 0);
+    }
     // Queues the loss records and the watermark that are due; true when it queued any.
     bool tick(uint64_t mono_ns) { return due(mono_ns) ? emit_due(mono_ns, false) : false; }
     // Queues everything pending, whatever the rate limits (the stage stops).

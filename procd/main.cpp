@@ -65,6 +65,13 @@ int main(int argc, char** argv) {
     PacketParser parser;
     CaptureProgress progress(rt.header().progress, sink, rt.status().counters, replay);
     progress.configure(cfg.flush_ms, cfg.watermark_ms);
+    // The gap of an unclean stop before this run, once per segment (not again after a restart).
+    if (!replay && control.restart_gap_last.load() != 0 &&
+        rt.header().progress.restart_gap_reported.load(std::memory_order_acquire) == 0) {
+        progress.restart_gap(control.restart_gap_first.load(), control.restart_gap_last.load());
+        if (progress.flush_all()) sink.publish();
+        rt.header().progress.restart_gap_reported.store(1, std::memory_order_release);
+    }
     log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
     rt.ready();
 

@@ -78,6 +78,7 @@ struct StopControl {
 struct ExportProgress {
     std::atomic<uint64_t> watermark_ns{0};  // procd: the last watermark T queued
     std::atomic<uint64_t> covered_ns{0};    // procd: latest capture time taken from capd (live)
+    std::atomic<uint32_t> restart_gap_reported{0};  // procd: ControlBlock's restart gap is queued
 };
 
 // ctld -> stages. Its own shared-memory object (/dev/shm/angel.<instance>.ctl), root-owned
@@ -95,6 +96,10 @@ struct ControlBlock {
     std::atomic<uint32_t> netd_gone{0};       // ctld: netd given up during a stop; drop, do not wait
     std::atomic<int32_t> ctld_pid{0};
     std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
+    // Set at start when the previous run of this instance ended uncleanly (ctld/
+    // capture_coverage.hpp): nothing was captured from first to last. procd reports it once.
+    std::atomic<uint64_t> restart_gap_first{0};
+    std::atomic<uint64_t> restart_gap_last{0};
     LiveConfigBlock config;
 };
 

@@ -196,7 +196,7 @@ protected:
                             ++announced;
                             (it->second == r.flow_id ? kept : changed) += 1;
                         }
-                    } else if (!named.count(r.flow_id)) {
+                    } else if (!r.is_loss() && !r.is_watermark() && !named.count(r.flow_id)) {
                         ++unnamed;
                     }
                 }

@@ -351,4 +351,77 @@ TEST(LiveCapture, CapdRestartIsOneLossGapWithNoPacketInside) {
     if (::testing::Test::HasFailure()) std::printf("%s\n", m.log().c_str());
 }
 
+// angel-ctld killed (SIGKILL: its stages die with it) and started again while traffic flows:
+// the new run finds the coverage file the killed one left and sends one loss record of cause
+// ctld_restart, from the latest capture time the killed run had noted to the new start; no
+// packet record of the new run lies inside it. An orderly stop removes the file.
+TEST(LiveCapture, CtldKilledAndRestartedReportsTheGap) {
+    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
+    NetnsMeter m("lk", "livekill");
+    m.write_config(m.config(4739));
+    ASSERT_TRUE(m.start_sink(4739, 20));
+    ASSERT_TRUE(m.start_meter()) << "the meter did not start capturing";
+    const StatusView before = angelctl_status(m.sock);
+    ASSERT_TRUE(before.ok) << before.raw;
+    m.start_traffic(110, "--pps=100000");  // about 3 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    const std::string coverage = (m.dir / "run" / (m.scratch.instance + ".coverage")).string();
+    ASSERT_TRUE(fs::exists(coverage)) << "no coverage file while running";
+    m.ctld->signal(SIGKILL);
+    ASSERT_TRUE(m.ctld->wait(5));
+    const std::string first_log = m.log();
+    // Its stages follow it (parent-death signal); the next run's need their locks.
+    for (const auto& [name, st] : before.stages)
+        ASSERT_TRUE(wait_until_s([&] { return kill(static_cast<pid_t>(st.pid), 0) != 0; }, 10)) << name;
+    ASSERT_TRUE(fs::exists(coverage)) << "the killed run left no coverage file";
+    ASSERT_TRUE(m.start_meter()) << "the meter did not start again";
+    ASSERT_TRUE(m.sender->wait(60)) << "tcpreplay did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto C = m.stop_meter();
+    ASSERT_FALSE(C.empty());
+    EXPECT_FALSE(fs::exists(coverage)) << "an orderly stop leaves the coverage file behind";
+    EXPECT_NE(m.log().find("did not stop in order"), std::string::npos);
+
+    const std::vector<std::string> lines = read_lines(m.sink_out(0));
+    uint64_t gaps = 0, gap_first = 0, gap_last = 0, at = 0, gap_line = 0;
+    for (const std::string& l : lines) {
+        ++at;
+        if (json_field(l, "type") == "loss" && json_field(l, "cause") == "ctld_restart") {
+            ++gaps;
+            gap_line = at;
+            gap_first = std::stoull(json_field(l, "first_ns"));
+            gap_last = std::stoull(json_field(l, "last_ns"));
+            EXPECT_EQ(json_field(l, "packets"), "0") << l;
+        }
+    }
+    // The second run's packet records (after the gap's record) all come after it, and the first
+    // run's packets before the kill ended within 200 ms of where the gap starts.
+    uint64_t inside = 0, first_run_last = 0, second_run = 0;
+    at = 0;
+    for (const std::string& l : lines) {
+        ++at;
+        if (json_field(l, "type") != "packet") continue;
+        const uint64_t ts = std::stoull(json_field(l, "ts_ns"));
+        if (at < gap_line) {
+            first_run_last = std::max(first_run_last, ts);
+        } else {
+            ++second_run;
+            if (ts < gap_last) ++inside;
+        }
+    }
+    std::printf("[ live    ] ctld kill: gap %.3f ms, first run's last packet %.3f ms after its start, "
+                "%llu packet records after it\n",
+                double(gap_last - gap_first) / 1e6, (double(first_run_last) - double(gap_first)) / 1e6,
+                static_cast<unsigned long long>(second_run));
+    EXPECT_EQ(gaps, 1u);
+    EXPECT_LT(gap_first, gap_last);
+    EXPECT_LT(gap_last - gap_first, 10'000'000'000ull);
+    EXPECT_GT(second_run, 0u);
+    EXPECT_EQ(inside, 0u) << "packet records of the new run inside the reported gap";
+    // The killed run noted its capture time at most every 100 ms (ctld's loop).
+    EXPECT_LE(first_run_last, gap_first + 300'000'000ull) << "the gap starts too early";
+    if (::testing::Test::HasFailure()) std::printf("%s\n----\n%s\n", first_log.c_str(), m.log().c_str());
+}
+
 }  // namespace angel::itest
