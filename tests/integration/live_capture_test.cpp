@@ -372,8 +372,10 @@ TEST(LiveCapture, CtldKilledAndRestartedReportsTheGap) {
     ASSERT_TRUE(m.ctld->wait(5));
     const std::string first_log = m.log();
     // Its stages follow it (parent-death signal); the next run's need their locks.
-    for (const auto& [name, st] : before.stages)
-        ASSERT_TRUE(wait_until_s([&] { return kill(static_cast<pid_t>(st.pid), 0) != 0; }, 10)) << name;
+    for (const auto& [name, st] : before.stages) {
+        const auto pid = static_cast<pid_t>(st.pid);
+        ASSERT_TRUE(wait_until_s([pid] { return kill(pid, 0) != 0; }, 10)) << name;
+    }
     ASSERT_TRUE(fs::exists(coverage)) << "the killed run left no coverage file";
     ASSERT_TRUE(m.start_meter()) << "the meter did not start again";
     ASSERT_TRUE(m.sender->wait(60)) << "tcpreplay did not finish";
