@@ -291,6 +291,13 @@ void read_export(const Reader& r, const Setting& g, ExportConfig& c) {
              c.packet_records_per_flow =
                  static_cast<uint32_t>(r.integer(s, "export.packet_records_per_flow", 0, UINT32_MAX));
          }},
+        {"watermark_ms", [&](const Setting& s) {
+             // Below 10 ms a watermark would cost more records than it saves a receiver waiting.
+             const int v = r.int_in(s, "export.watermark_ms", 0, 60000);
+             if (v != 0 && v < 10)
+                 r.fail(s, "export.watermark_ms must be 0 (off) or 10 to 60000, not " + std::to_string(v));
+             c.watermark_ms = v;
+         }},
     });
 }
 

@@ -79,6 +79,7 @@ struct ExportConfig {
     // Packet records for the first N packets of each flow only (flow_start and flow_end,
     // with full counts, always); 0: every packet.
     uint32_t packet_records_per_flow = 0;
+    int watermark_ms = 1000;  // 0 = no watermark records
 };
 
 struct DatabaseConfig {

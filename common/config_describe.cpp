@@ -173,6 +173,7 @@ std::string describe(const Config& c) {
     line("export.packet_records_per_flow", c.export_.packet_records_per_flow == 0
                                                ? std::string("0 (every packet)")
                                                : std::to_string(c.export_.packet_records_per_flow));
+    line("export.watermark_ms", c.export_.watermark_ms ? std::to_string(c.export_.watermark_ms) : "0 (off)");
     line("database.conninfo",
          c.database.conninfo.empty() ? "(not set: no database)" : quoted(mask_conninfo(c.database.conninfo)));
     line("database.meter_id", quoted(c.database.meter_id));

@@ -55,6 +55,21 @@ constexpr FieldSpec kFlowEndFields[] = {
     {ie::angelPacketFlags, 1, kPenAngel},  // bit3: replayed
 };
 
+// Loss record: why, the interval, how many. flowStart/EndNanoseconds bound the lost interval
+// (IANA has no "loss interval" element; these are the first and last times of what the record
+// counts). droppedPacketDeltaCount: packets dropped since the previous report of this cause.
+constexpr FieldSpec kLossFields[] = {
+    {ie::angelLossCause, 1, kPenAngel},
+    {ie::flowStartNanoseconds, 8, 0},
+    {ie::flowEndNanoseconds, 8, 0},
+    {ie::droppedPacketDeltaCount, 8, 0},
+};
+
+// Watermark record: the time T alone, as IANA's observation time.
+constexpr FieldSpec kWatermarkFields[] = {
+    {ie::observationTimeNanoseconds, 8, 0},
+};
+
 constexpr uint16_t sum(std::span<const FieldSpec> f) {
     uint16_t n = 0;
     for (const auto& x : f) n = uint16_t(n + x.length);
@@ -66,12 +81,16 @@ constexpr TemplateDef kTemplates[] = {
     {kTplFlowStart4, kFlowStart4Fields, sum(kFlowStart4Fields)},
     {kTplFlowStart6, kFlowStart6Fields, sum(kFlowStart6Fields)},
     {kTplFlowEnd, kFlowEndFields, sum(kFlowEndFields)},
+    {kTplLoss, kLossFields, sum(kLossFields)},
+    {kTplWatermark, kWatermarkFields, sum(kWatermarkFields)},
 };
 
 static_assert(sum(kPacketFields) == kPacketRecordSize && kPacketRecordSize <= 20);
 static_assert(sum(kFlowStart4Fields) == kFlowStart4RecordSize);
 static_assert(sum(kFlowStart6Fields) == kFlowStart6RecordSize);
 static_assert(sum(kFlowEndFields) == kFlowEndRecordSize);
+static_assert(sum(kLossFields) == kLossRecordSize);
+static_assert(sum(kWatermarkFields) == kWatermarkRecordSize);
 
 constexpr size_t compute_template_set_size() {
     size_t n = kSetHeaderSize;
@@ -123,6 +142,18 @@ const char* end_reason_text(uint8_t r) {
     case kReasonEndOfInput: return "end_of_input";
     case kReasonShutdown: return "shutdown";
     case kReasonEvicted: return "evicted";
+    default: return "unknown";
+    }
+}
+
+const char* loss_cause_text(uint8_t c) {
+    switch (c) {
+    case kLossPcapDrop: return "pcap_drop";
+    case kLossIfDrop: return "if_drop";
+    case kLossRingDrop: return "ring_drop";
+    case kLossCapdRestart: return "capd_restart";
+    case kLossCtldRestart: return "ctld_restart";
+    case kLossMasterGap: return "master_gap";
     default: return "unknown";
     }
 }

@@ -38,6 +38,7 @@ inline constexpr uint16_t destinationIPv4Address = 12;
 inline constexpr uint16_t sourceIPv6Address = 27;
 inline constexpr uint16_t destinationIPv6Address = 28;
 inline constexpr uint16_t flowEndReason = 136;
+inline constexpr uint16_t droppedPacketDeltaCount = 133;
 inline constexpr uint16_t flowId = 148;
 inline constexpr uint16_t flowStartNanoseconds = 156;
 inline constexpr uint16_t flowEndNanoseconds = 157;
@@ -51,6 +52,7 @@ inline constexpr uint16_t angelEndReason = 2;    // 1 byte: our EndReason (1..5)
 // 4 bytes (unsigned32): packets of this flow, both directions, the meter saw before this one
 // (0 on the flow's first packet), modulo 2^32.
 inline constexpr uint16_t angelPacketIndex = 3;
+inline constexpr uint16_t angelLossCause = 4;    // 1 byte: why capture lost packets (kLoss*)
 }  // namespace ie
 
 // angelPacketFlags bits.
@@ -68,6 +70,8 @@ inline constexpr uint16_t kTplPacket = 256;
 inline constexpr uint16_t kTplFlowStart4 = 257;
 inline constexpr uint16_t kTplFlowStart6 = 258;
 inline constexpr uint16_t kTplFlowEnd = 259;
+inline constexpr uint16_t kTplLoss = 260;
+inline constexpr uint16_t kTplWatermark = 261;
 
 struct FieldSpec {
     uint16_t id;          // without the enterprise bit
@@ -93,6 +97,8 @@ inline constexpr size_t kPacketRecordSize = 20;
 inline constexpr size_t kFlowStart4RecordSize = 26;
 inline constexpr size_t kFlowStart6RecordSize = 50;
 inline constexpr size_t kFlowEndRecordSize = 55;
+inline constexpr size_t kLossRecordSize = 25;
+inline constexpr size_t kWatermarkRecordSize = 8;
 
 // Largest IPFIX message that fits an IP MTU over UDP: mtu - IP header (20 or 40) - UDP (8).
 constexpr size_t max_message_size(size_t mtu, bool ipv6) { return mtu - (ipv6 ? 40 : 20) - 8; }
@@ -106,6 +112,11 @@ inline constexpr uint8_t kIanaIdleTimeout = 1, kIanaActiveTimeout = 2, kIanaEndO
 uint8_t iana_end_reason(uint8_t our_reason);    // unknown -> 0 (not a valid IANA value... kept)
 uint8_t our_end_reason(uint8_t iana_reason);    // best guess when only the IANA value is known
 const char* end_reason_text(uint8_t our_reason);  // "idle", ..., "unknown"
+
+// Loss causes (angelLossCause): the values of angel::LossCause in shm/records.hpp.
+inline constexpr uint8_t kLossPcapDrop = 1, kLossIfDrop = 2, kLossRingDrop = 3, kLossCapdRestart = 4,
+                         kLossCtldRestart = 5, kLossMasterGap = 6;
+const char* loss_cause_text(uint8_t cause);  // "pcap_drop", ..., "unknown"
 
 // What we export, independent of the shared-memory record layout (common/ must not depend on shm/).
 struct PacketFields {
@@ -137,6 +148,16 @@ struct FlowEndFields {
     uint64_t bytes[2] = {0, 0};
     uint8_t reason = 0;            // our code
     bool replayed = false;         // kFlagReplayed
+};
+
+struct LossFields {
+    uint8_t cause = 0;             // kLoss*
+    uint64_t first_ns = 0;
+    uint64_t last_ns = 0;
+    uint64_t packets = 0;          // 0 where not known (gaps)
+};
+struct WatermarkFields {
+    uint64_t ts_ns = 0;            // every packet captured before it has been exported
 };
 
 // dateTimeNanoseconds is an NTP timestamp (RFC 7011 §6.1.10): seconds since 1900 and a 2^-32 s

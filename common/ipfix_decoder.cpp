@@ -42,6 +42,7 @@ Decoder::Target Decoder::classify(uint32_t enterprise, uint16_t id, uint16_t len
         case ie::flowEndReason: return uint_ok ? Target::iana_reason : Target::ignore;
         case ie::packetDeltaCount: return uint_ok ? Target::pkts_fwd : Target::ignore;
         case ie::octetDeltaCount: return uint_ok ? Target::bytes_fwd : Target::ignore;
+        case ie::droppedPacketDeltaCount: return uint_ok ? Target::dropped_pkts : Target::ignore;
         default: return Target::ignore;
         }
     }
@@ -49,6 +50,7 @@ Decoder::Target Decoder::classify(uint32_t enterprise, uint16_t id, uint16_t len
         if (id == ie::angelPacketFlags && uint_ok) return Target::pkt_flags;
         if (id == ie::angelEndReason && uint_ok) return Target::our_reason;
         if (id == ie::angelPacketIndex && uint_ok) return Target::pkt_index;
+        if (id == ie::angelLossCause && uint_ok) return Target::loss_cause;
     }
     if (enterprise == kPenReverse) {
         if (id == ie::packetDeltaCount && uint_ok) return Target::pkts_rev;
@@ -126,11 +128,17 @@ bool Decoder::parse_template_set(const uint8_t* p, size_t len, bool options, uin
                 t.min_record_size += flen;
             }
         }
-        if (has[size_t(Target::end_ns)] || has[size_t(Target::iana_reason)] ||
+        // A loss record has flow times too: its cause element decides first. A watermark is
+        // an observation time without a flow (a packet record always names its flow).
+        if (has[size_t(Target::loss_cause)])
+            t.kind = RecordKind::loss;
+        else if (has[size_t(Target::end_ns)] || has[size_t(Target::iana_reason)] ||
             has[size_t(Target::our_reason)])
             t.kind = RecordKind::flow_end;
         else if (has[size_t(Target::src4)] || has[size_t(Target::src6)])
             t.kind = RecordKind::flow_start;
+        else if (has[size_t(Target::obs_time_ns)] && !has[size_t(Target::flow_id)])
+            t.kind = RecordKind::watermark;
         else if (has[size_t(Target::obs_time_ns)])
             t.kind = RecordKind::packet;
         ++res.templates;
@@ -216,6 +224,8 @@ bool Decoder::decode_record(const Template& t, const uint8_t* p, size_t avail, s
         case Target::bytes_fwd: r.end.bytes[0] = get_uint(v, n); break;
         case Target::pkts_rev: r.end.packets[1] = get_uint(v, n); break;
         case Target::bytes_rev: r.end.bytes[1] = get_uint(v, n); break;
+        case Target::loss_cause: r.loss.cause = uint8_t(get_uint(v, n)); break;
+        case Target::dropped_pkts: r.loss.packets = get_uint(v, n); break;
         }
     }
     r.packet.dir = (pkt_flags & kFlagReverse) ? 1 : 0;
@@ -224,6 +234,12 @@ bool Decoder::decode_record(const Template& t, const uint8_t* p, size_t avail, s
     r.packet.replayed = r.start.replayed = r.end.replayed = (pkt_flags & kFlagReplayed) != 0;
     r.has_index = have_index;
     if (!have_our_reason) r.end.reason = our_end_reason(r.iana_end_reason);
+    if (t.kind == RecordKind::loss) {
+        r.loss.first_ns = r.end.first_ns;
+        r.loss.last_ns = r.end.last_ns;
+    } else if (t.kind == RecordKind::watermark) {
+        r.watermark.ts_ns = r.packet.ts_ns;
+    }
     *used = off;
     return true;
 }

@@ -13,7 +13,8 @@
 
 namespace angel::ipfix {
 
-enum class RecordKind : uint8_t { other = 0, packet = 1, flow_start = 2, flow_end = 3 };
+enum class RecordKind : uint8_t { other = 0, packet = 1, flow_start = 2, flow_end = 3, loss = 4, watermark = 5 };
+inline constexpr size_t kRecordKinds = 6;
 
 struct DecodedRecord {
     RecordKind kind = RecordKind::other;
@@ -24,6 +25,8 @@ struct DecodedRecord {
     FlowStartFields start;     // kind == flow_start
     FlowEndFields end;         // kind == flow_end; end.reason is our code (from angelEndReason,
     uint8_t iana_end_reason = 0;  // or mapped from flowEndReason when the exporter is not ours)
+    LossFields loss;           // kind == loss
+    WatermarkFields watermark; // kind == watermark
 };
 
 enum class DecodeStatus : uint8_t {
@@ -88,7 +91,7 @@ private:
     enum class Target : uint8_t {
         ignore, flow_id, obs_time_ns, frame_len, tcp_flags, pkt_flags, pkt_index, start_ns, end_ns, proto,
         src4, dst4, src6, dst6, sport, dport, iana_reason, our_reason, pkts_fwd, bytes_fwd,
-        pkts_rev, bytes_rev,
+        pkts_rev, bytes_rev, loss_cause, dropped_pkts,
     };
     struct Field {
         Target target;

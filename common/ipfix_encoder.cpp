@@ -128,6 +128,23 @@ bool Encoder::add(const FlowEndFields& r) {
     return true;
 }
 
+bool Encoder::add(const LossFields& r) {
+    uint8_t* p = reserve(kTplLoss, kLossRecordSize);
+    if (!p) return false;
+    p[0] = r.cause;
+    put64(p + 1, ns_to_ntp(r.first_ns));
+    put64(p + 9, ns_to_ntp(r.last_ns));
+    put64(p + 17, r.packets);
+    return true;
+}
+
+bool Encoder::add(const WatermarkFields& r) {
+    uint8_t* p = reserve(kTplWatermark, kWatermarkRecordSize);
+    if (!p) return false;
+    put64(p, ns_to_ntp(r.ts_ns));
+    return true;
+}
+
 size_t Encoder::finish(uint32_t export_time_s, uint32_t sequence) {
     close_set();
     put16(buf_, kVersion);

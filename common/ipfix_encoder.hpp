@@ -25,6 +25,8 @@ public:
     bool add(const PacketFields& r);
     bool add(const FlowStartFields& r);
     bool add(const FlowEndFields& r);
+    bool add(const LossFields& r);
+    bool add(const WatermarkFields& r);
 
     // Closes the open set and writes the message header. sequence: data records sent in this
     // domain before this message (mod 2^32). Returns the message length. The message stays in

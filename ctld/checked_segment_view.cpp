@@ -116,6 +116,10 @@ uint64_t CheckedSegmentView::counter(StageId id, size_t slot) const {
     return seg_.stage(id).counters[slot].load(std::memory_order_relaxed);
 }
 
+uint64_t CheckedSegmentView::capture_covered_ns(uint64_t wall_now_ns) const {
+    return std::min(seg_.header()->progress.covered_ns.load(std::memory_order_relaxed), wall_now_ns);
+}
+
 RingReading CheckedSegmentView::ring(Segment::Ring which) const {
     const SegmentHeader& h = *seg_.header();
     const RingControl* c = nullptr;

@@ -75,6 +75,9 @@ public:
     RingReading ring(Segment::Ring r) const;
     StopFlags stop_flags() const;
     uint64_t ipfix_sequence() const;
+    // The latest capture time procd has taken from capd (ExportProgress::covered_ns): never
+    // later than wall_now_ns (a later value is a lie or a clock step: read as wall_now_ns).
+    uint64_t capture_covered_ns(uint64_t wall_now_ns) const;
 
     uint32_t flow_capacity() const { return capacity_; }
     uint32_t live_flows() const;  // as procd counts them, clamped to the capacity

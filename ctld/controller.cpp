@@ -66,7 +66,8 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
     log_notice("instance %s stopped: captured=%llu queued=%llu ring_dropped=%llu pcap_received=%llu "
                "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
                "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
-               "messages=%llu send_errors=%llu records_over_limit=%llu records_muted=%llu",
+               "messages=%llu send_errors=%llu records_over_limit=%llu records_muted=%llu "
+               "loss_records=%llu watermarks=%llu",
                instance.c_str(), c(StageId::capd, capd_packets), c(StageId::capd, capd_queued),
                c(StageId::capd, capd_ring_dropped), c(StageId::capd, capd_pcap_received),
                c(StageId::capd, capd_pcap_dropped), c(StageId::capd, capd_pcap_ifdropped),
@@ -75,7 +76,8 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
                c(StageId::procd, procd_flows_started), c(StageId::procd, procd_flows_ended),
                c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records_sent),
                c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors),
-               c(StageId::procd, procd_records_over_limit), c(StageId::procd, procd_records_muted));
+               c(StageId::procd, procd_records_over_limit), c(StageId::procd, procd_records_muted),
+               c(StageId::procd, procd_loss_records), c(StageId::procd, procd_watermarks));
 }
 
 }  // namespace
@@ -137,9 +139,22 @@ int Controller::run() {
     seg_->stage(StageId::ctld).pid.store(getpid());
     seg_->stage(StageId::ctld).state.store(static_cast<uint32_t>(StageState::ready));
 
+    if (opt_.replay.empty()) {
+        // Before capd starts: every packet of this run is stamped after restart_gap_last.
+        coverage_ = std::make_unique<CaptureCoverage>(cfg_.runtime_dir, cfg_.instance);
+        const uint64_t wall = realtime_ns();
+        if (const auto left = coverage_->begin(wall)) {
+            seg_->control_rw().restart_gap_first.store(*left);
+            seg_->control_rw().restart_gap_last.store(wall);
+            log_warn("the previous run of instance %s did not stop in order: nothing captured for %.3f s "
+                     "(reported to the classifier as a ctld_restart loss record)",
+                     cfg_.instance.c_str(), double(wall - *left) / 1e9);
+        }
+    }
     start_database();
     start_stages();
     loop();
+    if (coverage_ && exit_code_ == 0) coverage_->finish();  // an orderly stop leaves no gap
     stop_database();  // writes the last flow events (procd has finished) before the segment goes
 
     log_final_counters(*seg_, cfg_.instance);
@@ -250,6 +265,7 @@ void Controller::loop() {
         for (auto& s : stages_) s->tick(now);
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
         drive_gc(now);
+        if (coverage_) coverage_->note(CheckedSegmentView(*seg_).capture_covered_ns(realtime_ns()), now);
         apply_database_changes();
         bool all_done = true;
         for (auto& s : stages_) all_done = all_done && s->done();

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "ctld/capture_coverage.hpp"
 #include "ctld/control_server.hpp"
 #include "ctld/db_config_source.hpp"
 #include "ctld/stage_supervisor.hpp"
@@ -63,6 +64,7 @@ private:
     std::unique_ptr<DbThread> db_;
     std::unique_ptr<HaMonitor> ha_;  // the role (ctld/ha/)
     std::unique_ptr<FlowControlSet> flow_control_;  // muted / full flows, published for procd
+    std::unique_ptr<CaptureCoverage> coverage_;  // live only: the capture gap of an unclean stop
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;
     DbConfigValues db_start_;

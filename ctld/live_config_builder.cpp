@@ -79,6 +79,7 @@ LiveConfig build_live_config(const Config& c, const std::string& replay_file, co
     lc.template_refresh_s = static_cast<uint32_t>(c.export_.template_refresh);
     lc.domain_id = c.export_.domain_id;
     lc.packet_records_per_flow = c.export_.packet_records_per_flow;
+    lc.watermark_ms = static_cast<uint32_t>(c.export_.watermark_ms);
     return lc;
 }
 

@@ -25,6 +25,7 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     live(a.export_.domain_id != b.export_.domain_id, "export.domain_id");
     // procd re-reads it with the timeouts; flows already past a raised limit resume.
     live(a.export_.packet_records_per_flow != b.export_.packet_records_per_flow, "export.packet_records_per_flow");
+    live(a.export_.watermark_ms != b.export_.watermark_ms, "export.watermark_ms");
     live(a.supervisor.hang_timeout != b.supervisor.hang_timeout, "supervisor.hang_timeout");
     // ctld's own: the role probe is rebuilt (ctld/ha/ha_monitor.cpp).
     live(a.ha.vip != b.ha.vip, "ha.vip");

@@ -22,6 +22,12 @@ static_assert(uint8_t(EndReason::tcp_close) == ipfix::kReasonTcpClose);
 static_assert(uint8_t(EndReason::end_of_input) == ipfix::kReasonEndOfInput);
 static_assert(uint8_t(EndReason::shutdown) == ipfix::kReasonShutdown);
 static_assert(uint8_t(EndReason::evicted) == ipfix::kReasonEvicted);
+static_assert(uint8_t(LossCause::pcap_drop) == ipfix::kLossPcapDrop);
+static_assert(uint8_t(LossCause::if_drop) == ipfix::kLossIfDrop);
+static_assert(uint8_t(LossCause::ring_drop) == ipfix::kLossRingDrop);
+static_assert(uint8_t(LossCause::capd_restart) == ipfix::kLossCapdRestart);
+static_assert(uint8_t(LossCause::ctld_restart) == ipfix::kLossCtldRestart);
+static_assert(uint8_t(LossCause::master_gap) == ipfix::kLossMasterGap);
 
 namespace {
 
@@ -212,11 +218,33 @@ void IpfixExporter::add(const Record& r) {
             ok = enc_.add(f);
             break;
         }
+        case RecordType::loss: {
+            ipfix::LossFields f;
+            f.cause = r.loss.cause;
+            f.first_ns = r.loss.first_ns;
+            f.last_ns = r.ts_ns;
+            f.packets = r.loss.packets;
+            ok = enc_.add(f);
+            break;
+        }
+        case RecordType::watermark:
+            ok = enc_.add(ipfix::WatermarkFields{r.ts_ns});
+            break;
         default:
             return;  // not an exported record type: ignored
         }
     }
     if (ok && first_record_ns_ == 0 && enc_.records() == 1) first_record_ns_ = monotonic_ns();
+}
+
+void IpfixExporter::add_loss(LossCause cause, uint64_t first_ns, uint64_t last_ns, uint64_t packets) {
+    Record r{};
+    r.type = static_cast<uint8_t>(RecordType::loss);
+    r.ts_ns = last_ns;
+    r.loss.first_ns = first_ns;
+    r.loss.packets = packets;
+    r.loss.cause = static_cast<uint8_t>(cause);
+    add(r);
 }
 
 void IpfixExporter::poll(uint64_t now_ns) {

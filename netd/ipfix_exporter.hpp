@@ -50,6 +50,10 @@ public:
 
     // Adds one record; sends the message first when the record does not fit.
     void add(const Record& r);
+    // A loss record made by netd itself, in stream order with what was added before: for HA,
+    // a meter that becomes master after a gap its replay window does not cover reports it
+    // (LossCause::master_gap, packets 0 when not known; docs/protocol.md).
+    void add_loss(LossCause cause, uint64_t first_ns, uint64_t last_ns, uint64_t packets);
     // now_ns: CLOCK_MONOTONIC nanoseconds (see monotonic_ns()). Sends the pending message when
     // flush_ms have passed since its first record, and the templates when the refresh is due.
     void poll(uint64_t now_ns);

@@ -108,11 +108,16 @@ int main(int argc, char** argv) {
         log_notice("master: replaying %llu records kept as backup (%.3f s of packet time)",
                    static_cast<unsigned long long>(end - from),
                    first_ns ? static_cast<double>(window.newest_packet_ns() - first_ns) / 1e9 : 0.0);
-        if (trimmed_since_backup.trimmed_packets)
+        if (trimmed_since_backup.trimmed_packets) {
+            // The classifier hears of it first, as a loss record (docs/protocol.md).
+            x->add_loss(LossCause::master_gap, trimmed_since_backup.trimmed_first_ns,
+                        trimmed_since_backup.trimmed_last_ns, trimmed_since_backup.trimmed_packets);
+            pending_from = from;
             log_warn("master: the replay window lost %llu packet records (%.3f s of packet time) because "
                      "shm.record_ring cannot hold ha.replay_ms at this rate (docs/ha.md)",
                      static_cast<unsigned long long>(trimmed_since_backup.trimmed_packets),
                      static_cast<double>(trimmed_since_backup.trimmed_last_ns - trimmed_since_backup.trimmed_first_ns) / 1e9);
+        }
         trimmed_since_backup = {};
     };
 
@@ -172,6 +177,9 @@ int main(int argc, char** argv) {
                         break;
                     }
                 }
+            } else if (exporting() && pos < replay_end && rec.type == static_cast<uint8_t>(RecordType::watermark)) {
+                // A watermark of the time as backup would go back behind the old master's last
+                // one: the replay leaves them out (nothing is lost: the live ones after it move on).
             } else if (exporting()) {
                 const Record* out = &rec;
                 Record flagged;

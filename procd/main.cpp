@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/packet/parser.hpp"
 #include "procd/flow_control_applier.hpp"
+#include "procd/capture_progress.hpp"
 #include "procd/flow_tracker.hpp"
 #include "procd/ring_sink.hpp"
 #include "shm/sanitizer_stage_options.hpp"
@@ -67,6 +68,15 @@ int main(int argc, char** argv) {
     FlowControlApplier flow_control(map);
     flow_control.reset(control.flow_control);
     PacketParser parser;
+    CaptureProgress progress(rt.header().progress, sink, rt.status().counters, replay);
+    progress.configure(cfg.flush_ms, cfg.watermark_ms);
+    // The gap of an unclean stop before this run, once per segment (not again after a restart).
+    if (!replay && control.restart_gap_last.load() != 0 &&
+        rt.header().progress.restart_gap_reported.load(std::memory_order_acquire) == 0) {
+        progress.restart_gap(control.restart_gap_first.load(), control.restart_gap_last.load());
+        if (progress.flush_all()) sink.publish();
+        rt.header().progress.restart_gap_reported.store(1, std::memory_order_release);
+    }
     log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
     rt.ready();
 
@@ -118,9 +128,17 @@ int main(int argc, char** argv) {
         size_t m = 0;  // of which IP packets, in batch[0..m)
         const uint8_t* data = nullptr;
         uint64_t pos = 0;
+        // A capture report from capd ends the batch: it is handled after the packets ahead of it.
+        const PacketSlot* report = nullptr;
+        const uint8_t* report_data = nullptr;
         while (n < kBatch) {
             const PacketSlot* s = in.next(&data, &pos);
             if (!s) break;
+            if (s->linktype == kCaptureReport) {
+                report = s;
+                report_data = data;
+                break;
+            }
             ++n;
             if (s->ts_ns > trace_now) trace_now = s->ts_ns;
             Item& it = batch[m];
@@ -137,7 +155,9 @@ int main(int argc, char** argv) {
             const Item& it = batch[i];
             tracker.packet(it.parsed, it.lookup, it.slot->ts_ns, it.slot->wire_len, it.pos);
         }
-        if (n > 0) {
+        if (!replay && n > 0) progress.covered(trace_now);
+        if (report) progress.report(*report, report_data, realtime_ns());
+        if (n > 0 || report) {
             grow_flow_map();  // at most kBatch new flows per batch: far less than the step
             rt.count(procd_packets, n);  // includes repeats after a predecessor's crash
             // In replay, expiry follows the trace clock so results do not depend on speed.
@@ -146,6 +166,7 @@ int main(int argc, char** argv) {
                 last_gc_trace = trace_now;
                 rt.count(procd_gc_runs);
             }
+            progress.tick(monotonic_ns());
             sink.publish();
             in.commit();  // only after the records of these packets are queued
             tracker.release_ended();
@@ -181,31 +202,36 @@ int main(int argc, char** argv) {
             cfg = rt.segment().config();
             tracker.set_timeouts(timeouts_of(cfg));
             tracker.set_record_limit(cfg.packet_records_per_flow);
+            progress.configure(cfg.flush_ms, cfg.watermark_ms);
         }
         // A changed mute/full set applies at the next loop turn (at most kIdleWaitMs away).
         flow_control.poll(control.flow_control);
         rt.heartbeat();
         if (StageRuntime::terminate_requested()) {
             // Restart or kill by the operator: leave every flow in the FlowMap for the
-            // successor; the batch above is already published and committed.
+            // successor; the batch above is already published and committed. Loss reports
+            // held back by the rate limit leave now rather than with this process.
+            if (progress.flush_all()) sink.publish();
             export_parse_counters(rt, parser);
             log_info("terminated; %u live flows stay in the FlowMap", map.live());
             return 0;
         }
-        if (n == 0) {
+        if (n == 0 && !report) {
             // Caught up: flows a predecessor had ended get their flow_end now if the
             // repeated batch did not already pass them.
             tracker.flush_retired(UINT64_MAX);
+            progress.tick(monotonic_ns());  // a loss record held back by the rate limit
             sink.publish();
             tracker.release_ended();
             export_parse_counters(rt, parser);
             if (stop.capd_finished.load(std::memory_order_acquire) && !in.wait_for_data(0)) {
                 break;  // upstream is done and everything it queued has been processed
             }
-            in.wait_for_data(kIdleWaitMs);
+            in.wait_for_data(progress.wait_ms(monotonic_ns(), kIdleWaitMs));
         }
     }
     const EndReason why = stop.input_ended.load() ? EndReason::end_of_input : EndReason::shutdown;
+    progress.flush_all();  // capd's last reports (the final watermark too), before the flow ends
     tracker.end_all(why);
     sink.publish();
     tracker.release_ended();

@@ -33,6 +33,7 @@ struct LiveConfig {
     uint32_t domain_id;
     uint32_t replay_ms;        // ha.replay_ms: netd's replay window while not master (0 = none)
     uint32_t packet_records_per_flow;  // 0: every packet; else packet records for the first N only
+    uint32_t watermark_ms;     // export.watermark_ms; 0 = no watermarks
 };
 
 struct LiveConfigBlock {

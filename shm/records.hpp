@@ -11,7 +11,23 @@ namespace angel {
 // announce: never exported; procd puts it in the record ring before it re-announces every live
 // flow (flow_id = the low 32 bits of ControlBlock::announce_request), so that netd knows where
 // a new master's stream may begin (docs/ha.md).
-enum class RecordType : uint8_t { packet = 1, flow_start = 2, flow_end = 3, announce = 4 };
+// loss: capture lost packets or had a gap (LossInfo; ts_ns = last_ns). watermark: every packet
+// captured before ts_ns has had its record queued ahead of this one (docs/protocol.md).
+enum class RecordType : uint8_t {
+    packet = 1, flow_start = 2, flow_end = 3, announce = 4, loss = 5, watermark = 6
+};
+
+// What a loss record reports; the numeric values are exported (angelLossCause,
+// docs/protocol.md has the table).
+enum class LossCause : uint8_t {
+    pcap_drop = 1,     // libpcap ps_drop: accepted for the capture, dropped, its buffer was full
+    if_drop = 2,       // libpcap ps_ifdrop: dropped by the interface/driver before the capture
+    ring_drop = 3,     // capd's packet ring was full (procd behind): captured, then dropped
+    capd_restart = 4,  // no capture between the previous capd's last and the new one's start
+    ctld_restart = 5,  // the meter restarted after an unclean stop (reserved, see protocol.md)
+    master_gap = 6,    // HA: became master after a gap the replay window did not cover
+};
+inline constexpr uint8_t kLossCauseMax = 6;  // names: ipfix::loss_cause_text()
 
 // Why a flow ended; the numeric values are exported (IPFIX flowEndReason-like, docs/protocol.md).
 enum class EndReason : uint8_t {
@@ -54,6 +70,13 @@ struct FlowEndInfo {         // type == flow_end; ts_ns of the record is the las
     uint8_t pad_[7];
 };
 
+struct LossInfo {           // type == loss; ts_ns of the record is the last lost time
+    uint64_t first_ns;       // first lost (or first uncovered) capture time
+    uint64_t packets;        // packets lost, 0 where not known (gaps)
+    uint8_t cause;           // LossCause
+    uint8_t pad_[7];
+};
+
 struct Record {
     uint8_t type;            // RecordType
     uint8_t flags;           // kRecordReplayed
@@ -64,6 +87,7 @@ struct Record {
         PacketInfo packet;
         FlowStartInfo start;
         FlowEndInfo end;
+        LossInfo loss;
     };
 };
 static_assert(sizeof(Record) == 64);
@@ -77,5 +101,21 @@ struct PacketSlot {
     uint16_t linktype;       // DLT_* of this frame
 };
 static_assert(sizeof(PacketSlot) == 16);
+
+// capd -> procd reports that travel in the packet ring among the packets, in capture order:
+// a slot whose linktype is kCaptureReport (PacketRing::kWrapMarker is 0xFFFF) and whose
+// wire_len is a CaptureReport kind. procd validates each (capd is the most exposed process).
+inline constexpr uint16_t kCaptureReport = 0xFFFE;
+enum class CaptureReport : uint32_t {
+    progress = 1,  // ts_ns = T: every packet captured before T is in the ring ahead of this slot
+    start = 2,     // ts_ns: a live capd opened its capture (the successor of a restart too)
+    loss = 3,      // caplen = sizeof(ReportedLoss), the payload follows
+};
+struct ReportedLoss {
+    uint64_t first_ns, last_ns, packets;
+    uint8_t cause;           // LossCause: pcap_drop, if_drop or ring_drop
+    uint8_t pad_[7];
+};
+static_assert(sizeof(ReportedLoss) == 32);
 
 }  // namespace angel

@@ -31,7 +31,8 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 7: packet records carry the flow's packet index (PacketInfo::index; FlowEntry batch_pos,
 //    batch_index, repeat_index).
 // 8: per-flow record control (ControlBlock::flow_control, FlowEntry::record_mode),
-//    LiveConfig::packet_records_per_flow and replay_ms; Record::flags (replayed).
+//    LiveConfig::packet_records_per_flow, replay_ms and watermark_ms; Record::flags (replayed);
+//    loss and watermark records (Record::loss, capture reports in the packet ring, ExportProgress).
 inline constexpr uint32_t kLayoutVersion = 8;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
@@ -74,6 +75,14 @@ struct StopControl {
     std::atomic<uint64_t> replay_pending_head{0};
 };
 
+// procd's export progress, here so that a restarted procd goes on from it: a watermark never
+// goes back, and a capd restart's gap starts where the capture seen so far ended.
+struct ExportProgress {
+    std::atomic<uint64_t> watermark_ns{0};  // procd: the last watermark T queued
+    std::atomic<uint64_t> covered_ns{0};    // procd: latest capture time taken from capd (live)
+    std::atomic<uint32_t> restart_gap_reported{0};  // procd: ControlBlock's restart gap is queued
+};
+
 // ctld -> stages. Its own shared-memory object (/dev/shm/angel.<instance>.ctl), root-owned
 // 0600; a stage gets a read-only descriptor at exec and maps it read-only, so nothing a
 // stage does can change what ctld and a root capd act on.
@@ -89,6 +98,10 @@ struct ControlBlock {
     std::atomic<uint32_t> netd_gone{0};       // ctld: netd given up during a stop; drop, do not wait
     std::atomic<int32_t> ctld_pid{0};
     std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
+    // Set at start when the previous run of this instance ended uncleanly (ctld/
+    // capture_coverage.hpp): nothing was captured from first to last. procd reports it once.
+    std::atomic<uint64_t> restart_gap_first{0};
+    std::atomic<uint64_t> restart_gap_last{0};
     LiveConfigBlock config;
     FlowControlBlock flow_control;            // muted / full flows (shm/flow_control.hpp)
 };
@@ -103,6 +116,7 @@ struct SegmentHeader {
     std::atomic<uint64_t> ipfix_sequence{0};  // survives netd restarts
     std::atomic<uint64_t> announced{0};       // procd: the last announce_request it completed
     StopControl stop;
+    ExportProgress progress;
     alignas(kCacheLine) StageStatus stages[kStageCount];
     alignas(kCacheLine) RingControl packet_ring;
     RingControl record_ring;

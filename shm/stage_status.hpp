@@ -44,6 +44,9 @@ enum ProcdCounter : uint8_t {
     procd_flows_announced, // flow_start records re-sent for live flows when this meter became master
     procd_records_over_limit,  // packet records not made: past export.packet_records_per_flow
     procd_records_muted,       // packet records not made: the flow is muted (angel.flow_control, angelctl mute)
+    procd_loss_records,    // loss records queued (capture drops and gaps)
+    procd_watermarks,      // watermark records queued
+    procd_bad_reports,     // capture reports from capd refused (bad kind, length, cause or time)
     procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
     procd_counter_count = procd_parse_first + 10  // parse counters: ParseStatus::count_ <= 10
 };

@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -104,6 +105,11 @@ ExportCapture read_export_capture(const fs::path& pcap, unsigned port, Millis ti
             ExportRecord& r = frame->records.emplace_back();
             r.set_id = set_id;
             r.flow_id = static_cast<uint32_t>(std::strtoul(after_colon(s).c_str(), nullptr, 10));
+            ++set_records;
+        } else if ((set_id == 260 || set_id == 261) && starts_with(s, "Flow ") && s.size() > 5 &&
+                   std::isdigit(static_cast<unsigned char>(s[5]))) {
+            // Loss and watermark records name no flow: tshark's "Flow N" line starts each.
+            frame->records.emplace_back().set_id = set_id;
             ++set_records;
         } else if (!frame->records.empty() && set_records > 0 &&
                    starts_with(s, "Enterprise Private entry: (Example Enterprise Number for Documentation Use) Type ")) {

@@ -35,6 +35,8 @@ struct ExportRecord {
     bool is_packet() const { return set_id == 256; }
     bool is_flow_start() const { return set_id == 257 || set_id == 258; }
     bool is_flow_end() const { return set_id == 259; }
+    bool is_loss() const { return set_id == 260; }       // no flow ID (0)
+    bool is_watermark() const { return set_id == 261; }  // no flow ID (0)
     std::string tuple() const;  // "proto src:sport>dst:dport" of a flow_start
 };
 

@@ -62,6 +62,7 @@ struct ClassifierView {
     };
     // True for the first copy.
     bool admit(const ExportRecord& r) {
+        if (r.is_loss() || r.is_watermark()) return true;  // no flow
         auto& lives = flows[r.flow_id];
         if (lives.empty()) lives.emplace_back();
         // After a flow_end, a packet or flow_end not copied from that life begins the next one.
@@ -273,9 +274,9 @@ protected:
                             ++announced;
                             (it->second == r.flow_id ? kept : changed) += 1;
                         }
-                    } else if (!r.replayed && !named.count(r.flow_id)) {
+                    } else if (!r.replayed && !r.is_loss() && !r.is_watermark() && !named.count(r.flow_id)) {
                         // (replayed records come before the announcement: the old master
-                        // named their flows)
+                        // named their flows; loss and watermark records name none)
                         ++unnamed;
                     }
                 }

@@ -18,7 +18,12 @@
 //   procd_packets           == ip_packets + not_ip + malformed
 //   sink packet records     == ip_packets                       (and no IPFIX sequence gap)
 //   sink flow_start/flow_end== flows_started/flows_ended, all flows ended
-//   sink records            == records_sent
+//   sink records            == records_sent (packet, flow_start, flow_end, loss, watermark)
+//   sink loss packets, cause pcap_drop == pcap_dropped   (libpcap ps_drop: the capture buffer was full)
+//                      cause if_drop   == pcap_ifdropped (libpcap ps_ifdrop: the interface dropped)
+//                      cause ring_drop == ring_dropped   (capd's packet ring was full)
+//   sink loss/watermark records == procd's loss_records / watermarks counters
+//   watermarks: at least one, never backwards, no packet record after one has an earlier time
 // and, when nothing was dropped, ip_packets == tshark's IP frame count x loops and
 // not_ip + malformed == the other frames x loops.
 #include <gtest/gtest.h>
@@ -31,6 +36,7 @@
 #include <vector>
 
 #include "meter_harness.hpp"
+#include "stream_reports.hpp"
 
 namespace angel::itest {
 namespace {
@@ -78,6 +84,7 @@ struct LiveCase {
     std::string top_cfg;      // more top-level settings
     int pause_procd_ms = 0;   // SIGSTOP procd this long while traffic flows: the ring fills
     int stop_after_ms = 0;    // stop the meter this long after tcpreplay starts, mid-traffic
+    bool expect_pcap_drops = false;  // the run must make libpcap drop
 };
 
 void run_live(const LiveCase& lc) {
@@ -156,12 +163,14 @@ void run_live(const LiveCase& lc) {
     auto C = *counters;
     for (const char* k : {"captured", "queued", "ring_dropped", "pcap_received", "pcap_dropped", "pcap_ifdropped",
                           "procd_packets", "ip_packets", "not_ip", "malformed", "flows_started", "flows_ended",
-                          "records_sent", "send_errors"})
+                          "records_sent", "send_errors", "loss_records", "watermarks"})
         ASSERT_TRUE(C.count(k)) << "no " << k << " in: " << stop_line;
 
     // The sink's account.
     uint64_t rec_packet = 0, rec_start = 0, rec_end = 0, rec_other = 0;
+    StreamReports reports;
     for (const std::string& line : read_lines(m.sink_out(0))) {
+        if (reports.line(line)) continue;  // loss or watermark
         if (line.find("\"type\":\"packet\"") != std::string::npos)
             ++rec_packet;
         else if (line.find("\"type\":\"flow_start\"") != std::string::npos)
@@ -182,7 +191,8 @@ void run_live(const LiveCase& lc) {
         "queued %llu, ring_dropped %llu\n"
         "[ live    ] procd: packets %llu, ip %llu, not_ip %llu, malformed %llu, flows %llu started / %llu ended\n"
         "[ live    ] netd: records_sent %llu, messages %llu, send_errors %llu\n"
-        "[ live    ] sink: packet %llu, flow_start %llu, flow_end %llu, other %llu, sequence gaps %llu\n",
+        "[ live    ] sink: packet %llu, flow_start %llu, flow_end %llu, other %llu, sequence gaps %llu\n"
+        "[ live    ] sink: %s\n",
         lc.name, static_cast<unsigned long long>(loops), static_cast<unsigned long long>(per_loop.frames),
         static_cast<unsigned long long>(per_loop.ip), send_s,
         lc.topspeed ? " (top speed)" : " (100k pps)",
@@ -199,7 +209,7 @@ void run_live(const LiveCase& lc) {
         static_cast<unsigned long long>(C["messages"]), static_cast<unsigned long long>(C["send_errors"]),
         static_cast<unsigned long long>(rec_packet), static_cast<unsigned long long>(rec_start),
         static_cast<unsigned long long>(rec_end), static_cast<unsigned long long>(rec_other),
-        static_cast<unsigned long long>(gaps));
+        static_cast<unsigned long long>(gaps), reports.describe().c_str());
     std::fflush(stdout);
 
     // tcpreplay sent the whole bounded run, and the link carried exactly that, nothing more.
@@ -226,12 +236,31 @@ void run_live(const LiveCase& lc) {
     EXPECT_EQ(rec_start, C["flows_started"]);
     EXPECT_EQ(rec_end, C["flows_ended"]);
     EXPECT_EQ(C["flows_started"], C["flows_ended"]) << "flows still open after the stop";
-    EXPECT_EQ(rec_packet + rec_start + rec_end, C["records_sent"]);
+    EXPECT_EQ(rec_packet + rec_start + rec_end + reports.loss_record_total() + reports.watermarks, C["records_sent"]);
+    // Loss records: per cause, their packets add up exactly to the drop counters.
+    EXPECT_EQ(reports.packets_of("pcap_drop"), C["pcap_dropped"]) << reports.describe();
+    EXPECT_EQ(reports.packets_of("if_drop"), C["pcap_ifdropped"]) << reports.describe();
+    EXPECT_EQ(reports.packets_of("ring_drop"), C["ring_dropped"]) << reports.describe();
+    EXPECT_EQ(reports.loss_total(), C["pcap_dropped"] + C["pcap_ifdropped"] + C["ring_dropped"])
+        << "loss of a cause that did not happen: " << reports.describe();
+    EXPECT_EQ(reports.loss_record_total(), C["loss_records"]);
+    EXPECT_EQ(reports.bad_loss, 0u);
+    // Watermarks (every export.watermark_ms, 1000 by default; a final one at the stop).
+    EXPECT_GT(reports.watermarks, 0u);
+    EXPECT_EQ(reports.watermarks, C["watermarks"]);
+    EXPECT_EQ(reports.watermark_backwards, 0u);
+    EXPECT_EQ(reports.packets_behind, 0u);
+    EXPECT_EQ(reports.packets_after_last_watermark, 0u) << "the stop's watermark covers every packet";
+    for (const auto& e : reports.examples) ADD_FAILURE() << e;
     EXPECT_EQ(rec_other, 0u);
     EXPECT_EQ(C["send_errors"], 0u);
     // Nothing dropped: the meter saw exactly what tshark sees in the files.
     if (lc.pause_procd_ms > 0) {
         EXPECT_GT(C["ring_dropped"], 0u) << "procd paused, yet the ring never filled";
+    }
+    if (lc.expect_pcap_drops) {
+        EXPECT_GT(C["pcap_dropped"], 0u) << "a tiny capture buffer at top speed, yet libpcap dropped nothing";
+        EXPECT_GT(reports.loss_records["pcap_drop"], 0u);
     }
     if (lc.stop_after_ms == 0 && C["pcap_dropped"] == 0 && C["pcap_ifdropped"] == 0 && C["ring_dropped"] == 0) {
         EXPECT_EQ(C["ip_packets"], per_loop.ip * loops);
@@ -257,7 +286,7 @@ TEST(LiveCapture, HundredKppsThreeSecondsDropsAccounted) {
 // the packet ring fills: drops at both places, and the accounting must still be exact.
 TEST(LiveCapture, TopSpeedSmallBuffersDropsAccounted) {
     run_live({"TopSpeedSmallBuffersDropsAccounted", 100, true, "buffer_size = 524288; snaplen = 65535;",
-              "shm = { packet_ring = 65536; };", 300, 0});
+              "shm = { packet_ring = 65536; };", 300, 0, true});
 }
 
 // The meter stopped while traffic still flows (100k packets/s): what the kernel had already
@@ -265,6 +294,136 @@ TEST(LiveCapture, TopSpeedSmallBuffersDropsAccounted) {
 // captured + pcap_dropped), and the chain below capd stays exact.
 TEST(LiveCapture, StopUnderLoadLeavesNothingUncounted) {
     run_live({"StopUnderLoadLeavesNothingUncounted", 40, false, "", "", 0, 600});
+}
+
+// angel-capd restarted mid-traffic (angelctl restart capd, 100k packets/s): the time nothing was
+// captured reaches the classifier as one loss record of cause capd_restart, from the latest
+// capture time before to the new capture's start, with no packet record inside it; watermarks
+// stay monotonic and never ahead of a later packet record across the restart.
+TEST(LiveCapture, CapdRestartIsOneLossGapWithNoPacketInside) {
+    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
+    NetnsMeter m("lr", "liverestart");
+    m.write_config(m.config(4739));
+    ASSERT_TRUE(m.start_sink(4739, 3));
+    ASSERT_TRUE(m.start_meter()) << "the meter did not start capturing";
+    m.start_traffic(60, "--pps=100000");  // about 1.7 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const auto r = angelctl(m.sock, {"restart", "capd"});
+    ASSERT_TRUE(r.ok()) << r.describe();
+    ASSERT_TRUE(m.wait_ready_count("capd", 2, 20)) << m.log();
+    ASSERT_TRUE(m.sender->wait(60)) << "tcpreplay did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto C = m.stop_meter();
+    ASSERT_FALSE(C.empty());
+
+    const std::vector<std::string> lines = read_lines(m.sink_out(0));
+    StreamReports reports;
+    uint64_t gap_first = 0, gap_last = 0, gaps = 0, packets = 0;
+    for (const std::string& l : lines) {
+        reports.line(l);
+        if (json_field(l, "type") == "loss" && json_field(l, "cause") == "capd_restart") {
+            ++gaps;
+            gap_first = std::stoull(json_field(l, "first_ns"));
+            gap_last = std::stoull(json_field(l, "last_ns"));
+            EXPECT_EQ(json_field(l, "packets"), "0") << "not known: " << l;
+        }
+    }
+    uint64_t inside = 0;
+    for (const std::string& l : lines) {
+        if (json_field(l, "type") != "packet") continue;
+        ++packets;
+        const uint64_t ts = std::stoull(json_field(l, "ts_ns"));
+        if (ts > gap_first && ts < gap_last) ++inside;
+    }
+    std::printf("[ live    ] capd restart: %llu packet records, gap %.3f ms, %s\n",
+                static_cast<unsigned long long>(packets), double(gap_last - gap_first) / 1e6,
+                reports.describe().c_str());
+    EXPECT_EQ(gaps, 1u) << reports.describe();
+    EXPECT_LT(gap_first, gap_last);
+    EXPECT_LT(gap_last - gap_first, 10'000'000'000ull) << "a gap of more than 10 s for one restart";
+    EXPECT_EQ(inside, 0u) << "packet records inside the reported gap";
+    EXPECT_GT(packets, 0u);
+    EXPECT_EQ(reports.watermark_backwards, 0u);
+    EXPECT_EQ(reports.packets_behind, 0u);
+    EXPECT_EQ(reports.bad_loss, 0u);
+    for (const auto& e : reports.examples) ADD_FAILURE() << e;
+    if (::testing::Test::HasFailure()) std::printf("%s\n", m.log().c_str());
+}
+
+// angel-ctld killed (SIGKILL: its stages die with it) and started again while traffic flows:
+// the new run finds the coverage file the killed one left and sends one loss record of cause
+// ctld_restart, from the latest capture time the killed run had noted to the new start; no
+// packet record of the new run lies inside it. An orderly stop removes the file.
+TEST(LiveCapture, CtldKilledAndRestartedReportsTheGap) {
+    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
+    NetnsMeter m("lk", "livekill");
+    m.write_config(m.config(4739));
+    ASSERT_TRUE(m.start_sink(4739, 20));
+    ASSERT_TRUE(m.start_meter()) << "the meter did not start capturing";
+    const StatusView before = angelctl_status(m.sock);
+    ASSERT_TRUE(before.ok) << before.raw;
+    m.start_traffic(110, "--pps=100000");  // about 3 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    const std::string coverage = (m.dir / "run" / (m.scratch.instance + ".coverage")).string();
+    ASSERT_TRUE(fs::exists(coverage)) << "no coverage file while running";
+    m.ctld->signal(SIGKILL);
+    ASSERT_TRUE(m.ctld->wait(5));
+    const std::string first_log = m.log();
+    // Its stages follow it (parent-death signal); the next run's need their locks.
+    for (const auto& [name, st] : before.stages) {
+        const auto pid = static_cast<pid_t>(st.pid);
+        ASSERT_TRUE(wait_until_s([pid] { return kill(pid, 0) != 0; }, 10)) << name;
+    }
+    ASSERT_TRUE(fs::exists(coverage)) << "the killed run left no coverage file";
+    ASSERT_TRUE(m.start_meter()) << "the meter did not start again";
+    ASSERT_TRUE(m.sender->wait(60)) << "tcpreplay did not finish";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto C = m.stop_meter();
+    ASSERT_FALSE(C.empty());
+    EXPECT_FALSE(fs::exists(coverage)) << "an orderly stop leaves the coverage file behind";
+    EXPECT_NE(m.log().find("did not stop in order"), std::string::npos);
+
+    const std::vector<std::string> lines = read_lines(m.sink_out(0));
+    uint64_t gaps = 0, gap_first = 0, gap_last = 0, at = 0, gap_line = 0;
+    for (const std::string& l : lines) {
+        ++at;
+        if (json_field(l, "type") == "loss" && json_field(l, "cause") == "ctld_restart") {
+            ++gaps;
+            gap_line = at;
+            gap_first = std::stoull(json_field(l, "first_ns"));
+            gap_last = std::stoull(json_field(l, "last_ns"));
+            EXPECT_EQ(json_field(l, "packets"), "0") << l;
+        }
+    }
+    // The second run's packet records (after the gap's record) all come after it, and the first
+    // run's packets before the kill ended within 200 ms of where the gap starts.
+    uint64_t inside = 0, first_run_last = 0, second_run = 0;
+    at = 0;
+    for (const std::string& l : lines) {
+        ++at;
+        if (json_field(l, "type") != "packet") continue;
+        const uint64_t ts = std::stoull(json_field(l, "ts_ns"));
+        if (at < gap_line) {
+            first_run_last = std::max(first_run_last, ts);
+        } else {
+            ++second_run;
+            if (ts < gap_last) ++inside;
+        }
+    }
+    std::printf("[ live    ] ctld kill: gap %.3f ms, first run's last packet %.3f ms after its start, "
+                "%llu packet records after it\n",
+                double(gap_last - gap_first) / 1e6, (double(first_run_last) - double(gap_first)) / 1e6,
+                static_cast<unsigned long long>(second_run));
+    EXPECT_EQ(gaps, 1u);
+    EXPECT_LT(gap_first, gap_last);
+    EXPECT_LT(gap_last - gap_first, 10'000'000'000ull);
+    EXPECT_GT(second_run, 0u);
+    EXPECT_EQ(inside, 0u) << "packet records of the new run inside the reported gap";
+    // The killed run noted its capture time at most every 100 ms (ctld's loop).
+    EXPECT_LE(first_run_last, gap_first + 300'000'000ull) << "the gap starts too early";
+    if (::testing::Test::HasFailure()) std::printf("%s\n----\n%s\n", first_log.c_str(), m.log().c_str());
 }
 
 }  // namespace angel::itest

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "export_capture.hpp"
+#include "stream_reports.hpp"
 #include "test_support.hpp"
 
 namespace angel::itest {
@@ -94,6 +95,8 @@ struct SinkAnalysis {
     FlowTable flows;  // per canonical tuple, from flow_end records
     uint64_t packet_records = 0, starts = 0, ends = 0;
     std::vector<std::pair<uint32_t, uint32_t>> packet_idx;  // (flow ID, idx) of every packet record
+    StreamReports reports;  // loss and watermark records
+    uint64_t max_packet_ts = 0;
 };
 
 // Step 2: per-ID state machines over the sink's records.
@@ -116,9 +119,13 @@ SinkAnalysis check_records(const std::string& file, const std::vector<std::strin
             bad.add(where + ": cannot parse (" + err + "): " + lines[n]);
             continue;
         }
+        a.reports.line(lines[n]);
         const std::string id = "flow_id " + std::to_string(r->flow_id);
         auto it = live.find(r->flow_id);
         switch (r->type) {
+            case SinkRecord::Type::loss:
+            case SinkRecord::Type::watermark:
+                break;  // judged below, in the test
             case SinkRecord::Type::flow_start: {
                 ++a.starts;
                 if (it != live.end()) {
@@ -152,6 +159,7 @@ SinkAnalysis check_records(const std::string& file, const std::vector<std::strin
                     bad.add(where + ": packet of " + id + " has idx " + std::to_string(r->idx) +
                             ", the flow's packets before it: " + std::to_string(l.packets));
                 a.packet_idx.emplace_back(r->flow_id, r->idx);
+                a.max_packet_ts = std::max(a.max_packet_ts, r->ts_ns);
                 l.min_ts = first ? r->ts_ns : std::min(l.min_ts, r->ts_ns);
                 l.max_ts = first ? r->ts_ns : std::max(l.max_ts, r->ts_ns);
                 ++l.packets;
@@ -336,6 +344,16 @@ TEST_P(PipelineReplay, FlowsMatchTshark) {
     EXPECT_EQ(a.packet_records, r.counter("ip_packets")) << file << ": packet records vs ip_packets";
     EXPECT_EQ(a.starts, r.counter("flows_started")) << file;
     EXPECT_EQ(a.ends, r.counter("flows_ended")) << file;
+    // Replay: no loss, and one watermark, after the last packet record: T = the latest capture
+    // time of the file + 1 ns (a file need not be in time order, so nothing earlier is proven).
+    EXPECT_EQ(a.reports.loss_record_total(), 0u) << file << ": " << a.reports.describe();
+    EXPECT_EQ(a.reports.watermarks, a.packet_records ? 1u : 0u) << file << ": " << a.reports.describe();
+    EXPECT_EQ(r.counter("watermarks"), a.reports.watermarks) << file;
+    if (a.packet_records) {
+        EXPECT_GT(a.reports.last_watermark, a.max_packet_ts) << file;  // non-IP frames may be later
+        EXPECT_EQ(a.reports.packets_after_last_watermark, 0u) << file;
+    }
+    EXPECT_EQ(a.packet_records + a.starts + a.ends + a.reports.watermarks, r.counter("records_sent")) << file;
     EXPECT_TRUE(r.sink_status.ok()) << file << ": angel-sink " << r.sink_status.describe();
     for (const char* bad : {"sequence gap", "sequence went back", "malformed message"})
         EXPECT_EQ(r.sink_err.find(bad), std::string::npos) << file << ": sink reports " << bad

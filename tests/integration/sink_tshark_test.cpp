@@ -172,10 +172,60 @@ std::string expected_json(const Record& r) {
             ",\"bytes\":" + std::to_string(r.end.bytes[0] + r.end.bytes[1]) + "}";
         break;
     }
+    case RecordType::loss: {
+        static const char* causes[] = {"?", "pcap_drop", "if_drop", "ring_drop", "capd_restart", "ctld_restart",
+                                       "master_gap"};
+        s = "{\"type\":\"loss\",\"cause\":\"" + std::string(causes[r.loss.cause]) +
+            "\",\"first_ns\":" + std::to_string(r.loss.first_ns) + ",\"last_ns\":" + std::to_string(r.ts_ns) +
+            ",\"packets\":" + std::to_string(r.loss.packets) + "}";
+        break;
+    }
+    case RecordType::watermark:
+        s = "{\"type\":\"watermark\",\"ts_ns\":" + std::to_string(r.ts_ns) + "}";
+        break;
     case RecordType::announce:
         break;  // never exported: no line
     }
     return s;
+}
+
+// Loss records of every cause and rising watermarks, between packet records of one flow.
+std::vector<Record> make_loss_and_watermark_records() {
+    std::vector<Record> v;
+    const uint64_t t0 = 1717171717000000000ull;
+    Record s{};
+    s.type = uint8_t(RecordType::flow_start);
+    s.flow_id = 99;
+    s.ts_ns = t0;
+    s.start.ip_version = 4;
+    s.start.proto = 17;
+    inet_pton(AF_INET, "192.0.2.1", s.start.src.data());
+    inet_pton(AF_INET, "198.51.100.1", s.start.dst.data());
+    v.push_back(s);
+    for (uint32_t i = 0; i < 60; ++i) {
+        Record p{};
+        p.type = uint8_t(RecordType::packet);
+        p.flow_id = 99;
+        p.ts_ns = t0 + i * 1'000'000;
+        p.packet.wire_len = 100;
+        p.packet.index = i;
+        p.packet.new_flow = i == 0;
+        v.push_back(p);
+        if (i % 10 == 9) {
+            Record l{};
+            l.type = uint8_t(RecordType::loss);
+            l.loss.cause = uint8_t(1 + (i / 10) % 6);  // every cause once
+            l.loss.first_ns = t0 + i * 1'000'000 - 777;
+            l.ts_ns = t0 + i * 1'000'000 + 500;
+            l.loss.packets = l.loss.cause >= 4 ? 0 : 1000 * i + 1;  // gaps: not known
+            v.push_back(l);
+            Record w{};
+            w.type = uint8_t(RecordType::watermark);
+            w.ts_ns = p.ts_ns + 1;
+            v.push_back(w);
+        }
+    }
+    return v;
 }
 
 // A known set: 60 flows alternating IPv4 / IPv6 and TCP / UDP, every end reason, 1..30 packets
@@ -351,6 +401,81 @@ TEST(SinkTshark, SinkPrintsExactlyWhatWasSentAndTsharkDecodesIt) {
     }
     EXPECT_EQ(tshark_idx, sent_idx);
     EXPECT_EQ(count("Type 3: Value (hex bytes): ff ff ff ff"), 1u);  // flow 7, before the wrap
+    if (HasFailure()) std::fprintf(stderr, "tshark output kept in %s\n", sb.dir().c_str());
+}
+
+// Loss and watermark records (templates 260 and 261): angel-sink prints exactly the JSON lines
+// specified for them, and tshark decodes their messages without a complaint.
+TEST(SinkTshark, LossAndWatermarkRecordsDecodeInSinkAndTshark) {
+    ASSERT_TRUE(fs::exists(bin_dir() + "/angel-sink")) << "build angel-sink first";
+    Sandbox sb;
+    pid_t sink = 0;
+    const uint16_t port = start_sink(sb, &sink);
+    ASSERT_NE(port, 0) << read_file(sb.dir() / "sink.err");
+    const pid_t cap = start_capture(sb, port);
+
+    const auto records = make_loss_and_watermark_records();
+    std::atomic<uint64_t> seq{0};
+    IpfixExporterCounters counters;
+    {
+        IpfixExporterConfig cfg;
+        cfg.host = "127.0.0.1";
+        cfg.port = port;
+        cfg.mtu = 576;
+        IpfixExporter ex(cfg, &seq);
+        for (const Record& r : records) ex.add(r);
+        // netd's own loss record (HA master_gap), in stream order after the rest.
+        ex.add_loss(LossCause::master_gap, 1717171718000000000ull, 1717171719000000000ull, 0);
+        ex.flush();
+        ex.send_templates();
+        counters = ex.counters();
+    }
+    EXPECT_EQ(counters.send_errors, 0u);
+    EXPECT_EQ(counters.records_sent, records.size() + 1);
+
+    std::vector<std::string> want;
+    for (const auto& r : records) want.push_back(expected_json(r));
+    want.push_back("{\"type\":\"loss\",\"cause\":\"master_gap\",\"first_ns\":1717171718000000000,"
+                   "\"last_ns\":1717171719000000000,\"packets\":0}");
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    while (read_lines(sb.dir() / "records.json").size() < want.size() && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(sb.stop(sink, SIGTERM), 0);
+    const auto got = read_lines(sb.dir() / "records.json");
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "line " << i;
+    const std::string summary = read_file(sb.dir() / "sink.out");
+    // 7 loss records; packets 10 + 20 + 30 thousand-odd (pcap, if, ring) and 0 for the gaps.
+    EXPECT_NE(summary.find("loss 7 (57003 packets), watermark 6"), std::string::npos) << summary;
+
+    if (cap == 0 || !have_program("tshark")) GTEST_SKIP() << "no loopback capture or no tshark";
+    std::this_thread::sleep_for(200ms);
+    sb.stop(cap, SIGINT);
+    const std::string pcap = (sb.dir() / "cap.pcap").string();
+    const std::string cmd = "tshark -n -r " + pcap + " -d udp.port==" + std::to_string(port) + ",cflow -V 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string text;
+    char buf[65536];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
+    pclose(p);
+    std::ofstream(sb.dir() / "tshark.txt") << text;
+    auto count = [&](const std::string& needle) {
+        size_t c = 0;
+        for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at += needle.size()) ++c;
+        return c;
+    };
+    EXPECT_EQ(count("Cisco NetFlow/IPFIX"), counters.messages_sent);
+    EXPECT_EQ(count("Malformed"), 0u);
+    EXPECT_EQ(count("Expert Info"), 0u);
+    EXPECT_EQ(count("no template"), 0u);
+    EXPECT_EQ(count("Template not found"), 0u);
+    EXPECT_EQ(count("Unknown"), 0u);
+    EXPECT_EQ(count("Template Id: 260"), 2u);  // start + explicit refresh
+    EXPECT_EQ(count("Template Id: 261"), 2u);
+    // Every loss record: its cause (PEN 32473 element 4) and its dropped-packet count.
+    EXPECT_EQ(count("(Example Enterprise Number for Documentation Use) Type 4: Value (hex bytes): "), 7u);
+    EXPECT_EQ(count("Dropped Packets: "), 7u);
     if (HasFailure()) std::fprintf(stderr, "tshark output kept in %s\n", sb.dir().c_str());
 }
 

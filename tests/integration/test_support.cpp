@@ -608,6 +608,8 @@ std::optional<SinkRecord> parse_sink_line(const std::string& line, std::string* 
         {"flow_start", {"type", "flow_id", "ts_ns", "proto", "src", "sport", "dst", "dport"}},
         {"flow_end",
          {"type", "flow_id", "reason", "first_ns", "last_ns", "packets", "bytes"}},
+        {"loss", {"type", "cause", "first_ns", "last_ns", "packets"}},
+        {"watermark", {"type", "ts_ns"}},
     };
     const auto spec = kKeys.find(kv[0].second);
     if (spec == kKeys.end()) return *error = "unknown type " + kv[0].second, std::nullopt;
@@ -616,7 +618,7 @@ std::optional<SinkRecord> parse_sink_line(const std::string& line, std::string* 
     for (size_t k = 0; k < kv.size(); ++k) {
         const auto& [key, value] = kv[k];
         if (key != spec->second[k]) return *error = "unexpected key " + key, std::nullopt;
-        if (key == "type" || key == "src" || key == "dst" || key == "reason") continue;
+        if (key == "type" || key == "src" || key == "dst" || key == "reason" || key == "cause") continue;
         uint64_t v = 0;
         if (key == "new") {
             if (value != "true" && value != "false") return *error = "bad new", std::nullopt;
@@ -652,6 +654,11 @@ std::optional<SinkRecord> parse_sink_line(const std::string& line, std::string* 
         r.type = SinkRecord::Type::flow_start;
         r.src = kv[4].second;
         r.dst = kv[6].second;
+    } else if (type == "loss") {
+        r.type = SinkRecord::Type::loss;
+        r.reason = kv[1].second;  // the cause
+    } else if (type == "watermark") {
+        r.type = SinkRecord::Type::watermark;
     } else {
         r.type = SinkRecord::Type::flow_end;
         r.reason = kv[2].second;

@@ -201,7 +201,7 @@ private:
 
 // One angel-sink JSON line (tools/sink/output.cpp).
 struct SinkRecord {
-    enum class Type { packet, flow_start, flow_end };
+    enum class Type { packet, flow_start, flow_end, loss, watermark };
     Type type = Type::packet;
     uint32_t flow_id = 0;
     uint64_t ts_ns = 0;  // packet, flow_start

@@ -237,6 +237,14 @@ TEST_F(ConfigTest, OutOfRange) {
     expect_refused("export = { mtu = 575; };", 1, "export.mtu must be between 576 and 9000, not 575");
     expect_refused("export = { mtu = 9001; };", 1, "export.mtu must be between 576 and 9000, not 9001");
     expect_refused("export = { domain_id = -1; };", 1, "export.domain_id must be between 0 and 4294967295, not -1");
+    // export.watermark_ms: 0 (off) or 10..60000; default 1000.
+    EXPECT_EQ(parse_config_string("", "s").export_.watermark_ms, 1000);
+    EXPECT_EQ(parse_config_string("export = { watermark_ms = 0; };", "s").export_.watermark_ms, 0);
+    EXPECT_EQ(parse_config_string("export = { watermark_ms = 10; };", "s").export_.watermark_ms, 10);
+    EXPECT_EQ(parse_config_string("export = { watermark_ms = 60000; };", "s").export_.watermark_ms, 60000);
+    expect_refused("export = { watermark_ms = 9; };", 1, "export.watermark_ms must be 0 (off) or 10 to 60000, not 9");
+    expect_refused("export = { watermark_ms = 60001; };", 1,
+                   "export.watermark_ms must be between 0 and 60000, not 60001");
     expect_refused("classifier = { port = 0; };", 1, "classifier.port must be between 1 and 65535, not 0");
     expect_refused("classifier = { port = 65536; };", 1, "classifier.port must be between 1 and 65535, not 65536");
     expect_refused("flow = { timeout = 0; };", 1, "flow.timeout must be between 1 and 86400, not 0");

@@ -54,6 +54,8 @@ void expect_per_flow_order(const std::vector<Record>& v) {
             case RecordType::packet: EXPECT_EQ(s, 1) << "packet outside its flow " << r.flow_id; break;
             case RecordType::flow_end: EXPECT_EQ(s, 1) << "end of a closed flow " << r.flow_id; s = 0; break;
             case RecordType::announce: ADD_FAILURE() << "announce record outside a takeover"; break;
+            case RecordType::loss:
+            case RecordType::watermark: ADD_FAILURE() << "the flow tracker makes no loss or watermark record"; break;
         }
     }
 }

@@ -98,7 +98,7 @@ TEST(IpfixExporterRole, BecomingActiveSendsTheTemplatesAtOnce) {
     ipfix::MessageResult res;
     EXPECT_EQ(decode(dec, m, res), 0u);
     EXPECT_EQ(res.status, ipfix::DecodeStatus::ok);
-    EXPECT_EQ(res.templates, 4u);
+    EXPECT_EQ(res.templates, 6u);
     EXPECT_EQ(ex.counters().templates_sent, 1u);
     EXPECT_EQ(seq.load(), 500u);  // templates are no data records
 
@@ -210,7 +210,7 @@ TEST(IpfixExporterRole, DiscardRestartsTheFlushTimer) {
     const std::vector<uint8_t> tpl = rx.recv();
     ASSERT_FALSE(tpl.empty());
     EXPECT_EQ(decode(dec, tpl, res), 0u);
-    EXPECT_EQ(res.templates, 4u);
+    EXPECT_EQ(res.templates, 6u);
     ex.add(packet_record(1));
     usleep(250'000);  // the discarded record's flush time passes
     EXPECT_EQ(ex.discard_pending(), 1u);

@@ -63,7 +63,7 @@ TEST(IpfixTemplates, SizesAndPacketRecordLimit) {
     EXPECT_EQ(template_def(kTplFlowStart4).record_size, kFlowStart4RecordSize);
     EXPECT_EQ(template_def(kTplFlowStart6).record_size, kFlowStart6RecordSize);
     EXPECT_EQ(template_def(kTplFlowEnd).record_size, kFlowEndRecordSize);
-    EXPECT_EQ(template_set_size(), 180u);
+    EXPECT_EQ(template_set_size(), 212u);
     // The packet template ends with angelPacketIndex: PEN 32473, element 3, 4 octets.
     const auto& f = template_def(kTplPacket).fields;
     ASSERT_EQ(f.size(), 6u);
@@ -115,7 +115,7 @@ TEST(IpfixCodec, RoundTripAllRecordKindsV4AndV6) {
     EXPECT_EQ(res.domain_id, 42u);
     EXPECT_EQ(res.sequence, 12345u);
     EXPECT_EQ(res.export_time, 1700000000u);
-    EXPECT_EQ(res.templates, 4u);
+    EXPECT_EQ(res.templates, 6u);
     EXPECT_EQ(res.data_records, 10u);
     ASSERT_EQ(recs.size(), 10u);
 
@@ -323,14 +323,15 @@ TEST(IpfixCodec, DocumentedExampleIsByteExact) {
     enc.reset();
     ASSERT_TRUE(enc.add_templates());
     const size_t t = enc.finish(1717171717, 0);
-    EXPECT_EQ(t, 196u);
+    EXPECT_EQ(t, 228u);
     EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + long(t)),
-              from_hex("000a00c46659f6050000000000000000000200b401000006009400040145000801380002"
+              from_hex("000a00e46659f6050000000000000000000200d401000006009400040145000801380002"
                        "000600018001000100007ed98003000400007ed90101000800940004009c000800040001"
                        "0008000400070002000c0004000b00028001000100007ed90102000800940004009c0008"
                        "00040001001b001000070002001c0010000b00028001000100007ed90103000a00940004"
                        "009c0008009d0008008800018002000100007ed900020008000100088002000800007279"
-                       "80010008000072798001000100007ed9"));
+                       "80010008000072798001000100007ed9010400048004000100007ed9009c0008009d0008"
+                       "008500080105000101450008"));
     // And back: the sink's view of the two packets.
     Decoder dec;
     std::vector<uint8_t> tm(buf.begin(), buf.begin() + long(t));
@@ -343,6 +344,44 @@ TEST(IpfixCodec, DocumentedExampleIsByteExact) {
     EXPECT_EQ(recs[0].packet.index, 0u);
     EXPECT_EQ(recs[1].packet.index, 1u);
     EXPECT_TRUE(recs[1].has_index);
+}
+
+// The loss and watermark example of docs/protocol.md, byte for byte, and back through the
+// decoder: a ring_drop of 1234 packets between two times, then a watermark.
+TEST(IpfixCodec, LossAndWatermarkExampleIsByteExactAndDecodes) {
+    std::vector<uint8_t> buf(1472);
+    Encoder enc(buf.data(), buf.size(), 0);
+    ASSERT_TRUE(enc.add_templates());
+    Decoder dec;
+    const size_t t = enc.finish(1717171717, 0);
+    decode_all(dec, buf.data(), t);
+    enc.reset();
+    const uint64_t first = 1717171717000000500ull, last = 1717171717250000000ull, wm = 1717171717200000000ull;
+    ASSERT_TRUE(enc.add(LossFields{kLossRingDrop, first, last, 1234}));
+    ASSERT_TRUE(enc.add(WatermarkFields{wm}));
+    const size_t n = enc.finish(1717171718, 1234);
+    EXPECT_EQ(n, 57u);
+    EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + long(n)),
+              from_hex("000a00396659f606000004d20000000001040" "01d03ea04748500000864ea047485400000"
+                       "0000000000000004d2010500" "0cea04748533333334"));
+    MessageResult res;
+    const auto recs = decode_all(dec, buf.data(), n, &res);
+    EXPECT_EQ(res.status, DecodeStatus::ok);
+    ASSERT_EQ(recs.size(), 2u);
+    ASSERT_EQ(recs[0].kind, RecordKind::loss);
+    EXPECT_EQ(recs[0].loss.cause, kLossRingDrop);
+    EXPECT_EQ(recs[0].loss.first_ns, first);
+    EXPECT_EQ(recs[0].loss.last_ns, last);
+    EXPECT_EQ(recs[0].loss.packets, 1234u);
+    ASSERT_EQ(recs[1].kind, RecordKind::watermark);
+    EXPECT_EQ(recs[1].watermark.ts_ns, wm);
+    EXPECT_STREQ(loss_cause_text(kLossPcapDrop), "pcap_drop");
+    EXPECT_STREQ(loss_cause_text(kLossIfDrop), "if_drop");
+    EXPECT_STREQ(loss_cause_text(kLossRingDrop), "ring_drop");
+    EXPECT_STREQ(loss_cause_text(kLossCapdRestart), "capd_restart");
+    EXPECT_STREQ(loss_cause_text(kLossCtldRestart), "ctld_restart");
+    EXPECT_STREQ(loss_cause_text(kLossMasterGap), "master_gap");
+    EXPECT_STREQ(loss_cause_text(99), "unknown");
 }
 
 // Messages hold as many 20-octet packet records as docs/protocol.md says.
@@ -482,7 +521,7 @@ TEST(IpfixExporter, TemplatesFirstThenSequencedFullMessages) {
     auto first = rx.recv();
     ASSERT_FALSE(first.empty());
     EXPECT_TRUE(decode_all(dec, first.data(), first.size(), &res).empty());
-    EXPECT_EQ(res.templates, 4u);
+    EXPECT_EQ(res.templates, 6u);
     EXPECT_EQ(res.sequence, 0xfffffff0u);
     EXPECT_EQ(res.domain_id, 9u);
 
@@ -558,7 +597,7 @@ TEST(IpfixExporter, FlushAfterFlushMsAndTemplateRefresh) {
     m = rx.recv();
     ASSERT_FALSE(m.empty());
     decode_all(dec, m.data(), m.size(), &res);
-    EXPECT_EQ(res.templates, 4u);
+    EXPECT_EQ(res.templates, 6u);
     EXPECT_EQ(ex.counters().templates_sent, 2u);
 }
 
@@ -594,7 +633,7 @@ TEST(IpfixExporter, SetDestinationSendsTemplatesFirst) {
     MessageResult res;
     auto m = b.recv();
     EXPECT_TRUE(decode_all(dec, m.data(), m.size(), &res).empty());
-    EXPECT_EQ(res.templates, 4u);
+    EXPECT_EQ(res.templates, 6u);
     m = b.recv();
     const auto recs = decode_all(dec, m.data(), m.size(), &res);
     ASSERT_EQ(recs.size(), 1u);

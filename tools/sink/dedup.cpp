@@ -87,7 +87,9 @@ bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
     case ipfix::RecordKind::packet: replayed = r.packet.replayed; id = r.packet.flow_id; t = r.packet.ts_ns; break;
     case ipfix::RecordKind::flow_start: replayed = r.start.replayed; id = r.start.flow_id; t = r.start.ts_ns; break;
     case ipfix::RecordKind::flow_end: replayed = r.end.replayed; id = r.end.flow_id; t = r.end.last_ns; break;
-    case ipfix::RecordKind::other: return true;
+    case ipfix::RecordKind::loss:
+    case ipfix::RecordKind::watermark:
+    case ipfix::RecordKind::other: return true;  // no flow
     }
     if (replayed) ++replayed_;
     if (!ended_.empty() && now_s - ended_.front().at_s > kHoldSeconds) forget_old(now_s);
@@ -139,6 +141,8 @@ bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
             ended_.push_back({id, now_s});
         }
         break;
+    case ipfix::RecordKind::loss:
+    case ipfix::RecordKind::watermark:
     case ipfix::RecordKind::other: break;
     }
     if (!first) ++duplicates_;

@@ -128,6 +128,22 @@ void Output::record(const ipfix::DecodedRecord& r) {
         put_u64(r.end.bytes[0] + r.end.bytes[1]);
         put(r.end.replayed ? ",\"replayed\":true}\n" : "}\n");
         break;
+    case ipfix::RecordKind::loss:
+        put("{\"type\":\"loss\",\"cause\":\"");
+        put(ipfix::loss_cause_text(r.loss.cause));
+        put("\",\"first_ns\":");
+        put_u64(r.loss.first_ns);
+        put(",\"last_ns\":");
+        put_u64(r.loss.last_ns);
+        put(",\"packets\":");
+        put_u64(r.loss.packets);
+        put("}\n");
+        break;
+    case ipfix::RecordKind::watermark:
+        put("{\"type\":\"watermark\",\"ts_ns\":");
+        put_u64(r.watermark.ts_ns);
+        put("}\n");
+        break;
     case ipfix::RecordKind::other:
         break;
     }

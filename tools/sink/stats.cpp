@@ -76,19 +76,29 @@ void Stats::on_flow_record(const ipfix::DecodedRecord& r) {
         offer_top(f);
         break;
     }
+    case ipfix::RecordKind::loss: loss_packets_ += r.loss.packets; break;
+    case ipfix::RecordKind::watermark: break;
     case ipfix::RecordKind::other: break;
     }
 }
 
 void Stats::print(FILE* out, double seconds) const {
-    const uint64_t records = by_kind_[0] + by_kind_[1] + by_kind_[2] + by_kind_[3];
+    uint64_t records = 0;
+    for (const uint64_t n : by_kind_) records += n;
+    const uint64_t loss = by_kind_[size_t(ipfix::RecordKind::loss)];
+    const uint64_t watermarks = by_kind_[size_t(ipfix::RecordKind::watermark)];
     std::fprintf(out, "\n=== angel-sink summary (%.1f s) ===\n", seconds);
     std::fprintf(out, "IPFIX messages   %" PRIu64 " (%" PRIu64 " bytes), malformed %" PRIu64
                       ", template records %" PRIu64 "\n",
                  datagrams_, bytes_, malformed_, template_records_);
     std::fprintf(out, "records          %" PRIu64 ": packet %" PRIu64 ", flow_start %" PRIu64
-                      ", flow_end %" PRIu64 ", other %" PRIu64 "\n",
+                      ", flow_end %" PRIu64 ", other %" PRIu64,
                  records, by_kind_[1], by_kind_[2], by_kind_[3], by_kind_[0]);
+    // Only when present, so that a summary without them reads as before they existed.
+    if (loss || watermarks)
+        std::fprintf(out, ", loss %" PRIu64 " (%" PRIu64 " packets), watermark %" PRIu64, loss,
+                     loss_packets_, watermarks);
+    std::fprintf(out, "\n");
     if (unknown_sets_)
         std::fprintf(out, "unknown template %" PRIu64 " data sets (%" PRIu64
                           " bytes) skipped: their templates never arrived\n",

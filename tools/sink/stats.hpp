@@ -68,7 +68,8 @@ private:
     uint64_t templates_refused_ = 0, templates_withdrawn_ = 0;
     uint64_t exporters_ = 0, exporters_evicted_ = 0;
     uint64_t flows_table_full_ = 0;  // flow_starts of new IDs while live_ was full: not stored
-    uint64_t by_kind_[4] = {0, 0, 0, 0};
+    uint64_t by_kind_[ipfix::kRecordKinds] = {};
+    uint64_t loss_packets_ = 0;  // sum of the loss records' packet counts
     uint64_t pkt_bytes_ = 0;
     uint64_t end_packets_ = 0, end_bytes_ = 0;
     uint64_t reasons_[6] = {0, 0, 0, 0, 0, 0};
