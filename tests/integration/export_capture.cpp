@@ -129,8 +129,8 @@ ExportCapture read_export_capture(const fs::path& pcap, unsigned port, Millis ti
                 r.packet_index = std::strtoll(hex.c_str(), nullptr, 16);
             if (const std::string hex = hex_after(kFlags); hex.size() == 2)
                 r.replayed = (std::strtol(hex.c_str(), nullptr, 16) & 0x08) != 0;
-        } else if (!frame->records.empty() && frame->records.back().is_packet() && set_records > 0 &&
-                   starts_with(s, "Observation Time Nanoseconds: ")) {
+        } else if (!frame->records.empty() && (frame->records.back().is_packet() || frame->records.back().is_watermark()) &&
+                   set_records > 0 && starts_with(s, "Observation Time Nanoseconds: ")) {
             frame->records.back().time_ns = parse_utc_ns(after_colon(s));
         } else if (!frame->records.empty() && frame->records.back().is_flow_end() && set_records > 0) {
             ExportRecord& r = frame->records.back();

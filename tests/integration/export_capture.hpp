@@ -28,7 +28,7 @@ struct ExportRecord {
     int sport = -1, dport = -1;
     // angelPacketFlags (PEN 32473, element 1) bit 3 on any record: sent again by a new master.
     bool replayed = false;
-    // packet: its observation time; flow_start: StartTime; flow_end: EndTime (the flow's last
+    // packet: its observation time; watermark: its T; flow_start: StartTime; flow_end: EndTime (the flow's last
     // packet); ns since the epoch.
     uint64_t time_ns = 0;
     uint64_t end_packets = 0;  // flow_end: forward + reverse packetDeltaCount

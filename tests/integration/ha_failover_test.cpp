@@ -65,8 +65,9 @@ struct ClassifierView {
         if (r.is_loss() || r.is_watermark()) return true;  // no flow
         auto& lives = flows[r.flow_id];
         if (lives.empty()) lives.emplace_back();
-        // After a flow_end, a packet or flow_end not copied from that life begins the next one.
-        if (lives.back().ended && !r.is_flow_start() && (!r.replayed || r.time_ns > lives.back().end_ns))
+        // After a flow_end, a live packet or flow_end begins the next life (a replayed one is a
+        // copy: the meters' clocks differ, so it may be timed just after the end).
+        if (lives.back().ended && !r.is_flow_start() && !r.replayed)
             lives.emplace_back();
         Life& l = lives.back();
         bool first = true;
@@ -214,14 +215,26 @@ protected:
         EXPECT_EQ(undecoded, 0u) << "data sets tshark could not decode (no template before them)";
         EXPECT_EQ(foreign, 0u);
         // The classifier's view after de-duplication: which records are first copies.
+        // Watermarks over the merged stream of both meters: T never goes back, and no distinct
+        // packet record after a watermark is timed before it (replay and live alike).
         ClassifierView view;
         std::vector<std::vector<bool>> first_copy(cap.frames.size());
-        uint64_t unique_packets = 0;
+        uint64_t unique_packets = 0, watermarks = 0, behind_watermark = 0, watermark_back = 0, last_t = 0;
         for (size_t i = 0; i < cap.frames.size(); ++i)
             for (const ExportRecord& r : cap.frames[i].records) {
                 first_copy[i].push_back(view.admit(r));
                 unique_packets += r.is_packet() && first_copy[i].back();
+                if (r.is_watermark()) {
+                    ++watermarks;
+                    watermark_back += r.time_ns < last_t;
+                    last_t = std::max(last_t, r.time_ns);
+                } else if (r.is_packet() && first_copy[i].back() && r.time_ns < last_t) {
+                    ++behind_watermark;
+                }
             }
+        EXPECT_GT(watermarks, 20u);
+        EXPECT_EQ(watermark_back, 0u) << "watermarks that went back";
+        EXPECT_EQ(behind_watermark, 0u) << "distinct packet records timed before a watermark already received";
         // Flow ID by tuple, as each meter announced it.
         std::array<std::map<std::string, uint32_t>, 2> id_of;
         size_t next = 0;
@@ -297,11 +310,14 @@ protected:
         }
         // Every flow (all started while both meters ran): its distinct packet indexes are
         // 0..n-1 and its one flow_end counts n; a flow still open at the end: 0..last.
-        size_t lives = 0, ended = 0, bad = 0;
+        size_t lives = 0, ended = 0, bad = 0, unstarted = 0;
         std::string example;
         for (const auto& [id, ls] : view.flows)
             for (const ClassifierView::Life& l : ls) {
-                if (!l.started) continue;
+                if (!l.started) {  // records of a life whose flow_start never came: none expected
+                    unstarted += l.idx.size() + l.ended;
+                    continue;
+                }
                 ++lives;
                 ended += l.ended;
                 const uint64_t n = l.ended ? l.end_packets : (l.idx.empty() ? 0 : uint64_t(*l.idx.rbegin()) + 1);
@@ -313,10 +329,14 @@ protected:
                                std::to_string(l.end_packets) : ", open") + ";";
             }
         EXPECT_EQ(bad, 0u) << bad << " of " << lives << " flows with missing or extra packet indexes:" << example;
+        EXPECT_EQ(unstarted, 0u) << "distinct records of flow lives that never had a flow_start";
         EXPECT_GT(ended, 1000u);
         std::printf("HA: %zu flow lives checked (%zu ended): indexes 0..n-1 and one flow_end counting n in all but %zu; "
-                    "%llu copies dropped by the de-duplication\n",
-                    lives, ended, bad, static_cast<unsigned long long>(view.duplicates));
+                    "%llu copies dropped by the de-duplication; %llu watermarks, %llu back, %llu distinct packets behind "
+                    "one\n",
+                    lives, ended, bad, static_cast<unsigned long long>(view.duplicates),
+                    static_cast<unsigned long long>(watermarks), static_cast<unsigned long long>(watermark_back),
+                    static_cast<unsigned long long>(behind_watermark));
         // The classifier (angel-sink) decoded all of it: every exporter's templates came first.
         const std::string summary = read_file(lab_->sink_summary());
         EXPECT_NE(summary.find("malformed 0"), std::string::npos) << summary;

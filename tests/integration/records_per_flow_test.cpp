@@ -64,6 +64,8 @@ Flows read_flows(const std::vector<std::string>& lines) {
             out.problems.push_back("cannot parse: " + line);
             continue;
         }
+        // Loss and watermark records belong to no flow (a replay ends with one watermark).
+        if (r->type == SinkRecord::Type::loss || r->type == SinkRecord::Type::watermark) continue;
         if (r->type == SinkRecord::Type::flow_start) {
             Flow f;
             f.flow_id = r->flow_id;

@@ -99,10 +99,11 @@ bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
         return true;
     }
     bool first = true;
-    // After a flow_end, a packet or flow_end that is not a copy of that life (not replayed, or
-    // timed after its end) belongs to the ID's next life, whose flow_start this receiver missed
-    // (it went to another classifier, or was lost).
-    if (f->ended && r.kind != ipfix::RecordKind::flow_start && (!replayed || t > f->end_last_ns)) new_life(*f);
+    // After a flow_end, a live (not replayed) packet or flow_end belongs to the ID's next life,
+    // whose flow_start this receiver missed (it went to another classifier, or was lost). A
+    // replayed one is a copy of the ended life, even when timed a little after its end: the two
+    // meters' clocks differ (a replayed next life starts with its replayed flow_start).
+    if (f->ended && r.kind != ipfix::RecordKind::flow_start && !replayed) new_life(*f);
     // A replay reaches back ha.replay_ms: it can hold records of an earlier life of this flow
     // ID, all timed before the current life began.
     if (replayed && f->started && t < f->start_ns) {

@@ -6,8 +6,8 @@
 // starting after the previous life ended) and ends with its flow_end. A replayed record timed
 // before the current life's start belongs to an earlier life: a copy too (a replay reaches back
 // seconds, over the end of a flow and the start of the next one on the same tuple). After a
-// flow_end, a packet or flow_end that is not replayed, or timed after that end, begins the next
-// life even without its flow_start (the receiver missed it); so does a packet, not replayed,
+// flow_end, a packet or flow_end that is not replayed begins the next life even without its
+// flow_start (the receiver missed it); so does a packet, not replayed,
 // whose index was seen but that is timed after every packet of the life (a copy carries the
 // time of its original: this is a later flow on the same tuple whose end and start went
 // elsewhere).
