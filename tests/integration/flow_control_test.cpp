@@ -191,8 +191,9 @@ TEST(FlowControl, MuteUnmuteThroughAngelctl) {
     EXPECT_NE(stats.find("flow_control.local 1\n"), std::string::npos) << stats;
     EXPECT_NE(stats.find("flow_control.published 1\n"), std::string::npos) << stats;
     sleep_s(3.0);
-    const CommandResult unmute = ctl(m, {"unmute", id});
+    // Taken before the command: a packet captured while angelctl returns is already unmuted.
     const uint64_t unmute_ns = wall_ns();
+    const CommandResult unmute = ctl(m, {"unmute", id});
     ASSERT_TRUE(unmute.ok()) << unmute.describe();
     EXPECT_EQ(unmute.out, "flow " + id + " unmuted\n");
 

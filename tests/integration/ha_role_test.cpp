@@ -165,3 +165,62 @@ TEST(HaRole, FollowsTheStateFileAndReloads) {
 
 }  // namespace
 }  // namespace angel::itest
+
+namespace angel::itest {
+namespace {
+
+// A record ring too small for ha.replay_ms (docs/ha.md, sizing): the backup's window is cut
+// short (netd.window_trimmed), and the meter that becomes master says so to the classifier
+// first, as a loss record of cause master_gap counting the packet records it no longer has,
+// before it replays what it kept (flagged replayed).
+TEST(HaRole, AWindowTheRingCannotHoldIsAMasterGapLossRecord) {
+    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
+    NetnsMeter t("harg", "harg");
+    const fs::path state = t.dir / "carp" / "ha.state";
+    fs::create_directories(state.parent_path());
+    const unsigned port = 47392;
+    // 64 KiB = 1024 records, of which netd keeps at most 768; a 60 s window never ages here.
+    t.write_config(t.config(port, "127.0.0.1",
+                            std::string("flow = { id_key = \"") + kKey + "\"; };\nha = { mode = \"file\"; state_file = \"" +
+                                state.string() + "\"; takeover_ms = 0; replay_ms = 60000; };\n"
+                                "shm = { record_ring = \"64K\"; };\n"));
+    ASSERT_TRUE(t.start_sink(port));
+    ASSERT_TRUE(t.start_meter());
+    EXPECT_EQ(role_of(t.sock), "backup");
+    t.start_traffic(2, "--pps=2000");  // about 5,500 packets
+    ASSERT_TRUE(t.sender->wait(30));
+    sleep_s(0.5);
+    const std::string before = angelctl(t.sock, {"stats"}).out;
+    const uint64_t trimmed = number_after(before, "netd.window_trimmed ").value_or(0);
+    EXPECT_GT(trimmed, 3000u) << before;
+    write_state(state, "MASTER");
+    ASSERT_GE(seconds_until_role(t.sock, "master", 3.0), 0) << t.log();
+    EXPECT_TRUE(wait_until_s([&] { return t.log().find("the replay window lost") != std::string::npos; }, 5)) << t.log();
+    sleep_s(1.0);
+    const std::string after = angelctl(t.sock, {"stats"}).out;
+    const uint64_t replayed = number_after(after, "netd.replayed ").value_or(0);
+    const auto counters = t.stop_meter();
+    ASSERT_FALSE(counters.empty()) << t.log();
+    // The sink's JSON: one master_gap loss record, then the replay.
+    const std::string out = read_file(t.sink_out(0));
+    const std::string key = "{\"type\":\"loss\",\"cause\":\"master_gap\"";
+    const size_t at = out.find(key);
+    ASSERT_NE(at, std::string::npos) << out.substr(0, 2000);
+    EXPECT_EQ(out.find(key, at + 1), std::string::npos) << "one master_gap record per promotion";
+    const std::string line = out.substr(at, out.find('\n', at) - at);
+    const uint64_t lost = number_after(line, "\"packets\":").value_or(0);
+    // Every record trimmed is a packet record or a flow record: the packets lost are at most
+    // that, and most of it (the trace has about 2 flow records per 40 packets).
+    EXPECT_GT(lost, 0u) << line;
+    EXPECT_LE(lost, trimmed) << line;
+    EXPECT_GE(lost * 10, trimmed * 8) << line;
+    EXPECT_GT(number_after(line, "\"last_ns\":").value_or(0), number_after(line, "\"first_ns\":").value_or(UINT64_MAX)) << line;
+    // The replay follows it, flagged: what the window still held (at most 768 records).
+    EXPECT_GT(replayed, 0u) << after;
+    EXPECT_LE(replayed, 768u) << after;
+    const size_t first_replayed = out.find("\"replayed\":true");
+    EXPECT_GT(first_replayed, at) << "the loss record comes before the replay";
+}
+
+}  // namespace
+}  // namespace angel::itest

@@ -302,6 +302,28 @@ pid_t start_capture(Sandbox& sb, uint16_t port) {
     return 0;
 }
 
+// tshark -V's reading of dir/cap.pcap (kept in dir/tshark.txt), and how often a text occurs in it.
+struct TsharkText {
+    TsharkText(const fs::path& dir, unsigned port) {
+        const std::string cmd = "tshark -n -r " + (dir / "cap.pcap").string() + " -d udp.port==" +
+                                std::to_string(port) + ",cflow -V 2>&1";
+        FILE* p = popen(cmd.c_str(), "r");
+        if (p == nullptr) return;
+        char buf[65536];
+        for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
+        pclose(p);
+        ran = true;
+        std::ofstream(dir / "tshark.txt") << text;
+    }
+    size_t count(const std::string& needle) const {
+        size_t c = 0;
+        for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at += needle.size()) ++c;
+        return c;
+    }
+    std::string text;
+    bool ran = false;
+};
+
 TEST(SinkTshark, SinkPrintsExactlyWhatWasSentAndTsharkDecodesIt) {
     ASSERT_TRUE(fs::exists(bin_dir() + "/angel-sink")) << "build angel-sink first";
     Sandbox sb;
@@ -351,22 +373,9 @@ TEST(SinkTshark, SinkPrintsExactlyWhatWasSentAndTsharkDecodesIt) {
     if (cap == 0 || !have_program("tshark")) GTEST_SKIP() << "no loopback capture or no tshark";
     std::this_thread::sleep_for(200ms);
     sb.stop(cap, SIGINT);
-    const std::string pcap = (sb.dir() / "cap.pcap").string();
-    const std::string cmd = "tshark -n -r " + pcap + " -d udp.port==" + std::to_string(port) +
-                            ",cflow -V 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string text;
-    char buf[65536];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
-    pclose(p);
-    std::ofstream(sb.dir() / "tshark.txt") << text;
-
-    auto count = [&](const std::string& needle) {
-        size_t c = 0;
-        for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at += needle.size()) ++c;
-        return c;
-    };
+    const TsharkText tshark(sb.dir(), port);
+    ASSERT_TRUE(tshark.ran);
+    auto count = [&](const std::string& needle) { return tshark.count(needle); };
     EXPECT_EQ(count("Cisco NetFlow/IPFIX"), counters.messages_sent);
     EXPECT_EQ(count("Malformed"), 0u);
     EXPECT_EQ(count("Expert Info"), 0u);
@@ -385,7 +394,7 @@ TEST(SinkTshark, SinkPrintsExactlyWhatWasSentAndTsharkDecodesIt) {
     for (const auto& r : records)
         if (r.type == uint8_t(RecordType::packet)) sent_idx.emplace_back(r.flow_id, r.packet.index);
     {
-        std::istringstream in(text);
+        std::istringstream in(tshark.text);
         uint32_t flow = 0;
         const std::string kIdx = "(Example Enterprise Number for Documentation Use) Type 3: Value (hex bytes): ";
         for (std::string line; std::getline(in, line);) {
@@ -451,20 +460,9 @@ TEST(SinkTshark, LossAndWatermarkRecordsDecodeInSinkAndTshark) {
     if (cap == 0 || !have_program("tshark")) GTEST_SKIP() << "no loopback capture or no tshark";
     std::this_thread::sleep_for(200ms);
     sb.stop(cap, SIGINT);
-    const std::string pcap = (sb.dir() / "cap.pcap").string();
-    const std::string cmd = "tshark -n -r " + pcap + " -d udp.port==" + std::to_string(port) + ",cflow -V 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string text;
-    char buf[65536];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
-    pclose(p);
-    std::ofstream(sb.dir() / "tshark.txt") << text;
-    auto count = [&](const std::string& needle) {
-        size_t c = 0;
-        for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at += needle.size()) ++c;
-        return c;
-    };
+    const TsharkText tshark(sb.dir(), port);
+    ASSERT_TRUE(tshark.ran);
+    auto count = [&](const std::string& needle) { return tshark.count(needle); };
     EXPECT_EQ(count("Cisco NetFlow/IPFIX"), counters.messages_sent);
     EXPECT_EQ(count("Malformed"), 0u);
     EXPECT_EQ(count("Expert Info"), 0u);
