@@ -50,10 +50,6 @@ CaptureSource::CaptureSource(const LiveConfig& cfg) : snaplen_(cfg.snaplen) {
         handles_.push_back(h);
         // A pipe or FIFO cannot be mapped; libpcap keeps reading those (and other formats).
         if (regular_file_) map_classic_file(fp);
-        if (file_reader_)
-            compile_file_filter(cfg.bpf_filter);
-        else
-            apply_filter(handles_.back(), cfg.bpf_filter);
         return;
     }
     live_ = true;
@@ -80,17 +76,6 @@ void CaptureSource::open_live(const LiveConfig& cfg, const char* ifname) {
         throw std::runtime_error(std::string("cannot make ") + ifname + " non-blocking: " + err);
     H.fd = pcap_get_selectable_fd(H.p);
     H.linktype = pcap_datalink(H.p);
-    apply_filter(H, cfg.bpf_filter);
-}
-
-void CaptureSource::apply_filter(Handle& h, const char* filter) {
-    if (!filter || filter[0] == '\0') return;
-    bpf_program prog{};
-    if (pcap_compile(h.p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) != 0)
-        throw std::runtime_error(pcap_problem(h.p, "bad capture filter \"" + std::string(filter) + "\""));
-    const int rc = pcap_setfilter(h.p, &prog);
-    pcap_freecode(&prog);
-    if (rc != 0) throw std::runtime_error(pcap_problem(h.p, "cannot set the capture filter on " + h.name));
 }
 
 void CaptureSource::map_classic_file(FILE* fp) {
@@ -104,37 +89,7 @@ void CaptureSource::map_classic_file(FILE* fp) {
     file_reader_.emplace(file_map_.data(), file_map_.size(), *fmt, fd);
 }
 
-void CaptureSource::compile_file_filter(const char* filter) {
-    // Compiled on libpcap's handle for the file (its link type and snapshot length), as
-    // pcap_setfilter would install it; the old program stays if the new one does not compile.
-    bpf_program prog{};
-    if (filter && filter[0] != '\0' &&
-        pcap_compile(handles_.front().p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) != 0)
-        throw std::runtime_error(pcap_problem(handles_.front().p, "bad capture filter \"" + std::string(filter) + "\""));
-    pcap_freecode(&file_filter_);
-    file_filter_ = prog;
-}
-
-void CaptureSource::set_filter(const char* filter) {
-    if (file_reader_) {
-        compile_file_filter(filter);
-        return;
-    }
-    // An empty filter means everything: install one that accepts all.
-    for (Handle& h : handles_) apply_filter(h, filter && filter[0] ? filter : "");
-    if (!filter || !filter[0]) {
-        for (Handle& h : handles_) {
-            bpf_program prog{};
-            if (pcap_compile(h.p, &prog, "", 1, PCAP_NETMASK_UNKNOWN) == 0) {
-                pcap_setfilter(h.p, &prog);
-                pcap_freecode(&prog);
-            }
-        }
-    }
-}
-
 CaptureSource::~CaptureSource() {
-    pcap_freecode(&file_filter_);
     for (Handle& h : handles_)
         if (h.p) pcap_close(h.p);
 }
@@ -200,20 +155,11 @@ CaptureSource::Result CaptureSource::next(CapturedPacket& out, int timeout_ms) {
 
 CaptureSource::Result CaptureSource::next_from_file(CapturedPacket& out) {
     PcapRecord r;
-    for (;;) {
-        if (!file_reader_->next(r)) {  // a damaged record ends it, as in libpcap
-            if (file_reader_->cut())
-                log_warn("the replay file %s became shorter while being read; the replay ends at its new end",
-                         handles_.front().name.c_str());
-            return Result::end;
-        }
-        if (!file_filter_.bf_insns) break;
-        // The filter sees the record as libpcap's reader would filter it: capped at the file's
-        // snapshot length, not yet at capd's snaplen.
-        pcap_pkthdr h{};
-        h.caplen = r.caplen;
-        h.len = r.wire_len;
-        if (pcap_offline_filter(&file_filter_, &h, r.data) != 0) break;
+    if (!file_reader_->next(r)) {  // a damaged record ends it, as in libpcap
+        if (file_reader_->cut())
+            log_warn("the replay file %s became shorter while being read; the replay ends at its new end",
+                     handles_.front().name.c_str());
+        return Result::end;
     }
     out.ts_ns = r.ts_ns;
     out.wire_len = r.wire_len;

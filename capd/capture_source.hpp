@@ -29,7 +29,8 @@ struct PcapCounters {
 
 class CaptureSource {
 public:
-    // Opens the replay file or the live interfaces of cfg and applies cfg.bpf_filter.
+    // Opens the replay file or the live interfaces of cfg. No capture filter: the customer
+    // set is applied by procd, after every encapsulation (shm/customer_set.hpp).
     // Throws std::runtime_error with a one-line message on failure.
     explicit CaptureSource(const LiveConfig& cfg);
     ~CaptureSource();
@@ -50,9 +51,6 @@ public:
     bool regular_file() const { return regular_file_; }
     // Replay reads the file's records in place from a mapping instead of through libpcap.
     bool reads_in_place() const { return file_reader_.has_value(); }
-    // Replaces the BPF filter on every handle (reload of customers.networks). Throws
-    // std::runtime_error when it does not compile; the old filter then stays.
-    void set_filter(const char* filter);
 
 private:
     struct Handle {
@@ -67,19 +65,15 @@ private:
     };
     bool fill_pending(Handle& h);
     void open_live(const LiveConfig& cfg, const char* ifname);
-    void apply_filter(Handle& h, const char* filter);
     void map_classic_file(FILE* fp);
-    void compile_file_filter(const char* filter);
     Result next_from_file(CapturedPacket& out);
 
     static constexpr size_t kFileBuffer = 1 << 20;
     std::unique_ptr<char[]> file_buf_;  // replay file's stdio buffer; outlives the pcap handle
     std::vector<Handle> handles_;
-    // Replay of a regular classic pcap file: records are read in place from a mapping, and
-    // libpcap's handle only compiles the filter, which is then run here on each record.
+    // Replay of a regular classic pcap file: records are read in place from a mapping.
     MappedFile file_map_;
     std::optional<PcapFileReader> file_reader_;
-    bpf_program file_filter_{};  // no instructions: no filter
     bool live_ = false;
     bool regular_file_ = false;
     uint32_t snaplen_ = 128;

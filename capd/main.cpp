@@ -115,21 +115,12 @@ int main(int argc, char** argv) {
         }
         unpublished = 0;
     };
-    // A reload may change the customer filter; it applies to the open capture at once.
+    // A reload's values (flush_ms for the capture reports) apply at once.
     auto check_reload = [&] {
         const uint32_t gen = control.config.generation.load(std::memory_order_acquire);
         if (gen != cfg_gen) {
             cfg_gen = gen;
-            LiveConfig nc = rt.segment().config();
-            if (std::strcmp(nc.bpf_filter, cfg.bpf_filter) != 0) {
-                try {
-                    src->set_filter(nc.bpf_filter);
-                    log_notice("capture filter now \"%s\"", nc.bpf_filter);
-                } catch (const std::exception& e) {
-                    log_err("%s; keeping the previous filter", e.what());
-                }
-            }
-            cfg = nc;
+            cfg = rt.segment().config();
         }
     };
     auto take = [&](const CapturedPacket& p) {

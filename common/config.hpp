@@ -34,12 +34,12 @@ inline constexpr std::size_t kMaxHostLen = 255;      // a DNS name at most
 inline constexpr std::size_t kMaxPathLen = 200;      // runtime_dir: room for socket names (sun_path 108)
 
 // One customer network. addr holds the network address (host bits zero), IPv4 in the first
-// 4 bytes and the rest zero. text is the canonical form, e.g. "192.0.2.0/24", "2001:db8::/32".
+// 4 bytes and the rest zero. Kept small (a list may hold millions): format_cidr() gives the
+// canonical text, e.g. "192.0.2.0/24", "2001:db8::/32".
 struct Cidr {
     uint8_t ip_version = 0;  // 4 or 6
     std::array<uint8_t, 16> addr{};
     uint8_t prefix_len = 0;
-    std::string text;
 
     bool operator==(const Cidr& o) const {
         return ip_version == o.ip_version && addr == o.addr && prefix_len == o.prefix_len;
@@ -188,5 +188,7 @@ bool conninfo_has_password(const std::string& conninfo);
 // Refuses host bits set, a prefix out of range and anything inet_pton refuses; *error (when
 // given) says why. Exposed for the database path, which reads customer networks as text.
 std::optional<Cidr> parse_cidr(std::string_view text, std::string* error = nullptr);
+// The canonical text of a network: "192.0.2.0/24", "2001:db8::/32".
+std::string format_cidr(const Cidr& c);
 
 }  // namespace angel

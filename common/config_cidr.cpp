@@ -25,12 +25,6 @@ bool parse_prefix(std::string_view s, int* out) {
     return true;
 }
 
-std::string format_network(const Cidr& c) {
-    char buf[INET6_ADDRSTRLEN] = {};
-    inet_ntop(c.ip_version == 4 ? AF_INET : AF_INET6, c.addr.data(), buf, sizeof buf);
-    return std::string(buf) + "/" + std::to_string(c.prefix_len);
-}
-
 // Bits after prefix_len, which a network address must have at zero.
 bool host_bits_zero(const Cidr& c, int addr_bytes) {
     for (int bit = c.prefix_len; bit < addr_bytes * 8; ++bit) {
@@ -84,11 +78,16 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string* error) {
         Cidr fixed = c;
         clear_host_bits(fixed, addr_bytes);
         set_error(error, quoted + " has host bits set after the /" + std::to_string(prefix) +
-                             " prefix (did you mean " + format_network(fixed) + "?)");
+                             " prefix (did you mean " + format_cidr(fixed) + "?)");
         return std::nullopt;
     }
-    c.text = format_network(c);
     return c;
+}
+
+std::string format_cidr(const Cidr& c) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    inet_ntop(c.ip_version == 4 ? AF_INET : AF_INET6, c.addr.data(), buf, sizeof buf);
+    return std::string(buf) + "/" + std::to_string(c.prefix_len);
 }
 
 }  // namespace angel

@@ -142,11 +142,13 @@ std::string describe(const Config& c) {
         }
         interfaces += "]";
     }
+    // A list may hold millions: the first few, then how many more.
+    constexpr size_t kShown = 8;
+    const auto& nets = c.customers.networks;
     std::string networks = "[";
-    for (size_t i = 0; i < c.customers.networks.size(); ++i) {
-        networks += (i ? ", " : "") + quoted(c.customers.networks[i].text);
-    }
-    networks += c.customers.networks.empty() ? "]  # all traffic" : "]";
+    for (size_t i = 0; i < nets.size() && i < kShown; ++i) networks += (i ? ", " : "") + quoted(format_cidr(nets[i]));
+    networks += nets.empty() ? "]  # all traffic" : "]";
+    if (nets.size() > kShown) networks += "  # and " + std::to_string(nets.size() - kShown) + " more";
 
     line("instance", quoted(c.instance));
     line("user", quoted(c.user));

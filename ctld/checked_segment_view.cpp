@@ -156,6 +156,10 @@ StopFlags CheckedSegmentView::stop_flags() const {
     return f;
 }
 
+uint64_t CheckedSegmentView::customer_generation() const {
+    return seg_.header()->customer_generation.load(std::memory_order_acquire);
+}
+
 uint64_t CheckedSegmentView::ipfix_sequence() const {
     return seg_.header()->ipfix_sequence.load(std::memory_order_relaxed);
 }

@@ -75,6 +75,9 @@ public:
     RingReading ring(Segment::Ring r) const;
     StopFlags stop_flags() const;
     uint64_t ipfix_sequence() const;
+    // The customer set generation procd says it filters with (SegmentHeader::
+    // customer_generation). Any value: ctld only compares it with what it published.
+    uint64_t customer_generation() const;
     // The latest capture time procd has taken from capd (ExportProgress::covered_ns): never
     // later than wall_now_ns (a later value is a lie or a clock step: read as wall_now_ns).
     uint64_t capture_covered_ns(uint64_t wall_now_ns) const;

@@ -20,7 +20,7 @@
 
 #include "common/control_proto.hpp"
 #include "common/log.hpp"
-#include "ctld/capture_filter_check.hpp"
+#include "ctld/customer_set_publisher.hpp"
 #include "ctld/id_key_store.hpp"
 #include "ctld/live_config_builder.hpp"
 #include "ctld/reload_plan.hpp"
@@ -128,6 +128,10 @@ int Controller::run() {
     }
     write_live_config(seg_->control_rw().config, live);
     flow_control_ = std::make_unique<FlowControlSet>(seg_->control_rw().flow_control);
+    // The first customer set goes out before procd starts.
+    customers_ = std::make_unique<CustomerSetPublisher>(*seg_);
+    customers_->offer(cfg_.customers.networks);
+    customers_->service(0, monotonic_ns());
     try {
         // The role is known before any stage starts: a backup's netd never sends a byte.
         ha_ = std::make_unique<HaMonitor>(cfg_.ha, seg_->control_rw(), monotonic_ns());
@@ -160,6 +164,7 @@ int Controller::run() {
     log_final_counters(*seg_, cfg_.instance);
     control_.reset();
     flow_control_.reset();
+    customers_.reset();
     seg_.reset();
     Segment::remove(cfg_.instance);
     for (StageId id : {StageId::capd, StageId::procd, StageId::netd})
@@ -265,6 +270,7 @@ void Controller::loop() {
         for (auto& s : stages_) s->tick(now);
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
         drive_gc(now);
+        customers_->service(CheckedSegmentView(*seg_).customer_generation(), now);
         if (coverage_) coverage_->note(CheckedSegmentView(*seg_).capture_covered_ns(realtime_ns()), now);
         apply_database_changes();
         bool all_done = true;
@@ -295,10 +301,10 @@ std::string Controller::reload(bool* ok, bool db_only) {
     const auto missing = missing_required(next, !opt_.replay.empty());
     if (!missing.empty()) return "reload refused, running configuration kept: required value missing: " + join(missing);
     const ReloadPlan plan = plan_reload(cfg_, next);
-    if (!(next.customers.networks == cfg_.customers.networks)) {
-        // The same check as at start: never a filter the kernel refuses (capd would keep
-        // capturing with libpcap filtering in user space, silently).
-        if (const std::string p = customer_filter_problem(next, !opt_.replay.empty()); !p.empty())
+    const bool customers_changed = !(next.customers.networks == cfg_.customers.networks);
+    if (customers_changed) {
+        // The same check as at start: a set that fits the meter's room for it.
+        if (const std::string p = customer_set_problem(next.customers.networks, nullptr); !p.empty())
             return "reload refused, running configuration kept: " + p;
     }
     if (!plan.restart_changes.empty())
@@ -323,6 +329,12 @@ std::string Controller::reload(bool* ok, bool db_only) {
         return std::string("reload refused: ") + e.what();
     }
     write_live_config(seg_->control_rw().config, live);
+    // Built now, swapped in for procd by the loop (at once, unless procd still moves to the
+    // set before).
+    if (customers_changed) {
+        customers_->offer(next.customers.networks);
+        customers_->service(CheckedSegmentView(*seg_).customer_generation(), monotonic_ns());
+    }
     // The supervisors keep their own copy of the hang timeout: hand them the new one.
     for (auto& s : stages_)
         if (s) s->set_hang_timeout(static_cast<uint64_t>(next.supervisor.hang_timeout) * kSecond);
@@ -351,6 +363,7 @@ ControlReply Controller::handle_command(const std::string& line) {
         v.config_generation = seg_->control().config.generation.load();
         v.ctld_started_ns = started_ns_;
         v.stopping = stopping_;
+        v.customers = customers_->status(CheckedSegmentView(*seg_).customer_generation());
         for (auto& s : stages_) v.stages.push_back(s.get());
         if (db_) {
             v.database = true;
@@ -358,7 +371,8 @@ ControlReply Controller::handle_command(const std::string& line) {
         }
         return {true, render_status(*seg_, v, json)};
     }
-    if (cmd == "stats") return {true, render_stats(*seg_, json, &flow_control_->stats())};
+    const CustomerSetStatus cs = customers_->status(CheckedSegmentView(*seg_).customer_generation());
+    if (cmd == "stats") return {true, render_stats(*seg_, json, &flow_control_->stats(), &cs)};
     if (cmd == "mute" || cmd == "unmute") return flow_control_command(words, json);
     if (cmd == "flows") {
         FlowsQuery q;

@@ -16,6 +16,7 @@
 namespace angel {
 
 class DbThread;
+class CustomerSetPublisher;
 class FlowControlSet;
 class HaMonitor;
 
@@ -64,6 +65,7 @@ private:
     std::unique_ptr<DbThread> db_;
     std::unique_ptr<HaMonitor> ha_;  // the role (ctld/ha/)
     std::unique_ptr<FlowControlSet> flow_control_;  // muted / full flows, published for procd
+    std::unique_ptr<CustomerSetPublisher> customers_;  // customers.networks, published for procd
     std::unique_ptr<CaptureCoverage> coverage_;  // live only: the capture gap of an unclean stop
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;

@@ -32,18 +32,6 @@ void copy_field(char* dst, size_t cap, const std::string& src, const char* what)
 }
 }  // namespace
 
-std::string customer_filter(const std::vector<Cidr>& nets) {
-    if (nets.empty()) return "";
-    std::string any;
-    for (const Cidr& n : nets) {
-        if (!any.empty()) any += " or ";
-        any += "net " + n.text;
-    }
-    // A BPF "net" test reads the IP header at the untagged offset; the "vlan" keyword shifts
-    // the offsets for what follows, so tagged traffic needs its own branch.
-    return "(" + any + ") or (vlan and (" + any + "))";
-}
-
 LiveConfig build_live_config(const Config& c, const std::string& replay_file, const FlowIdKey& key,
                              bool foreground) {
     LiveConfig lc;
@@ -63,7 +51,6 @@ LiveConfig build_live_config(const Config& c, const std::string& replay_file, co
     lc.snaplen = static_cast<uint32_t>(c.capture.snaplen);
     lc.buffer_size = static_cast<uint32_t>(c.capture.buffer_size);
     lc.promiscuous = c.capture.promiscuous ? 1 : 0;
-    copy_field(lc.bpf_filter, sizeof lc.bpf_filter, customer_filter(c.customers.networks), "capture filter");
     // netd runs in an empty jail with no resolver: it gets the address, resolved here.
     copy_field(lc.classifier_host, sizeof lc.classifier_host, numeric_host(c.classifier.host), "classifier.host");
     lc.classifier_port = static_cast<uint32_t>(c.classifier.port);

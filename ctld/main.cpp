@@ -15,7 +15,7 @@
 
 #include "common/config.hpp"
 #include "common/log.hpp"
-#include "ctld/capture_filter_check.hpp"
+#include "ctld/customer_set_publisher.hpp"
 #include "ctld/controller.hpp"
 #include "ctld/daemonize.hpp"
 #include "ctld/db_config_source.hpp"
@@ -126,16 +126,12 @@ int main(int argc, char** argv) {
         return kExitConfig;
     }
     warn_readable_secrets(cfg, opt.ctl.config_path);
-    // A customer list whose BPF program the kernel would refuse (libpcap would then filter in
-    // user space, silently): refused here, at -t and before detaching.
-    {
-        std::string warning;
-        const std::string problem = customer_filter_problem(cfg, replay, &warning);
-        if (!warning.empty()) log_warn("%s", warning.c_str());
-        if (!problem.empty()) {
-            log_err("%s: %s", opt.ctl.config_path.c_str(), problem.c_str());
-            return kExitConfig;
-        }
+    // The customer set must fit the room the meter keeps for it: refused here, at -t and
+    // before detaching (the same check applies on reload).
+    std::string customer_summary;
+    if (const std::string p = customer_set_problem(cfg.customers.networks, &customer_summary); !p.empty()) {
+        log_err("%s: %s", opt.ctl.config_path.c_str(), p.c_str());
+        return kExitConfig;
     }
     // The HA replay window the record ring can hold, against the interfaces' line rate.
     if (!replay) {
@@ -165,6 +161,7 @@ int main(int argc, char** argv) {
                         opt.ctl.config_path.c_str(), cfg.ha.mode.c_str(),
                         cfg.ha.mode == "vip" ? cfg.ha.vip.c_str() : cfg.ha.state_file.c_str(),
                         cfg.database.meter_id.c_str());
+        std::printf("%s: %s\n", opt.ctl.config_path.c_str(), customer_summary.c_str());
         std::printf("%s: configuration OK\n", opt.ctl.config_path.c_str());
         return 0;
     }

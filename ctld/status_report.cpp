@@ -128,6 +128,13 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
         j.key("flows").begin_object();
         j.field("live", view.live_flows()).field("capacity", view.flow_capacity());
         j.end_object();
+        j.key("customers").begin_object();
+        j.field("prefixes", v.customers.prefixes).field("ipv4_prefixes", v.customers.v4_prefixes);
+        j.field("ipv6_prefixes", v.customers.v6_prefixes).field("ranges", v.customers.ranges);
+        j.field("bytes", v.customers.bytes).field("generation", v.customers.generation);
+        j.field("procd_generation", v.customers.procd_generation).field("pending", v.customers.pending);
+        j.field("filtered", view.counter(StageId::procd, procd_filtered));
+        j.end_object();
         j.key("database");
         if (v.database) {
             j.begin_object();
@@ -178,6 +185,17 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
                   ring_fill(view, R::packet), ring_fill(view, R::record), ring_fill(view, R::event), view.live_flows(),
                   view.flow_capacity());
     out += line;
+    if (v.customers.prefixes == 0)
+        std::snprintf(line, sizeof line, "customers none: every packet metered  generation %" PRIu64 " (procd %" PRIu64 ")\n",
+                      v.customers.generation, v.customers.procd_generation);
+    else
+        std::snprintf(line, sizeof line,
+                      "customers %" PRIu64 " prefixes (%" PRIu64 " IPv4, %" PRIu64 " IPv6) in %" PRIu64
+                      " ranges  generation %" PRIu64 " (procd %" PRIu64 ")%s  filtered %" PRIu64 "\n",
+                      v.customers.prefixes, v.customers.v4_prefixes, v.customers.v6_prefixes, v.customers.ranges,
+                      v.customers.generation, v.customers.procd_generation, v.customers.pending ? ", next pending" : "",
+                      view.counter(StageId::procd, procd_filtered));
+    out += line;
     if (v.database) {
         std::snprintf(line, sizeof line,
                       "database %s  connects %" PRIu64 "  flows written %" PRIu64 " (ended %" PRIu64
@@ -191,7 +209,7 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
     return out;
 }
 
-std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc) {
+std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc, const CustomerSetStatus* cs) {
     const CheckedSegmentView view(seg);
     JsonWriter j;
     std::string text;
@@ -233,6 +251,23 @@ std::string render_stats(const Segment& seg, bool json, const FlowControlStats* 
         for (const auto& [name, n] : f) {
             j.field(name, n);
             text += std::string("flow_control.") + name + " " + std::to_string(n) + "\n";
+        }
+        j.end_object();
+    }
+    if (cs) {
+        // The customer set: its size, the generation published and the one procd uses.
+        const std::pair<const char*, uint64_t> f[] = {{"prefixes", cs->prefixes},
+                                                      {"ipv4_prefixes", cs->v4_prefixes},
+                                                      {"ipv6_prefixes", cs->v6_prefixes},
+                                                      {"ranges", cs->ranges},
+                                                      {"bytes", cs->bytes},
+                                                      {"generation", cs->generation},
+                                                      {"procd_generation", cs->procd_generation},
+                                                      {"pending", cs->pending ? 1u : 0u}};
+        j.key("customers").begin_object();
+        for (const auto& [name, n] : f) {
+            j.field(name, n);
+            text += std::string("customers.") + name + " " + std::to_string(n) + "\n";
         }
         j.end_object();
     }

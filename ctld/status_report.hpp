@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "ctld/customer_set_publisher.hpp"
 #include "ctld/db_thread.hpp"
 #include "ctld/ha/ha_monitor.hpp"
 #include "ctld/stage_supervisor.hpp"
@@ -21,12 +22,15 @@ struct MeterView {
     std::vector<const StageSupervisor*> stages;
     bool database = false;  // database.conninfo is set
     DbThreadStats db;       // the database thread's view, when database
+    CustomerSetStatus customers;  // the customer set published for procd
 };
 
 std::string render_status(const Segment& seg, const MeterView& v, bool json);
 struct FlowControlStats;
 // fc: ctld's set of muted / full flows (ctld/flow_control_set.hpp), null: not shown.
-std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc = nullptr);
+// cs: the customer set (ctld/customer_set_publisher.hpp), null: not shown.
+std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc = nullptr,
+                         const CustomerSetStatus* cs = nullptr);
 // angelctl role: the role, the HA mode, since when, transitions and time as master.
 std::string render_role(const RoleReport& r, bool json);
 // angelctl flows: --top N (the N busiest) or --limit N (the first N found); neither: the

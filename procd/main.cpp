@@ -8,6 +8,7 @@
 #include "common/flow_key.hpp"
 #include "common/log.hpp"
 #include "common/packet/parser.hpp"
+#include "procd/customer_filter.hpp"
 #include "procd/flow_control_applier.hpp"
 #include "procd/capture_progress.hpp"
 #include "procd/flow_tracker.hpp"
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
     // Muted and full flows (angel.flow_control, angelctl mute): marked in their FlowEntry.
     FlowControlApplier flow_control(map);
     flow_control.reset(control.flow_control);
+    // Customer networks (customers.networks): packets of nobody's network go no further.
+    CustomerFilter customers(rt.segment());
+    customers.poll();
     PacketParser parser;
     CaptureProgress progress(rt.header().progress, sink, rt.status().counters, replay);
     progress.configure(cfg.flush_ms, cfg.watermark_ms);
@@ -125,7 +129,8 @@ int main(int argc, char** argv) {
     constexpr size_t kEntryAhead = 4;
     for (;;) {
         size_t n = 0;  // packets taken from the ring
-        size_t m = 0;  // of which IP packets, in batch[0..m)
+        size_t m = 0;  // of which IP packets of a customer, in batch[0..m)
+        size_t filtered = 0;  // IP packets of no customer
         const uint8_t* data = nullptr;
         uint64_t pos = 0;
         // A capture report from capd ends the batch: it is handled after the packets ahead of it.
@@ -143,6 +148,10 @@ int main(int argc, char** argv) {
             if (s->ts_ns > trace_now) trace_now = s->ts_ns;
             Item& it = batch[m];
             if (parser.parse(s->linktype, data, s->caplen, s->ts_ns, it.parsed) == ParseStatus::ok) {
+                if (!customers.metered(it.parsed)) {
+                    ++filtered;
+                    continue;
+                }
                 it.slot = s;
                 it.pos = pos;
                 tracker.lookup(it.parsed, it.lookup);
@@ -160,6 +169,7 @@ int main(int argc, char** argv) {
         if (n > 0 || report) {
             grow_flow_map();  // at most kBatch new flows per batch: far less than the step
             rt.count(procd_packets, n);  // includes repeats after a predecessor's crash
+            if (filtered) rt.count(procd_filtered, filtered);
             // In replay, expiry follows the trace clock so results do not depend on speed.
             if (replay && trace_now >= last_gc_trace + gc_step) {
                 tracker.expire(trace_now);
@@ -206,6 +216,8 @@ int main(int argc, char** argv) {
         }
         // A changed mute/full set applies at the next loop turn (at most kIdleWaitMs away).
         flow_control.poll(control.flow_control);
+        // A new customer set: the next batch is filtered with it, whole.
+        customers.poll();
         rt.heartbeat();
         if (StageRuntime::terminate_requested()) {
             // Restart or kill by the operator: leave every flow in the FlowMap for the

@@ -19,7 +19,6 @@ struct LiveConfig {
     uint32_t snaplen;
     uint32_t buffer_size;
     uint32_t promiscuous;
-    char bpf_filter[8192];     // built from customers.networks; empty: everything
     char classifier_host[256];
     uint32_t classifier_port;
     uint32_t flow_timeout_s;

@@ -89,6 +89,10 @@ void check_control(const ControlBlock* c, size_t len, const std::string& name) {
     if (c->layout_version != kLayoutVersion || c->size != sizeof(ControlBlock))
         throw SegmentError(name + " has layout version " + std::to_string(c->layout_version) + ", this binary expects " +
                            std::to_string(kLayoutVersion) + ": restart the whole meter with matching binaries");
+    const CustomerSetBlock& cs = c->customers;
+    for (uint64_t off : cs.slot_offset)
+        if (off < sizeof(ControlBlock) || off > len || cs.slot_bytes > len - off)
+            throw SegmentError(name + " has a customer set slot outside it");
 }
 
 void check_data(const SegmentHeader* h, size_t len, const std::string& name) {
@@ -130,6 +134,7 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
     const uint64_t fm_bytes = FlowMap::bytes_for(flows);
     off = align_up(off + fm_bytes, 4096);
 
+    const uint64_t ctl_slots = align_up(sizeof(ControlBlock), 4096);
     auto seg = std::unique_ptr<Segment>(new Segment());
     seg->impl_ = std::make_unique<Impl>();
     try {
@@ -163,7 +168,9 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
         seg->impl_->region = bip::mapped_region(seg->impl_->shm, bip::read_write);
         seg->impl_->ctl_shm = bip::shared_memory_object(bip::create_only, ctl_name.c_str(), bip::read_write,
                                                         bip::permissions(0600));
-        seg->impl_->ctl_shm.truncate(static_cast<bip::offset_t>(align_up(sizeof(ControlBlock), 4096)));
+        // The customer set's two slots follow the ControlBlock, sparse: a set takes memory
+        // only as far as it is written (customer_slot_rw reserves it first).
+        seg->impl_->ctl_shm.truncate(static_cast<bip::offset_t>(ctl_slots + 2 * kCustomerSlotBytes));
         seg->impl_->ctl_region = bip::mapped_region(seg->impl_->ctl_shm, bip::read_write);
     } catch (const bip::interprocess_exception& e) {
         bip::shared_memory_object::remove(name.c_str());
@@ -197,6 +204,10 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
     c->layout_version = kLayoutVersion;
     c->size = sizeof(ControlBlock);
     c->layout = l;
+    c->customers.slot_offset[0] = ctl_slots;
+    c->customers.slot_offset[1] = ctl_slots + kCustomerSlotBytes;
+    c->customers.slot_bytes = kCustomerSlotBytes;
+    seg->ctl_len_ = seg->impl_->ctl_region.get_size();
     std::atomic_thread_fence(std::memory_order_release);
     h->magic = kSegmentMagic;  // last: an attacher never sees a half-built header as valid
     c->magic = kControlMagic;
@@ -223,6 +234,7 @@ std::unique_ptr<Segment> Segment::attach(const std::string& instance) {
     check_data(reinterpret_cast<SegmentHeader*>(seg->base_), seg->impl_->region.get_size(), "shared memory /dev/shm/" + name);
     seg->ctl_ = static_cast<ControlBlock*>(seg->impl_->ctl_region.get_address());
     check_control(seg->ctl_, seg->impl_->ctl_region.get_size(), "shared memory /dev/shm/" + ctl_name);
+    seg->ctl_len_ = seg->impl_->ctl_region.get_size();
     seg->hdr_ = reinterpret_cast<SegmentHeader*>(seg->base_);
     seg->layout_ = seg->ctl_->layout;
     if (const std::string p = layout_problem(seg->layout_, seg->impl_->region.get_size()); !p.empty())
@@ -239,6 +251,7 @@ std::unique_ptr<Segment> Segment::attach_control_fd(int control_fd) {
     seg->impl_->raw_ctl = map_fd(control_fd, PROT_READ, &seg->impl_->raw_ctl_len, "control");
     seg->ctl_ = static_cast<ControlBlock*>(seg->impl_->raw_ctl);
     check_control(seg->ctl_, seg->impl_->raw_ctl_len, "the control object");
+    seg->ctl_len_ = seg->impl_->raw_ctl_len;
     seg->layout_ = seg->ctl_->layout;
     seg->ctl_fd_ = control_fd;
     return seg;
@@ -325,6 +338,29 @@ uint64_t realtime_ns() {
     timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+const uint8_t* Segment::customer_slot(unsigned i) const {
+    return reinterpret_cast<const uint8_t*>(ctl_) + ctl_->customers.slot_offset[i & 1];
+}
+
+uint8_t* Segment::customer_slot_rw(unsigned i, uint64_t bytes, std::string* why) const {
+    const uint64_t off = ctl_->customers.slot_offset[i & 1];
+    if (bytes > ctl_->customers.slot_bytes) {
+        *why = "the set needs " + std::to_string(bytes >> 20) + " MiB, a slot holds " +
+               std::to_string(ctl_->customers.slot_bytes >> 20) + " MiB";
+        return nullptr;
+    }
+    if (const int rc = posix_fallocate(ctl_fd_, static_cast<off_t>(off), static_cast<off_t>(bytes)); rc != 0) {
+        *why = no_room(bytes, "(control object)", strerror(rc));
+        return nullptr;
+    }
+    // What a larger set written here before left beyond this one goes back to /dev/shm.
+    const uint64_t keep = align_up(bytes, 4096);
+    if (keep < ctl_->customers.slot_bytes)
+        fallocate(ctl_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off + keep),
+                  static_cast<off_t>(ctl_->customers.slot_bytes - keep));
+    return reinterpret_cast<uint8_t*>(ctl_) + off;
 }
 
 }  // namespace angel

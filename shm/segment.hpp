@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "shm/customer_set.hpp"
 #include "shm/flow_control.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/live_config.hpp"
@@ -33,7 +34,9 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 8: per-flow record control (ControlBlock::flow_control, FlowEntry::record_mode),
 //    LiveConfig::packet_records_per_flow, replay_ms and watermark_ms; Record::flags (replayed);
 //    loss and watermark records (Record::loss, capture reports in the packet ring, ExportProgress).
-inline constexpr uint32_t kLayoutVersion = 8;
+// 9: the customer set (ControlBlock::customers and its two slots after the ControlBlock;
+//    SegmentHeader::customer_generation); LiveConfig::bpf_filter gone (procd filters).
+inline constexpr uint32_t kLayoutVersion = 9;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting
@@ -104,6 +107,7 @@ struct ControlBlock {
     std::atomic<uint64_t> restart_gap_last{0};
     LiveConfigBlock config;
     FlowControlBlock flow_control;            // muted / full flows (shm/flow_control.hpp)
+    CustomerSetBlock customers;               // the customer set's slots (shm/customer_set.hpp)
 };
 
 // The data segment's header: written by the stages (and ctld). Root code reads it only
@@ -115,6 +119,7 @@ struct SegmentHeader {
     uint64_t total_size;
     std::atomic<uint64_t> ipfix_sequence{0};  // survives netd restarts
     std::atomic<uint64_t> announced{0};       // procd: the last announce_request it completed
+    std::atomic<uint64_t> customer_generation{0};  // procd: the customer set it filters with
     StopControl stop;
     ExportProgress progress;
     alignas(kCacheLine) StageStatus stages[kStageCount];
@@ -179,6 +184,12 @@ public:
     // map then stays at its reserved size and procd evicts when it is reached).
     int grow_flow_map(uint32_t upto) const;
     LiveConfig config() const;  // consistent copy
+    // The customer set's slot i (0 or 1) in the control object, and its room.
+    const uint8_t* customer_slot(unsigned i) const;
+    // ctld: slot i writable, its first bytes backed by memory (posix_fallocate), so that a
+    // full /dev/shm is an error here and never a SIGBUS later. nullptr with errno's text in
+    // *why when there is no room.
+    uint8_t* customer_slot_rw(unsigned i, uint64_t bytes, std::string* why) const;
 
     // Maps one ring's pages into this process at once (MADV_POPULATE_READ/WRITE), so that
     // the packet path does not take a page fault for every page of the ring later: about
@@ -198,6 +209,7 @@ private:
     uint8_t* base_ = nullptr;
     SegmentLayout layout_{};
     int data_fd_ = -1, ctl_fd_ = -1;
+    uint64_t ctl_len_ = 0;  // bytes of the control object mapped
 };
 
 uint64_t monotonic_ns();

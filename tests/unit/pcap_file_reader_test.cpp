@@ -2,7 +2,7 @@
 // classic pcap file in ../shared/pcaps/*/ and for synthetic files cut or damaged anywhere, the
 // same packets (timestamp in ns, wire length, captured length, bytes) in the same order, ending
 // where libpcap ends. Then CaptureSource, which picks the reader for such files: the same
-// packets as libpcap's pcap_next_ex with capd's snaplen applied, with and without a BPF filter.
+// packets as libpcap's pcap_next_ex with capd's snaplen applied.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -122,37 +122,22 @@ Outcome compare_reader(const fs::path& f) {
     }
 }
 
-std::unique_ptr<LiveConfig> replay_config(const fs::path& f, uint32_t snaplen, const char* filter) {
+std::unique_ptr<LiveConfig> replay_config(const fs::path& f, uint32_t snaplen) {
     auto cfg = std::make_unique<LiveConfig>();  // zeroed
     std::snprintf(cfg->replay_file, sizeof cfg->replay_file, "%s", f.c_str());
-    std::snprintf(cfg->bpf_filter, sizeof cfg->bpf_filter, "%s", filter);
     cfg->snaplen = snaplen;
     return cfg;
 }
 
-// CaptureSource against pcap_next_ex (with pcap_setfilter when filter is set), with capd's
-// snaplen applied to libpcap's caplen. reload, when set, is applied to both after `after`
-// packets. Returns the packets seen, or -1 when libpcap cannot open the file or compile filter.
-long compare_source(const fs::path& f, uint32_t snaplen, const char* filter, bool* in_place = nullptr,
-                    const char* reload = nullptr, long after = 0) {
+// CaptureSource against pcap_next_ex, with capd's snaplen applied to libpcap's caplen.
+// Returns the packets seen, or -1 when libpcap cannot open the file.
+long compare_source(const fs::path& f, uint32_t snaplen, bool* in_place = nullptr) {
     Pcap lp(f);
     if (!lp.p) return -1;
-    auto set = [&](const char* flt) {
-        bpf_program prog{};
-        if (pcap_compile(lp.p, &prog, flt, 1, PCAP_NETMASK_UNKNOWN) != 0) return false;
-        const bool ok = pcap_setfilter(lp.p, &prog) == 0;
-        pcap_freecode(&prog);
-        return ok;
-    };
-    if (filter[0] && !set(filter)) return -1;
-    const auto cfg = replay_config(f, snaplen, filter);
+    const auto cfg = replay_config(f, snaplen);
     CaptureSource src(*cfg);
     if (in_place) *in_place = src.reads_in_place();
     for (long n = 0;; ++n) {
-        if (reload && n == after) {
-            if (!set(reload)) return -1;
-            src.set_filter(reload);
-        }
         pcap_pkthdr* h = nullptr;
         const u_char* d = nullptr;
         const int rc = pcap_next_ex(lp.p, &h, &d);
@@ -219,7 +204,7 @@ std::vector<uint8_t> build(const FileSpec& s, const std::vector<Rec>& recs) {
     return out;
 }
 
-// Ethernet + IPv4 + UDP or TCP headers, so that filters have something to match.
+// Ethernet + IPv4 + UDP or TCP headers.
 std::vector<Rec> plain_records(int n) {
     std::vector<Rec> recs;
     for (int i = 0; i < n; ++i) {
@@ -289,7 +274,7 @@ TEST(PcapFileReader, CutAnywhereEndsWhereLibpcapEnds) {
             const Outcome o = compare_reader(t.path);
             ASSERT_TRUE(o.compared) << keep;
             ASSERT_FALSE(HasFailure()) << "cut at " << keep;
-            ASSERT_EQ(compare_source(t.path, 65535, ""), static_cast<long>(o.packets)) << "cut at " << keep;
+            ASSERT_EQ(compare_source(t.path, 65535), static_cast<long>(o.packets)) << "cut at " << keep;
         }
     }
 }
@@ -337,7 +322,7 @@ TEST(PcapFileReader, DamagedLengthsAndOddHeadersMatchLibpcap) {
         EXPECT_EQ(o.packets, c.packets) << c.what;
         ASSERT_FALSE(HasFailure()) << c.what;
         bool in_place = false;
-        EXPECT_EQ(compare_source(t.path, 128, "", &in_place), static_cast<long>(c.packets)) << c.what;
+        EXPECT_EQ(compare_source(t.path, 128, &in_place), static_cast<long>(c.packets)) << c.what;
         EXPECT_TRUE(in_place) << c.what;
         ASSERT_FALSE(HasFailure()) << c.what;
     }
@@ -350,7 +335,7 @@ TEST(CaptureSourceReplay, MatchesLibpcapOnEveryCorpusFile) {
     int in_place_files = 0, libpcap_files = 0;
     for (const fs::path& f : corpus_files()) {
         bool in_place = false;
-        if (compare_source(f, 96, "", &in_place) < 0) continue;
+        if (compare_source(f, 96, &in_place) < 0) continue;
         ASSERT_FALSE(HasFailure()) << f;
         uint8_t magic[4];
         ASSERT_TRUE(read_magic(f, magic));
@@ -361,50 +346,6 @@ TEST(CaptureSourceReplay, MatchesLibpcapOnEveryCorpusFile) {
     }
     EXPECT_GE(in_place_files, 150);
     EXPECT_GT(libpcap_files, 0);  // the pcapng files
-}
-
-// The customer filter applies in replay exactly as pcap_setfilter does in libpcap, on the
-// record as libpcap reports it (before capd's snaplen cuts it: "ip[80] >= 0" needs 81 bytes of
-// IP header and payload, more than a snaplen of 64 leaves).
-TEST(CaptureSourceReplay, FilterMatchesLibpcapSetfilter) {
-    for (const char* filter : {"udp", "tcp and not port 80", "ip[80] >= 0"}) {
-        long passed = 0, total = 0;
-        for (const fs::path& f : corpus_files()) {
-            if (f.parent_path().filename() != "big" && f.parent_path().filename() != "edge") continue;
-            bool in_place = false;
-            const long n = compare_source(f, 64, filter, &in_place);
-            ASSERT_FALSE(HasFailure()) << f << " filter " << filter;
-            if (n < 0 || !in_place) continue;
-            passed += n;
-            total += compare_source(f, 64, "");
-        }
-        EXPECT_GT(passed, 0) << filter;
-        EXPECT_LT(passed, total) << filter;
-    }
-}
-
-// A reload replaces the filter part-way through the file; an empty filter takes everything;
-// a filter that does not compile throws and leaves the old one.
-TEST(CaptureSourceReplay, FilterReloadMatchesLibpcap) {
-    const fs::path f = pcaps_dir() / "big" / "ppp__example.pcap";
-    bool in_place = false;
-    const long all = compare_source(f, 65535, "", &in_place);
-    ASSERT_TRUE(in_place);
-    ASSERT_GT(all, 1000);
-    const long udp_then_tcp = compare_source(f, 65535, "udp", nullptr, "tcp", 100);
-    ASSERT_FALSE(HasFailure());
-    const long udp_then_all = compare_source(f, 65535, "udp", nullptr, "", 100);
-    ASSERT_FALSE(HasFailure());
-    EXPECT_GT(udp_then_all, udp_then_tcp);
-    EXPECT_LT(udp_then_all, all);
-
-    const auto cfg = replay_config(f, 65535, "udp");
-    CaptureSource src(*cfg);
-    EXPECT_THROW(src.set_filter("not a (filter"), std::runtime_error);
-    long n = 0;
-    CapturedPacket p{};
-    while (src.next(p, 0) == CaptureSource::Result::packet) ++n;
-    EXPECT_EQ(n, compare_source(f, 65535, "udp"));
 }
 
 }  // namespace
