@@ -67,7 +67,7 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
                "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
                "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
                "messages=%llu send_errors=%llu records_over_limit=%llu records_muted=%llu "
-               "loss_records=%llu watermarks=%llu",
+               "loss_records=%llu watermarks=%llu filtered=%llu",
                instance.c_str(), c(StageId::capd, capd_packets), c(StageId::capd, capd_queued),
                c(StageId::capd, capd_ring_dropped), c(StageId::capd, capd_pcap_received),
                c(StageId::capd, capd_pcap_dropped), c(StageId::capd, capd_pcap_ifdropped),
@@ -77,7 +77,8 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
                c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records_sent),
                c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors),
                c(StageId::procd, procd_records_over_limit), c(StageId::procd, procd_records_muted),
-               c(StageId::procd, procd_loss_records), c(StageId::procd, procd_watermarks));
+               c(StageId::procd, procd_loss_records), c(StageId::procd, procd_watermarks),
+               c(StageId::procd, procd_filtered));
 }
 
 }  // namespace
