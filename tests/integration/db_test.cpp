@@ -487,3 +487,55 @@ TEST_F(DbTest, OutageNoLoss) {
 
 }  // namespace
 }  // namespace angel::itest
+
+namespace angel::itest {
+namespace {
+
+// customers.networks at ISP scale (issue 12): 1,000,000 prefixes (500,000 IPv4 /24 and 500,000
+// IPv6 /64), from the file and from the database, are checked by -t, which says how many.
+// (How long it takes is printed, not asserted: speed belongs to bench/.)
+TEST_F(DbTest, MillionCustomerPrefixesFromTheFileAndTheDatabase) {
+    const fs::path pcap = gen_trace(10, 2);
+    const std::string want = "customers.networks: 1000000 prefixes (500000 IPv4, 500000 IPv6) in 1000000 ranges";
+    auto check = [&](const fs::path& conf) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const CommandResult r = run_command({binary("angel-ctld").string(), "-t", "-c", conf.string(), "--replay",
+                                             pcap.string()},
+                                            Millis(60000));
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return std::make_pair(r, s);
+    };
+    // The file: every other /24 of 10.0.0.0/8 and beyond (none adjacent), one /64 each of
+    // 2001:0:0:0::/48 .. (none adjacent either).
+    std::string list;
+    list.reserve(30u << 20);
+    for (uint32_t i = 0; i < 500000; ++i) {
+        const uint32_t a = (10u << 24) + i * 512;
+        list += (i ? ", \"" : "\"") + std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+                std::to_string((a >> 8) & 255) + ".0/24\"";
+        char v6[64];
+        std::snprintf(v6, sizeof v6, ", \"2001:%x:%x:%x::/64\"", i >> 16, i & 0xffff, 2);
+        list += v6;
+    }
+    fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; };\ncustomers = { networks = [ " + list + " ]; };\n");
+    db_init(conf);
+    auto [r, s] = check(conf);
+    EXPECT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.out.find(want), std::string::npos) << r.out;
+    std::printf("[ million ] from the file: -t took %.2f s\n", s);
+
+    // The database: the same networks as rows, which replace the file's list.
+    pg_->query("INSERT INTO angel.customer_networks (meter_id, network) SELECT '" + instance_ +
+               "', set_masklen('10.0.0.0'::inet + i::bigint * 512, 24)::cidr FROM generate_series(0, 499999) i");
+    pg_->query("INSERT INTO angel.customer_networks (meter_id, network) SELECT '" + instance_ +
+               "', format('2001:%s:%s:2::/64', to_hex(i >> 16), to_hex(i & 65535))::cidr "
+               "FROM generate_series(0, 499999) i");
+    conf = write_config("classifier = { host = \"127.0.0.1\"; };\ncustomers = { networks = [ \"192.0.2.0/24\" ]; };\n");
+    std::tie(r, s) = check(conf);
+    EXPECT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.out.find(want), std::string::npos) << r.out;
+    std::printf("[ million ] from the database: -t took %.2f s\n", s);
+}
+
+}  // namespace
+}  // namespace angel::itest

@@ -35,8 +35,6 @@
 namespace angel::itest {
 namespace {
 
-constexpr double kPps = 20000;
-
 double wall_now() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
