@@ -17,7 +17,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "ctld/customer_ranges.hpp"
+#include "ctld/customers/customer_ranges.hpp"
 #include "shm/customer_set.hpp"
 
 namespace {

@@ -17,7 +17,7 @@
 #include <cstring>
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "common/control_proto.hpp"
 
 using namespace angel;

@@ -1,5 +1,5 @@
 #include "ctld/controller.hpp"
-#include "ctld/db_thread.hpp"
+#include "ctld/db/db_thread.hpp"
 #include "ctld/flow_control_set.hpp"
 #include "ctld/ha/ha_monitor.hpp"
 
@@ -20,7 +20,7 @@
 
 #include "common/control_proto.hpp"
 #include "common/log.hpp"
-#include "ctld/customer_set_publisher.hpp"
+#include "ctld/customers/customer_set_publisher.hpp"
 #include "ctld/id_key_store.hpp"
 #include "ctld/live_config_builder.hpp"
 #include "ctld/reload_plan.hpp"

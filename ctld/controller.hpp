@@ -5,10 +5,10 @@
 #include <memory>
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "ctld/capture_coverage.hpp"
 #include "ctld/control_server.hpp"
-#include "ctld/db_config_source.hpp"
+#include "ctld/db/db_config_source.hpp"
 #include "ctld/stage_supervisor.hpp"
 #include "ctld/stage_user.hpp"
 #include "shm/segment.hpp"
@@ -34,7 +34,7 @@ public:
     // Returns the process exit code.
     int run();
     // The file's own values and the database's values read at start (before merging), when a
-    // database is configured (ctld/db_hooks.cpp).
+    // database is configured (ctld/db/db_hooks.cpp).
     void set_database(Config file_cfg, DbConfigValues at_start);
 
 private:
@@ -45,7 +45,7 @@ private:
     // angelctl mute FLOW_ID / unmute FLOW_ID (ctld/flow_control_command.cpp).
     ControlReply flow_control_command(const std::vector<std::string>& words, bool json);
     std::string reload(bool* ok, bool db_only = false);  // db_only: the database changed, not the file
-    // ctld/db_hooks.cpp: the database thread and configuration from the database.
+    // ctld/db/db_hooks.cpp: the database thread and configuration from the database.
     void start_database();
     void stop_database();
     void apply_database_changes();

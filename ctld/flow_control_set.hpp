@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "ctld/db_flow_control.hpp"
+#include "ctld/db/db_flow_control.hpp"
 #include "shm/flow_control.hpp"
 
 namespace angel {

@@ -1,10 +1,10 @@
 // Turns the checked Config (file, later merged with the database) into the fixed-size
 // LiveConfig that ctld publishes in the control object. (customers.networks goes to procd
-// as the customer set: ctld/customer_set_publisher.hpp.)
+// as the customer set: ctld/customers/customer_set_publisher.hpp.)
 #pragma once
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "common/flow_key.hpp"
 #include "shm/live_config.hpp"
 

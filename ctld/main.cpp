@@ -13,13 +13,13 @@
 #include <cstring>
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "common/log.hpp"
-#include "ctld/customer_set_publisher.hpp"
+#include "ctld/customers/customer_set_publisher.hpp"
 #include "ctld/controller.hpp"
 #include "ctld/daemonize.hpp"
-#include "ctld/db_config_source.hpp"
-#include "ctld/db_schema.hpp"
+#include "ctld/db/db_config_source.hpp"
+#include "ctld/db/db_schema.hpp"
 #include "ctld/ha/replay_window_check.hpp"
 #include "ctld/runtime_files.hpp"
 #include "ctld/stage_user.hpp"

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace angel {
 

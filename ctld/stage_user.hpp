@@ -10,7 +10,7 @@
 
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace angel {
 

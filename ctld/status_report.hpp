@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "ctld/customer_set_publisher.hpp"
-#include "ctld/db_thread.hpp"
+#include "ctld/customers/customer_set_publisher.hpp"
+#include "ctld/db/db_thread.hpp"
 #include "ctld/ha/ha_monitor.hpp"
 #include "ctld/stage_supervisor.hpp"
 #include "shm/segment.hpp"
@@ -28,7 +28,7 @@ struct MeterView {
 std::string render_status(const Segment& seg, const MeterView& v, bool json);
 struct FlowControlStats;
 // fc: ctld's set of muted / full flows (ctld/flow_control_set.hpp), null: not shown.
-// cs: the customer set (ctld/customer_set_publisher.hpp), null: not shown.
+// cs: the customer set (ctld/customers/customer_set_publisher.hpp), null: not shown.
 std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc = nullptr,
                          const CustomerSetStatus* cs = nullptr);
 // angelctl role: the role, the HA mode, since when, transitions and time as master.

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "ctld/checked_segment_view.hpp"
-#include "ctld/db_flow_writer.hpp"
+#include "ctld/db/db_flow_writer.hpp"
 #include "ctld/status_report.hpp"
 #include "shm/segment.hpp"
 
@@ -76,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)angel::render_flows(seg, angel::FlowsQuery{false, 100}, false);
     (void)angel::snapshot_live_flows(angel::CheckedSegmentView(seg));
     // The database drain: a bounded number of reads must reach an empty ring whatever the
-    // head says (the drain loop in ctld/db_thread.cpp relies on it).
+    // head says (the drain loop in ctld/db/db_thread.cpp relies on it).
     angel::CheckedEventReader events(seg);
     static angel::Record out[256];
     int rounds = 0;

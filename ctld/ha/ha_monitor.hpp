@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "ctld/ha/role_probe.hpp"
 #include "ctld/ha/role_tracker.hpp"
 #include "shm/segment.hpp"

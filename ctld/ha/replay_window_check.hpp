@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace angel {
 

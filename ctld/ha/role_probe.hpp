@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace angel {
 

@@ -28,7 +28,7 @@
 #include <set>
 #include <tuple>
 
-#include "ctld/db_schema.hpp"
+#include "ctld/db/db_schema.hpp"
 #include "pg_server.hpp"
 #include "test_support.hpp"
 

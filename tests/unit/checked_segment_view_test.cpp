@@ -9,7 +9,7 @@
 #include <string>
 
 #include "ctld/checked_segment_view.hpp"
-#include "ctld/db_flow_writer.hpp"
+#include "ctld/db/db_flow_writer.hpp"
 #include "ctld/status_report.hpp"
 #include "shm/segment.hpp"
 

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "ctld/reload_plan.hpp"
 
 namespace angel {

@@ -1,4 +1,4 @@
-// The customer set (shm/customer_set.hpp, ctld/customer_ranges.hpp) against a reference written
+// The customer set (shm/customer_set.hpp, ctld/customers/customer_ranges.hpp) against a reference written
 // here: a prefix contains an address when their first prefix_len bits agree, checked bit by bit
 // over the list as given (duplicates, overlaps and all). Random lists of IPv4 and IPv6 prefixes
 // of every length, addresses inside, at the edges of and outside them; and the cases where a
@@ -7,8 +7,8 @@
 
 #include <random>
 
-#include "ctld/customer_ranges.hpp"
-#include "ctld/customer_set_publisher.hpp"
+#include "ctld/customers/customer_ranges.hpp"
+#include "ctld/customers/customer_set_publisher.hpp"
 #include "shm/customer_set.hpp"
 
 namespace angel {

@@ -1,7 +1,7 @@
 // Values from the database, checked by the same code as the file: the value is written as a
 // one-setting libconfig text and parsed, so a database row cannot get past a range the file
 // would refuse.
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace angel {
 namespace {

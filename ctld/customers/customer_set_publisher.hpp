@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "shm/customer_set.hpp"
 #include "shm/segment.hpp"
 

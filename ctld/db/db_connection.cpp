@@ -1,4 +1,4 @@
-#include "ctld/db_connection.hpp"
+#include "ctld/db/db_connection.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -1,6 +1,6 @@
-#include "ctld/db_schema.hpp"
+#include "ctld/db/db_schema.hpp"
 
-#include "ctld/db_connection.hpp"
+#include "ctld/db/db_connection.hpp"
 
 namespace angel {
 

@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace angel {
 namespace {

@@ -4,7 +4,7 @@
 #include "common/log.hpp"
 #include "ctld/checked_segment_view.hpp"
 #include "ctld/controller.hpp"
-#include "ctld/db_thread.hpp"
+#include "ctld/db/db_thread.hpp"
 #include "ctld/flow_control_set.hpp"
 #include "shm/segment.hpp"
 

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/config.hpp"
-#include "common/config_detail.hpp"
+#include "common/config/config.hpp"
+#include "common/config/config_detail.hpp"
 
 namespace angel::config_detail {
 namespace {

@@ -1,4 +1,4 @@
-#include "ctld/db_thread.hpp"
+#include "ctld/db/db_thread.hpp"
 
 #include <poll.h>
 #include <sys/eventfd.h>

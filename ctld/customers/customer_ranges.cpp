@@ -1,4 +1,4 @@
-#include "ctld/customer_ranges.hpp"
+#include "ctld/customers/customer_ranges.hpp"
 
 #include <algorithm>
 #include <numeric>

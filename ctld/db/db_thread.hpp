@@ -24,10 +24,10 @@
 #include <thread>
 #include <vector>
 
-#include "ctld/db_config_source.hpp"
-#include "ctld/db_flow_control.hpp"
-#include "ctld/db_connection.hpp"
-#include "ctld/db_flow_writer.hpp"
+#include "ctld/db/db_config_source.hpp"
+#include "ctld/db/db_flow_control.hpp"
+#include "ctld/db/db_connection.hpp"
+#include "ctld/db/db_flow_writer.hpp"
 #include "ctld/checked_segment_view.hpp"
 #include <memory>
 #include "shm/records.hpp"

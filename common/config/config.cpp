@@ -13,8 +13,8 @@
 #include <libconfig.h++>
 #include <sstream>
 
-#include "common/config.hpp"
-#include "common/config_detail.hpp"
+#include "common/config/config.hpp"
+#include "common/config/config_detail.hpp"
 
 namespace angel {
 

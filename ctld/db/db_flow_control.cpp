@@ -1,8 +1,8 @@
-#include "ctld/db_flow_control.hpp"
+#include "ctld/db/db_flow_control.hpp"
 
 #include <cstdlib>
 
-#include "ctld/db_connection.hpp"
+#include "ctld/db/db_connection.hpp"
 
 namespace angel {
 

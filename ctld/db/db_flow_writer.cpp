@@ -1,4 +1,4 @@
-#include "ctld/db_flow_writer.hpp"
+#include "ctld/db/db_flow_writer.hpp"
 
 #include <arpa/inet.h>
 
@@ -8,7 +8,7 @@
 #include <unordered_set>
 #include <atomic>
 
-#include "ctld/db_connection.hpp"
+#include "ctld/db/db_connection.hpp"
 
 namespace angel {
 

@@ -5,7 +5,7 @@
 #pragma once
 #include <vector>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 #include "shm/customer_set.hpp"
 
 namespace angel {

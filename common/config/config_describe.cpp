@@ -1,7 +1,7 @@
 // Printing a configuration (angel-ctld -t -v) without its secrets, and the required-keys check.
 #include <sstream>
 
-#include "common/config.hpp"
+#include "common/config/config.hpp"
 
 namespace angel {
 namespace {

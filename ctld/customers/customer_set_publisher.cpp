@@ -1,9 +1,9 @@
-#include "ctld/customer_set_publisher.hpp"
+#include "ctld/customers/customer_set_publisher.hpp"
 
 #include <cstdio>
 
 #include "common/log.hpp"
-#include "ctld/customer_ranges.hpp"
+#include "ctld/customers/customer_ranges.hpp"
 
 namespace angel {
 

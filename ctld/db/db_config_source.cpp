@@ -1,6 +1,6 @@
-#include "ctld/db_config_source.hpp"
+#include "ctld/db/db_config_source.hpp"
 
-#include "ctld/db_connection.hpp"
+#include "ctld/db/db_connection.hpp"
 
 namespace angel {
 
