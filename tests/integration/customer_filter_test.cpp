@@ -180,11 +180,7 @@ Bytes ip_packet(int version, const std::array<uint8_t, 16>& src, const std::arra
         ip.insert(ip.end(), {0, 1, 0x40, 0, 64, static_cast<uint8_t>(tcp ? 6 : 17), 0, 0});
         ip.insert(ip.end(), src.begin(), src.begin() + 4);
         ip.insert(ip.end(), dst.begin(), dst.begin() + 4);
-        uint32_t sum = 0;
-        for (int i = 0; i < 20; i += 2) sum += (ip[i] << 8) | ip[i + 1];
-        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-        ip[10] = static_cast<uint8_t>(~sum >> 8);
-        ip[11] = static_cast<uint8_t>(~sum);
+        set_ipv4_checksum(ip.data());
     } else {
         ip = {0x60, 0, 0, 0};
         put16(ip, static_cast<uint16_t>(l4.size()));
@@ -223,13 +219,7 @@ Bytes frame(int encap, int version, const Bytes& ip) {
 void write_generated_pcap(const fs::path& p, int flows, uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::ofstream out(p, std::ios::binary);
-    auto put32 = [&](uint32_t v) { out.write(reinterpret_cast<const char*>(&v), 4); };
-    put32(0xa1b2c3d4u);
-    put32(0x00040002u);  // version 2.4
-    put32(0);
-    put32(0);
-    put32(65535);
-    put32(1);
+    put_pcap_header(out);
     uint64_t t_us = 1700000000ull * 1000000;
     for (int i = 0; i < flows; ++i) {
         const int version = rng() % 3 == 0 ? 6 : 4;
@@ -255,11 +245,8 @@ void write_generated_pcap(const fs::path& p, int flows, uint64_t seed) {
                                   ip_packet(version, back ? b : a, back ? a : b, tcp, back ? pb : pa, back ? pa : pb,
                                             rng() % 200));
             t_us += 10 + rng() % 100;
-            put32(static_cast<uint32_t>(t_us / 1000000));
-            put32(static_cast<uint32_t>(t_us % 1000000));
-            put32(static_cast<uint32_t>(f.size()));
-            put32(static_cast<uint32_t>(f.size()));
-            out.write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+            put_pcap_record(out, static_cast<uint32_t>(t_us / 1000000), static_cast<uint32_t>(t_us % 1000000), f.data(),
+                            f.size());
         }
     }
 }

@@ -25,21 +25,10 @@ constexpr unsigned kPort = 4739;
 constexpr unsigned kPps = 200;  // both flows together
 constexpr unsigned kPackets = 1600;
 
-uint64_t wall_ns() {
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
 // n frames alternating between flow A and flow B, each flow both ways.
 void write_two_flows_pcap(const fs::path& p, unsigned n) {
     std::ofstream f(p, std::ios::binary);
-    auto put32 = [&](uint32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
-    put32(0xa1b2c3d4u);
-    put32(0x00040002u);
-    put32(0);
-    put32(0);
-    put32(65535);
-    put32(1);
+    put_pcap_header(f);
     for (unsigned i = 0; i < n; ++i) {
         const bool b = i % 2, back = (i / 2) % 2;
         uint8_t fr[14 + 20 + 8 + 32] = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
@@ -51,20 +40,12 @@ void write_two_flows_pcap(const fs::path& p, unsigned n) {
         const uint8_t x[4] = {10, static_cast<uint8_t>(b ? 3 : 1), 0, 1}, y[4] = {10, static_cast<uint8_t>(b ? 4 : 2), 0, 1};
         std::memcpy(ip + 12, back ? y : x, 4);
         std::memcpy(ip + 16, back ? x : y, 4);
-        uint32_t sum = 0;
-        for (int k = 0; k < 20; k += 2) sum += (ip[k] << 8) | ip[k + 1];
-        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-        ip[10] = static_cast<uint8_t>(~sum >> 8);
-        ip[11] = static_cast<uint8_t>(~sum);
+        set_ipv4_checksum(ip);
         uint8_t* udp = ip + 20;
         udp[0] = back ? 0x13 : 0x0f, udp[1] = back ? 0x88 : 0xa0;  // 5000 / 4000
         udp[2] = back ? 0x0f : 0x13, udp[3] = back ? 0xa0 : 0x88;
         udp[5] = 8 + 32;
-        put32(1700000000u + i / kPps);
-        put32((i % kPps) * (1000000u / kPps));
-        put32(sizeof fr);
-        put32(sizeof fr);
-        f.write(reinterpret_cast<const char*>(fr), sizeof fr);
+        put_pcap_record(f, 1700000000u + i / kPps, (i % kPps) * (1000000u / kPps), fr, sizeof fr);
     }
 }
 
@@ -94,21 +75,14 @@ std::map<uint32_t, FlowSeen> read_sink(const fs::path& out) {
 bool is_a(const FlowSeen& f) { return f.src == "10.1.0.1" || f.src == "10.2.0.1"; }
 bool is_b(const FlowSeen& f) { return f.src == "10.3.0.1" || f.src == "10.4.0.1"; }
 
-CommandResult ctl(const NetnsMeter& m, std::vector<std::string> args) {
-    args.insert(args.begin(), {binary("angelctl").string(), "-c", m.conf.string()});
-    return run_command(args, Millis(20000));
-}
-
 TEST(CustomerUpdate, DatabaseChangeUnderLiveTrafficWithinOneSecond) {
     if (const std::string why = live_skip_reason({"tcpreplay"}, false); !why.empty()) GTEST_SKIP() << why;
     if (const std::string why = PgServer::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
     PgServer pg;
     NetnsMeter m("cuup", "cuup");
     const std::string meter_id = m.scratch.instance;
-    m.write_config(m.config(kPort, "127.0.0.1",
-                            "database = { conninfo = \"" + pg.conninfo() + "\"; meter_id = \"" + meter_id +
-                                "\"; poll_interval = 60; };\n"));
-    const CommandResult init = ctl(m, {"db-init"});
+    m.write_config(m.config_with_database(kPort, pg.conninfo()));
+    const CommandResult init = m.angelctl({"db-init"});
     ASSERT_TRUE(init.ok()) << init.describe();
     pg.query("INSERT INTO angel.customer_networks (meter_id, network) VALUES ('" + meter_id + "', '10.1.0.0/16')");
 
@@ -116,28 +90,25 @@ TEST(CustomerUpdate, DatabaseChangeUnderLiveTrafficWithinOneSecond) {
     ASSERT_TRUE(m.start_meter());
     const fs::path pcap = m.dir / "two_flows.pcap";
     write_two_flows_pcap(pcap, kPackets);
-    m.sender = std::make_unique<Child>(
-        netns::NetnsLab::in(m.lab.sender(), tcpreplay_argv(netns::NetnsPair::kSenderIf, "--pps=" + std::to_string(kPps),
-                                                           1, {pcap.string()})),
-        m.tcpreplay_out(), m.tcpreplay_err());
+    m.start_traffic(1, "--pps=" + std::to_string(kPps), {pcap.string()});
     // A's records arrive, B's do not.
     ASSERT_TRUE(wait_until_s([&] {
         for (const auto& [id, f] : read_sink(m.sink_out(0)))
             if (is_a(f) && f.packet_ts.size() >= 200) return true;
         return false;
     }, 20, 0.05)) << m.log();
-    std::string stats = ctl(m, {"stats"}).out;
+    std::string stats = m.angelctl({"stats"}).out;
     EXPECT_NE(stats.find("customers.prefixes 1\n"), std::string::npos) << stats;
-    const std::string gen_before = json_field(ctl(m, {"status", "--json"}).out, "generation");
+    const std::string gen_before = json_field(m.angelctl({"status", "--json"}).out, "generation");
 
     pg.query("BEGIN; DELETE FROM angel.customer_networks WHERE meter_id = '" + meter_id +
              "'; INSERT INTO angel.customer_networks (meter_id, network) VALUES ('" + meter_id +
              "', '10.3.0.0/16'); COMMIT");
-    const uint64_t commit_ns = wall_ns();
+    const uint64_t commit_ns = wall_clock_ns();
     ASSERT_TRUE(m.sender->wait(30)) << "tcpreplay did not finish";
     sleep_s(0.5);
-    const std::string status = ctl(m, {"status", "--json"}).out;
-    stats = ctl(m, {"stats"}).out;
+    const std::string status = m.angelctl({"status", "--json"}).out;
+    stats = m.angelctl({"stats"}).out;
     auto C = m.stop_meter();
     ASSERT_FALSE(C.empty()) << m.log();
 

@@ -24,23 +24,10 @@ namespace {
 constexpr unsigned kPort = 4739;
 constexpr unsigned kPps = 100;
 
-uint64_t wall_ns() {
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
 // A classic pcap of n Ethernet/IPv4/UDP frames of one flow, 10.1.0.1:4000 -> 10.2.0.1:5000.
 void write_one_flow_pcap(const fs::path& p, unsigned n) {
     std::ofstream f(p, std::ios::binary);
-    auto put32 = [&](uint32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
-    auto put16 = [&](uint16_t v) { f.write(reinterpret_cast<const char*>(&v), 2); };
-    put32(0xa1b2c3d4u);
-    put16(2);
-    put16(4);
-    put32(0);
-    put32(0);
-    put32(65535);
-    put32(1);  // DLT_EN10MB
+    put_pcap_header(f);
     uint8_t frame[14 + 20 + 8 + 64] = {};
     const uint8_t eth[14] = {0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00};
     std::memcpy(frame, eth, 14);
@@ -53,20 +40,12 @@ void write_one_flow_pcap(const fs::path& p, unsigned n) {
     const uint8_t src[4] = {10, 1, 0, 1}, dst[4] = {10, 2, 0, 1};
     std::memcpy(ip + 12, src, 4);
     std::memcpy(ip + 16, dst, 4);
-    uint32_t sum = 0;
-    for (int i = 0; i < 20; i += 2) sum += (ip[i] << 8) | ip[i + 1];
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    ip[10] = static_cast<uint8_t>(~sum >> 8);
-    ip[11] = static_cast<uint8_t>(~sum);
+    set_ipv4_checksum(ip);
     uint8_t* udp = ip + 20;
     udp[0] = 4000 >> 8, udp[1] = 4000 & 0xff, udp[2] = 5000 >> 8, udp[3] = 5000 & 0xff;
     udp[5] = 8 + 64;
     for (unsigned i = 0; i < n; ++i) {
-        put32(1700000000u + i / kPps);
-        put32((i % kPps) * (1000000u / kPps));
-        put32(sizeof frame);
-        put32(sizeof frame);
-        f.write(reinterpret_cast<const char*>(frame), sizeof frame);
+        put_pcap_record(f, 1700000000u + i / kPps, (i % kPps) * (1000000u / kPps), frame, sizeof frame);
     }
 }
 
@@ -107,21 +86,13 @@ size_t records_between(const FlowSeen& s, uint64_t from_ns, uint64_t to_ns) {
     return n;
 }
 
-CommandResult ctl(const NetnsMeter& m, std::vector<std::string> args) {
-    args.insert(args.begin(), {binary("angelctl").string(), "-c", m.conf.string()});
-    return run_command(args, Millis(20000));
-}
-
 // Starts sink, meter and n packets at kPps; waits for the flow's first 150 packet records.
 ::testing::AssertionResult start_flow(NetnsMeter& m, unsigned n, FlowSeen* seen) {
     if (auto r = m.start_sink(kPort, 60); !r) return r;
     if (auto r = m.start_meter(); !r) return r;
     const fs::path pcap = m.dir / "one_flow.pcap";
     write_one_flow_pcap(pcap, n);
-    m.sender = std::make_unique<Child>(
-        netns::NetnsLab::in(m.lab.sender(), tcpreplay_argv(netns::NetnsPair::kSenderIf, "--pps=" + std::to_string(kPps),
-                                                           1, {pcap.string()})),
-        m.tcpreplay_out(), m.tcpreplay_err());
+    m.start_traffic(1, "--pps=" + std::to_string(kPps), {pcap.string()});
     if (!wait_until_s([&] { *seen = read_sink(m.sink_out(0)); return seen->packet_ts.size() >= 150; }, 20, 0.05))
         return ::testing::AssertionFailure() << "the flow's records did not arrive:\n" << m.log();
     return ::testing::AssertionSuccess();
@@ -136,20 +107,18 @@ TEST(FlowControl, MuteThroughDatabase) {
     PgServer pg;
     NetnsMeter m("fcdb", "fcdb");
     const std::string meter_id = m.scratch.instance;
-    m.write_config(m.config(kPort, "127.0.0.1",
-                            "database = { conninfo = \"" + pg.conninfo() + "\"; meter_id = \"" + meter_id +
-                                "\"; poll_interval = 60; };\n"));
-    const CommandResult init = ctl(m, {"db-init"});
+    m.write_config(m.config_with_database(kPort, pg.conninfo()));
+    const CommandResult init = m.angelctl({"db-init"});
     ASSERT_TRUE(init.ok()) << init.describe();
 
     FlowSeen before;
     ASSERT_TRUE(start_flow(m, kPackets, &before));
     pg.query("INSERT INTO angel.flow_control (meter_id, flow_id, action) VALUES ('" + meter_id + "', " +
              std::to_string(before.flow_id) + ", 'mute')");
-    const uint64_t row_ns = wall_ns();  // committed
+    const uint64_t row_ns = wall_clock_ns();  // committed
     // Taken up by ctld (angelctl stats shows it) while the flow still runs.
-    ASSERT_TRUE(wait_until_s([&] { return ctl(m, {"stats"}).out.find("flow_control.database 1\n") != std::string::npos; }, 1.0))
-        << ctl(m, {"stats"}).out;
+    ASSERT_TRUE(wait_until_s([&] { return m.angelctl({"stats"}).out.find("flow_control.database 1\n") != std::string::npos; }, 1.0))
+        << m.angelctl({"stats"}).out;
     ASSERT_TRUE(m.sender->wait(30)) << "tcpreplay did not finish";
     sleep_s(0.5);
     auto C = m.stop_meter();
@@ -183,26 +152,26 @@ TEST(FlowControl, MuteUnmuteThroughAngelctl) {
     ASSERT_TRUE(start_flow(m, kPackets, &before));
     const std::string id = std::to_string(before.flow_id);
 
-    const CommandResult mute = ctl(m, {"mute", id});
-    const uint64_t mute_ns = wall_ns();
+    const CommandResult mute = m.angelctl({"mute", id});
+    const uint64_t mute_ns = wall_clock_ns();
     ASSERT_TRUE(mute.ok()) << mute.describe();
     EXPECT_EQ(mute.out, "flow " + id + " muted\n");
-    const std::string stats = ctl(m, {"stats"}).out;
+    const std::string stats = m.angelctl({"stats"}).out;
     EXPECT_NE(stats.find("flow_control.local 1\n"), std::string::npos) << stats;
     EXPECT_NE(stats.find("flow_control.published 1\n"), std::string::npos) << stats;
     sleep_s(3.0);
     // Taken before the command: a packet captured while angelctl returns is already unmuted.
-    const uint64_t unmute_ns = wall_ns();
-    const CommandResult unmute = ctl(m, {"unmute", id});
+    const uint64_t unmute_ns = wall_clock_ns();
+    const CommandResult unmute = m.angelctl({"unmute", id});
     ASSERT_TRUE(unmute.ok()) << unmute.describe();
     EXPECT_EQ(unmute.out, "flow " + id + " unmuted\n");
 
     // Refused or harmless: not a flow ID; a flow nobody muted.
-    EXPECT_FALSE(ctl(m, {"mute", "x1"}).ok());
-    EXPECT_FALSE(ctl(m, {"mute", "4294967296"}).ok());
-    EXPECT_EQ(ctl(m, {"unmute", "12345"}).out, "flow 12345 not muted\n");
-    EXPECT_EQ(ctl(m, {"mute", id, "--json"}).out, "{\"flow_id\":" + id + ",\"state\":\"muted\"}\n");
-    ASSERT_TRUE(ctl(m, {"unmute", id}).ok());
+    EXPECT_FALSE(m.angelctl({"mute", "x1"}).ok());
+    EXPECT_FALSE(m.angelctl({"mute", "4294967296"}).ok());
+    EXPECT_EQ(m.angelctl({"unmute", "12345"}).out, "flow 12345 not muted\n");
+    EXPECT_EQ(m.angelctl({"mute", id, "--json"}).out, "{\"flow_id\":" + id + ",\"state\":\"muted\"}\n");
+    ASSERT_TRUE(m.angelctl({"unmute", id}).ok());
 
     ASSERT_TRUE(m.sender->wait(30)) << "tcpreplay did not finish";
     sleep_s(0.5);
@@ -231,7 +200,7 @@ TEST(FlowControl, LimitAppliesOnReload) {
     FlowSeen before;
     ASSERT_TRUE(start_flow(m, kPackets, &before));
     m.write_config(m.config(kPort, "127.0.0.1", "export = { packet_records_per_flow = " + std::to_string(kLimit) + "; };\n"));
-    const CommandResult r = ctl(m, {"reload"});
+    const CommandResult r = m.angelctl({"reload"});
     ASSERT_TRUE(r.ok()) << r.describe();
     EXPECT_NE(r.out.find("export.packet_records_per_flow"), std::string::npos) << r.out;
     ASSERT_LT(read_sink(m.sink_out(0)).packet_ts.size(), kLimit) << "the flow passed the limit before the reload";

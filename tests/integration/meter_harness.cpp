@@ -247,11 +247,23 @@ std::string NetnsMeter::log() const { return read_file(dir / "ctld.err"); }
     return ::testing::AssertionSuccess();
 }
 
-void NetnsMeter::start_traffic(unsigned loops, const std::string& rate) {
+void NetnsMeter::start_traffic(unsigned loops, const std::string& rate) { start_traffic(loops, rate, live_pcap_files()); }
+
+void NetnsMeter::start_traffic(unsigned loops, const std::string& rate, const std::vector<std::string>& pcaps) {
     sender = std::make_unique<Child>(
-        netns::NetnsLab::in(lab.sender(),
-                            tcpreplay_argv(netns::NetnsPair::kSenderIf, rate, loops, live_pcap_files())),
+        netns::NetnsLab::in(lab.sender(), tcpreplay_argv(netns::NetnsPair::kSenderIf, rate, loops, pcaps)),
         tcpreplay_out(), tcpreplay_err());
+}
+
+MeterConfig NetnsMeter::config_with_database(unsigned port, const std::string& conninfo) const {
+    return config(port, "127.0.0.1",
+                  "database = { conninfo = \"" + conninfo + "\"; meter_id = \"" + scratch.instance +
+                      "\"; poll_interval = 60; };\n");
+}
+
+CommandResult NetnsMeter::angelctl(std::vector<std::string> args) const {
+    args.insert(args.begin(), {binary("angelctl").string(), "-c", conf.string()});
+    return run_command(args, Millis(20000));
 }
 
 std::optional<std::map<std::string, uint64_t>> NetnsMeter::final_counters(std::string* line) const {

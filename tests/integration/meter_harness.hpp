@@ -153,6 +153,12 @@ public:
     ::testing::AssertionResult start_meter(const std::string& ready_text = "angel-capd ready");
     // tcpreplay of live_pcap_files() in the sender namespace; rate "--topspeed" or "--pps=N".
     void start_traffic(unsigned loops, const std::string& rate);
+    // The same with these pcap files.
+    void start_traffic(unsigned loops, const std::string& rate, const std::vector<std::string>& pcaps);
+    // config() with a database section: conninfo, meter_id = the instance, poll_interval 60.
+    MeterConfig config_with_database(unsigned port, const std::string& conninfo) const;
+    // angelctl -c conf ARGS (20 s at most).
+    CommandResult angelctl(std::vector<std::string> args) const;
     // Stops the meter in order (SIGTERM, 60 s, exit 0 expected), then each sink once its output
     // has not grown for 1 s; returns the final counter line's values (empty map on failure).
     std::map<std::string, uint64_t> stop_meter();

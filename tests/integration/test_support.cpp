@@ -1,6 +1,8 @@
 // Implementation of tests/integration/test_support.hpp.
 #include "test_support.hpp"
 
+#include <ctime>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -91,6 +93,32 @@ std::string sanitize_test_name(std::string_view s) {
         out += ok ? c : '_';
     }
     return out.empty() ? "_" : out;
+}
+
+uint64_t wall_clock_ns() {
+    timespec t{};
+    clock_gettime(CLOCK_REALTIME, &t);
+    return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+}
+
+void put_pcap_header(std::ostream& out, uint32_t linktype) {
+    const uint32_t h[6] = {0xa1b2c3d4u, 0x00040002u, 0, 0, 65535, linktype};
+    out.write(reinterpret_cast<const char*>(h), sizeof h);
+}
+
+void put_pcap_record(std::ostream& out, uint32_t sec, uint32_t usec, const uint8_t* frame, size_t len) {
+    const uint32_t h[4] = {sec, usec, static_cast<uint32_t>(len), static_cast<uint32_t>(len)};
+    out.write(reinterpret_cast<const char*>(h), sizeof h);
+    out.write(reinterpret_cast<const char*>(frame), static_cast<std::streamsize>(len));
+}
+
+void set_ipv4_checksum(uint8_t* ip) {
+    ip[10] = ip[11] = 0;
+    uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) sum += (ip[i] << 8) | ip[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ip[10] = static_cast<uint8_t>(~sum >> 8);
+    ip[11] = static_cast<uint8_t>(~sum);
 }
 
 std::string read_file(const fs::path& p) {

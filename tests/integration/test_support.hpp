@@ -60,6 +60,13 @@ std::vector<std::string> read_lines(const fs::path& p);
 // Written to p + ".new" and renamed over p, so that a reader (ctld reloading its configuration)
 // never sees half a file; throws on failure.
 void write_file(const fs::path& p, const std::string& text);
+// CLOCK_REALTIME in ns: what a live capture stamps packets with.
+uint64_t wall_clock_ns();
+// Classic pcap (microseconds, this host's byte order): the file header, and one record.
+void put_pcap_header(std::ostream& out, uint32_t linktype = 1);
+void put_pcap_record(std::ostream& out, uint32_t sec, uint32_t usec, const uint8_t* frame, size_t len);
+// Fills in the checksum of the 20-byte IPv4 header at ip.
+void set_ipv4_checksum(uint8_t* ip);
 // Polls pred every `step` until it is true (returns true) or `timeout` passes (returns pred()).
 bool wait_until(const std::function<bool()>& pred, Millis timeout, Millis step = Millis(10));
 
