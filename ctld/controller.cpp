@@ -65,8 +65,8 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
     auto c = [&](StageId s, size_t i) { return static_cast<unsigned long long>(view.counter(s, i)); };
     log_notice("instance %s stopped: captured=%llu queued=%llu ring_dropped=%llu pcap_received=%llu "
                "pcap_dropped=%llu pcap_ifdropped=%llu procd_packets=%llu ip_packets=%llu not_ip=%llu "
-               "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu records_sent=%llu "
-               "messages=%llu send_errors=%llu records_over_limit=%llu records_muted=%llu "
+               "malformed=%llu repeated=%llu flows_started=%llu flows_ended=%llu evicted=%llu netd_records=%llu records_sent=%llu "
+               "messages=%llu send_errors=%llu datagrams_failed=%llu records_lost=%llu records_over_limit=%llu records_muted=%llu "
                "loss_records=%llu watermarks=%llu filtered=%llu",
                instance.c_str(), c(StageId::capd, capd_packets), c(StageId::capd, capd_queued),
                c(StageId::capd, capd_ring_dropped), c(StageId::capd, capd_pcap_received),
@@ -74,8 +74,9 @@ void log_final_counters(const Segment& seg, const std::string& instance) {
                c(StageId::procd, procd_packets), c(StageId::procd, procd_ip_packets), c(StageId::procd, procd_not_ip),
                c(StageId::procd, procd_malformed), c(StageId::procd, procd_repeated),
                c(StageId::procd, procd_flows_started), c(StageId::procd, procd_flows_ended),
-               c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records_sent),
+               c(StageId::procd, procd_flows_evicted), c(StageId::netd, netd_records), c(StageId::netd, netd_records_sent),
                c(StageId::netd, netd_messages), c(StageId::netd, netd_send_errors),
+               c(StageId::netd, netd_datagrams_failed), c(StageId::netd, netd_records_lost),
                c(StageId::procd, procd_records_over_limit), c(StageId::procd, procd_records_muted),
                c(StageId::procd, procd_loss_records), c(StageId::procd, procd_watermarks),
                c(StageId::procd, procd_filtered));

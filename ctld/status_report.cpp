@@ -67,7 +67,7 @@ StageIo stage_io(const CheckedSegmentView& view, StageId id) {
         case StageId::capd: return {v(capd_packets), v(capd_queued), v(capd_ring_dropped) + v(capd_pcap_dropped)};
         case StageId::procd:
             return {v(procd_packets), view.ring(Segment::Ring::record).produced, v(procd_events_dropped)};
-        case StageId::netd: return {v(netd_records), v(netd_records_sent), v(netd_send_errors)};
+        case StageId::netd: return {v(netd_records), v(netd_records_sent), v(netd_records_lost)};
         default: return {};
     }
 }

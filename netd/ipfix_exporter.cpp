@@ -99,16 +99,13 @@ bool IpfixExporter::open_destination(const std::string& host, uint16_t port, std
     return true;
 }
 
-bool IpfixExporter::send_datagram(const uint8_t* p, size_t n) {
-    // A connected UDP socket reports an ICMP error from an earlier datagram on the next send, and
-    // that send is not performed: count the stale error and try once more. A full local socket
-    // buffer (EAGAIN, ENOBUFS) is transient: wait for room, bounded (1 s, under the heartbeat's
-    // hang timeout), so that a burst does not become a loss; the wait holds records back in the
-    // ring, which is where the meter keeps them.
-    int refused = 0;
+IpfixExporter::SendResult IpfixExporter::send_datagram(const uint8_t* p, size_t n) {
+    // A full local socket buffer (EAGAIN, ENOBUFS) is transient: wait for room, bounded (1 s,
+    // under the heartbeat's hang timeout), so that a burst does not become a loss; the wait holds
+    // records back in the ring, which is where the meter keeps them.
     for (int waits = 0;;) {
         const ssize_t r = send(fd_, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (r == ssize_t(n)) return true;
+        if (r == ssize_t(n)) return SendResult::sent;
         const int err = r < 0 ? errno : EMSGSIZE;
         if ((err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) && waits < 10) {
             ++waits;
@@ -118,20 +115,35 @@ bool IpfixExporter::send_datagram(const uint8_t* p, size_t n) {
         }
         ++counters_.send_errors;
         counters_.last_errno = err;
-        if (err != ECONNREFUSED || ++refused > 1) return false;
+        templates_owed_ = true;
+        return err == ECONNREFUSED ? SendResult::refused : SendResult::failed;
     }
 }
 
 void IpfixExporter::send_message(ipfix::Encoder& enc) {
+    const bool data = &enc == &enc_;
+    if (data && templates_owed_) send_templates();
     const uint64_t seq = seq_->load(std::memory_order_relaxed);
     const size_t n = enc.finish(realtime_s(), uint32_t(seq));
     const uint32_t records = enc.records();
-    if (send_datagram(enc.data(), n)) {
+    SendResult r = send_datagram(enc.data(), n);
+    if (r == SendResult::refused) {
+        // A connected UDP socket reports an ICMP port unreachable for an earlier datagram on
+        // the next send, and that send is not performed. The classifier may be back by now:
+        // templates first (a data message only), then this message once more.
+        if (data) send_templates();
+        r = send_datagram(enc.data(), n);
+    }
+    if (r == SendResult::sent) {
         ++counters_.messages_sent;
         counters_.records_sent += records;
         counters_.bytes_sent += n;
-        if (enc.has_templates()) ++counters_.templates_sent;
+        if (enc.has_templates()) {
+            ++counters_.templates_sent;
+            templates_owed_ = false;
+        }
     } else {
+        ++counters_.datagrams_failed;
         counters_.records_lost += records;
     }
     if (records) seq_->store(seq + records, std::memory_order_release);

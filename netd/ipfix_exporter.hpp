@@ -1,8 +1,9 @@
 // Sends records to the classifier as IPFIX over UDP (RFC 7011 §10.3): packs them into messages
 // no larger than the path MTU allows, sends a message when it is full or export.flush_ms after its
 // first record, sends templates at start, on request, on a destination change and every
-// export.template_refresh seconds. Send errors are counted, never thrown: the classifier being
-// down must not stop the meter.
+// export.template_refresh seconds, and again before the next data once sending works after an
+// error (a classifier that was down has lost them). Send errors are counted, never thrown: the
+// classifier being down must not stop the meter.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -30,8 +31,9 @@ struct IpfixExporterCounters {
     uint64_t records_sent = 0;    // data records in those messages
     uint64_t bytes_sent = 0;      // IPFIX bytes (without IP/UDP headers)
     uint64_t templates_sent = 0;  // template messages sent
-    uint64_t send_errors = 0;     // failed send() calls (incl. ICMP errors reported late)
-    uint64_t records_lost = 0;    // data records in messages that could not be sent
+    uint64_t send_errors = 0;     // errors the kernel reported on send() (incl. ICMP errors reported late)
+    uint64_t datagrams_failed = 0;  // messages the kernel did not send (after the retries below)
+    uint64_t records_lost = 0;    // data records in those messages (and records given while inactive)
     int last_errno = 0;           // errno of the last failed send, 0 if none
 };
 
@@ -83,8 +85,9 @@ public:
 
 private:
     bool open_destination(const std::string& host, uint16_t port, std::string* err);
+    enum class SendResult { sent, refused, failed };
     void send_message(ipfix::Encoder& enc);
-    bool send_datagram(const uint8_t* p, size_t n);
+    SendResult send_datagram(const uint8_t* p, size_t n);
 
     IpfixExporterConfig cfg_;
     std::atomic<uint64_t>* seq_;
@@ -99,6 +102,10 @@ private:
     uint64_t last_templates_ns_ = 0;
     IpfixExporterCounters counters_;
     bool active_ = true;
+    // Set by every send error, cleared by a template message the kernel took: the next data
+    // message goes after the templates. A classifier that restarted has forgotten them, and
+    // without them it can decode nothing until the refresh (export.template_refresh, 30 s).
+    bool templates_owed_ = false;
 };
 
 }  // namespace angel

@@ -51,6 +51,8 @@ void export_counters(StageRuntime& rt, const IpfixExporter& x) {
     rt.set_counter(netd_bytes, c.bytes_sent);
     rt.set_counter(netd_send_errors, c.send_errors);
     rt.set_counter(netd_templates, c.templates_sent);
+    rt.set_counter(netd_datagrams_failed, c.datagrams_failed);
+    rt.set_counter(netd_records_lost, c.records_lost);
 }
 
 }  // namespace
@@ -280,9 +282,11 @@ int main(int argc, char** argv) {
     export_counters(rt, *x);
     stop.netd_finished.store(1, std::memory_order_release);
     rt.finished();
-    log_info("finished: %llu records in %llu messages, %llu send errors",
+    log_info("finished: %llu records in %llu messages, %llu send errors, %llu records lost in %llu failed datagrams",
              static_cast<unsigned long long>(x->counters().records_sent),
              static_cast<unsigned long long>(x->counters().messages_sent),
-             static_cast<unsigned long long>(x->counters().send_errors));
+             static_cast<unsigned long long>(x->counters().send_errors),
+             static_cast<unsigned long long>(x->counters().records_lost),
+             static_cast<unsigned long long>(x->counters().datagrams_failed));
     return 0;
 }

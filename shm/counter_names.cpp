@@ -14,7 +14,7 @@ const char* counter_name(StageId s, size_t i) {
                                   "loss_records", "watermarks", "bad_capture_reports", "filtered"};
     static const char* netd[] = {"records", "messages", "records_sent", "bytes", "send_errors",
                                  "templates", "not_master", "unsent_at_demotion", "replayed",
-                                 "window_trimmed"};
+                                 "window_trimmed", "datagrams_failed", "records_lost"};
     switch (s) {
         case StageId::capd: return i < capd_counter_count ? capd[i] : nullptr;
         case StageId::procd: return i < procd_parse_first ? procd[i] : nullptr;

@@ -56,12 +56,14 @@ enum NetdCounter : uint8_t {
     netd_messages,         // IPFIX messages sent
     netd_records_sent,
     netd_bytes,
-    netd_send_errors,      // sendto failures (classifier down, ICMP unreachable)
+    netd_send_errors,      // errors send() reported (classifier down: ICMP unreachable seen on a later send)
     netd_templates,
     netd_not_master,       // records released unsent while not master: older than the replay window
     netd_unsent_at_demotion,  // records packed for a message when the meter became backup: kept in the window, not sent then
     netd_replayed,         // records sent flagged replayed from the window on becoming master
     netd_window_trimmed,   // records released from the window early: the ring could not hold ha.replay_ms
+    netd_datagrams_failed, // IPFIX messages the kernel did not send (after netd's retries)
+    netd_records_lost,     // data records in those messages
     netd_counter_count
 };
 

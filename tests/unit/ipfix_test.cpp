@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -617,6 +618,56 @@ TEST(IpfixExporter, SendErrorsAreCountedNeverThrown) {
     EXPECT_GT(ex.counters().send_errors, 0u);
     EXPECT_EQ(ex.counters().last_errno, ECONNREFUSED);
     EXPECT_EQ(seq.load(), 5u);  // the sequence advanced: a collector would see the gap
+}
+
+// A classifier that restarts has forgotten the templates: once sending works again after errors,
+// the templates go first, so the first data it receives can be decoded (not 30 s later, at the
+// refresh). Every record given is either sent or counted lost in a failed datagram.
+TEST(IpfixExporter, TemplatesFirstWhenSendingWorksAgainAfterErrors) {
+    uint16_t port;
+    std::atomic<uint64_t> seq{0};
+    std::unique_ptr<IpfixExporter> ex;
+    {
+        UdpReceiver up;
+        port = up.port;
+        ex = std::make_unique<IpfixExporter>(config_for(port), &seq);
+        ASSERT_FALSE(up.recv().empty());  // the start's templates
+    }  // the classifier stops
+    for (int i = 0; i < 6; ++i) {
+        ex->add(packet_record(1, kT0 + i));
+        ex->flush();
+        usleep(2000);  // let the ICMP port unreachable arrive
+    }
+    const IpfixExporterCounters down = ex->counters();
+    EXPECT_GT(down.send_errors, 0u);
+    EXPECT_GT(down.datagrams_failed, 0u);
+    EXPECT_GT(down.records_lost, 0u);
+    EXPECT_EQ(down.records_sent + down.records_lost, 6u);  // the ones "sent" went to a closed port
+    EXPECT_EQ(seq.load(), 6u);
+
+    UdpReceiver back(port);  // the classifier is back on its port
+    ASSERT_EQ(back.port, port);
+    ex->add(packet_record(7, kT0 + 7));
+    ex->flush();
+    Decoder dec;
+    MessageResult res;
+    auto m = back.recv();
+    ASSERT_FALSE(m.empty());
+    EXPECT_TRUE(decode_all(dec, m.data(), m.size(), &res).empty());
+    EXPECT_EQ(res.templates, 6u) << "the first message after the errors is not the templates";
+    m = back.recv();
+    ASSERT_FALSE(m.empty());
+    const auto recs = decode_all(dec, m.data(), m.size(), &res);
+    ASSERT_EQ(recs.size(), 1u);
+    EXPECT_EQ(recs[0].packet.flow_id, 7u);
+    EXPECT_EQ(ex->counters().records_sent + ex->counters().records_lost, 7u);
+    // Sending works: no more templates before data until the next error or refresh.
+    ex->add(packet_record(8, kT0 + 8));
+    ex->flush();
+    m = back.recv();
+    ASSERT_FALSE(m.empty());
+    EXPECT_EQ(decode_all(dec, m.data(), m.size(), &res).size(), 1u);
+    EXPECT_TRUE(back.recv(50).empty());
 }
 
 TEST(IpfixExporter, SetDestinationSendsTemplatesFirst) {

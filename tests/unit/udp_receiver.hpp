@@ -17,10 +17,12 @@ namespace angel::unit_testing {
 struct UdpReceiver {
     int fd = -1;
     uint16_t port = 0;
-    UdpReceiver() {
+    // want: a port to bind again (a classifier coming back); 0: any free port.
+    explicit UdpReceiver(uint16_t want = 0) {
         fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
+        a.sin_port = htons(want);
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
         socklen_t l = sizeof a;

@@ -282,23 +282,9 @@ int main(int argc, char** argv) {
     };
     const angel::ipfix::Decoder::RecordFn fn = on_rec;
 
-    while (!g_stop) {
-        // Short wait while output is pending (flush on a 5 ms lull), else up to 200 ms so that
-        // signals and --idle are noticed promptly.
-        pollfd pfd{fd, POLLIN, 0};
-        const int pr = poll(&pfd, 1, drained_flush_pending ? 5 : 200);
-        if (pr < 0 && errno != EINTR) {
-            std::perror("angel-sink: poll");
-            break;
-        }
-        if (pr <= 0) {
-            if (drained_flush_pending) {
-                out.flush();
-                drained_flush_pending = false;
-            }
-            if (opt.idle_s > 0 && now_s() - last_data >= opt.idle_s) break;
-            continue;
-        }
+    // Reads what the socket holds, batch by batch, until it is empty or `until` (now_s()) has
+    // passed: the bound keeps a sender that never stops from holding the loop (or the exit).
+    auto receive_queued = [&](double until) {
         for (;;) {
             for (unsigned i = 0; i < kBatch; ++i) {
                 iov[i] = {bufs.data() + size_t(i) * kDgram, kDgram};
@@ -310,7 +296,7 @@ int main(int argc, char** argv) {
                 msgs[i].msg_len = 0;
             }
             const int n = recvmmsg(fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
-            if (n <= 0) break;  // EAGAIN: drained (other errors: retry after poll)
+            if (n <= 0) return;  // EAGAIN: drained (other errors: retry after poll)
             const double now = now_s();
             last_data = now;
             batch_now = now;
@@ -330,9 +316,32 @@ int main(int argc, char** argv) {
                     gaps.report(peer_text(peers[i], pl), res, now);
             }
             drained_flush_pending = true;
-            if (unsigned(n) < kBatch) break;
+            if (unsigned(n) < kBatch || now >= until) return;
         }
+    };
+
+    while (!g_stop) {
+        // Short wait while output is pending (flush on a 5 ms lull), else up to 200 ms so that
+        // signals and --idle are noticed promptly.
+        pollfd pfd{fd, POLLIN, 0};
+        const int pr = poll(&pfd, 1, drained_flush_pending ? 5 : 200);
+        if (pr < 0 && errno != EINTR) {
+            std::perror("angel-sink: poll");
+            break;
+        }
+        if (pr <= 0) {
+            if (drained_flush_pending) {
+                out.flush();
+                drained_flush_pending = false;
+            }
+            if (opt.idle_s > 0 && now_s() - last_data >= opt.idle_s) break;
+            continue;
+        }
+        receive_queued(now_s() + 1.0);
     }
+    // A signal stops the loop, not the reading: what the kernel has already queued for us is
+    // part of what was sent before the stop, so it is read (for at most 2 s) before the summary.
+    if (g_stop) receive_queued(now_s() + 2.0);
     out.flush();
     const bool summary_to_stdout = !opt.json || out_fd != STDOUT_FILENO;
     stats.print(summary_to_stdout ? stdout : stderr, now_s() - start);
