@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <exception>
 
 #include "common/log.hpp"
 #include "shm/segment.hpp"
@@ -26,7 +27,11 @@ constexpr int kIdleWaitMs = 20;           // event-ring check pace when idle
 }  // namespace
 
 DbThread::DbThread(DbThreadOptions opt, Segment* seg, DbConfigValues initial)
-    : opt_(std::move(opt)), seg_(seg), writer_(opt_.meter_id, opt_.history), latest_(std::move(initial)) {
+    : opt_(std::move(opt)),
+      seg_(seg),
+      writer_(opt_.meter_id, opt_.history),
+      writer_aux_(opt_.meter_id, opt_.history),
+      latest_(std::move(initial)) {
     if (!seg_) opt_.write_flows = false;
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) throw std::runtime_error("eventfd failed");
@@ -125,6 +130,7 @@ void DbThread::stop(int drain_ms) {
                 g.unlock();
                 log_warn("database: a query still hangs at stop; breaking the connection");
                 db_.interrupt();
+                db_aux_.interrupt();
                 break;
             }
         }
@@ -164,7 +170,7 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events, uint64_t upto) 
         const uint64_t t0 = monotonic_ns();
         FlowWriteStats st;
         try {
-            st = writer_.write_batch(db, batch_.data(), n);
+            st = db_aux_.ok() ? write_split(batch_.data(), n) : writer_.write_batch(db, batch_.data(), n);
         } catch (...) {
             events_->rewind();  // a failed transaction leaves the events in the ring
             throw;
@@ -178,6 +184,42 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events, uint64_t upto) 
         last_progress_ms_ = monotonic_ms();
     }
     return false;
+}
+
+// Each half is its own transaction. When one commits and the other fails, the whole batch is
+// written again: its committed half is idempotent (DbFlowWriter: starts are upserts, an end whose
+// row is gone finds nothing to move, history rows are keyed).
+FlowWriteStats DbThread::write_split(const Record* recs, size_t n) {
+    half_[0].clear();
+    half_[1].clear();
+    for (size_t i = 0; i < n; ++i) half_[recs[i].flow_id & 1].push_back(recs[i]);
+    FlowWriteStats aux;
+    std::exception_ptr aux_error, own_error;
+    std::thread t([&] {
+        try {
+            aux = writer_aux_.write_batch(db_aux_, half_[1].data(), half_[1].size());
+        } catch (...) {
+            aux_error = std::current_exception();
+        }
+    });
+    FlowWriteStats st;
+    try {
+        st = writer_.write_batch(db_, half_[0].data(), half_[0].size());
+    } catch (...) {
+        own_error = std::current_exception();
+    }
+    t.join();
+    if (own_error) std::rethrow_exception(own_error);
+    if (aux_error) std::rethrow_exception(aux_error);
+    st.started += aux.started;
+    st.ended += aux.ended;
+    st.short_lived += aux.short_lived;
+    return st;
+}
+
+void DbThread::close_all() {
+    db_.close();
+    db_aux_.close();
 }
 
 // Correct while procd keeps writing events, without waiting for an empty ring (which a busy
@@ -240,7 +282,8 @@ void DbThread::run() {
             left = drain_left_ms_locked(monotonic_ms());
         }
         if (stopping && left <= 0) break;
-        if (!db_.ok()) {
+        if (!db_.ok() || (opt_.write_flows && !db_aux_.ok())) {
+            close_all();  // both or neither
             std::string err;
             int limit = kConnectTimeoutMs;
             if (stopping) limit = static_cast<int>(std::min<int64_t>(left, kConnectTimeoutMs));
@@ -250,12 +293,19 @@ void DbThread::run() {
                     db_.exec("SET client_min_messages = warning");
                     db_.exec("LISTEN angel_config");
                     db_.exec("LISTEN angel_flow_control");
-                    if (opt_.write_flows) writer_.prepare(db_);
+                    if (opt_.write_flows) {
+                        writer_.prepare(db_);
+                        std::string aux_err;
+                        if (!db_aux_.connect(opt_.conninfo, limit, stopping ? -1 : wake_fd_, &aux_err))
+                            throw DbError("second connection: " + aux_err);
+                        db_aux_.exec("SET client_min_messages = warning");
+                        writer_aux_.prepare(db_aux_);
+                    }
                     publish_config(fetch_db_config(db_, opt_.meter_id));
                     publish_flow_control(fetch_db_flow_control(db_, opt_.meter_id));
                 } catch (const DbError& e) {
                     err = e.what();
-                    db_.close();
+                    close_all();
                     up = false;
                 }
             }
@@ -344,7 +394,7 @@ void DbThread::run() {
                 stats_.connected = false;
                 stats_.last_error = e.what();
             }
-            db_.close();
+            close_all();
             if (opt_.write_flows) events_->rewind();
             need_reconcile = true;
             // Not straight back at it: a statement that fails every time would otherwise spin.
@@ -352,7 +402,7 @@ void DbThread::run() {
             backoff = std::min(backoff * 2, kBackoffMaxMs);
         }
     }
-    db_.close();
+    close_all();
     const uint64_t left = events_ ? events_->pending() : 0;
     std::lock_guard<std::mutex> g(mu_);
     stats_.connected = false;

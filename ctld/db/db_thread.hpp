@@ -98,12 +98,20 @@ private:
     void reconcile(DbConnection& db);
     int64_t drain_left_ms_locked(uint64_t now) const;  // INT64_MAX before begin_stop
     void note_progress();
+    FlowWriteStats write_split(const Record* recs, size_t n);  // both halves, in parallel
+    void close_all();
 
     DbThreadOptions opt_;
     Segment* seg_;
     std::unique_ptr<CheckedEventReader> events_;  // the event ring, consumer side (this thread only)
     std::vector<Record> batch_;
+    std::vector<Record> half_[2];  // the batch split by flow ID, one half per connection
     DbFlowWriter writer_;
+    // A second connection writes half of every batch at the same time (flows with an odd ID):
+    // the server's work per flow is what limits the writer (about 10 us), and one connection
+    // is one server process on one CPU. A flow's events all go to the same connection, in order.
+    DbFlowWriter writer_aux_;
+    DbConnection db_aux_;
     int wake_fd_ = -1;
     std::thread thread_;
     DbConnection db_;
