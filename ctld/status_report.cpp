@@ -144,7 +144,6 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
             j.field("config_reads", v.db.config_reads);
             j.field("events_dropped", view.counter(StageId::procd, procd_events_dropped));
             j.field("event_waits", view.counter(StageId::procd, procd_event_waits));
-            j.field("events_left", v.db.events_left);
             j.field("last_error", v.db.last_error);
             j.end_object();
         } else {
