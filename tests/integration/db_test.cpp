@@ -527,6 +527,60 @@ TEST_F(DbTest, ReplayOf300kFlowsIsComplete) {
                 static_cast<unsigned long long>(d["flows_per_s"]));
 }
 
+// A replay whose database is away waits for it (procd waits for room in the event ring, as
+// capd waits for procd); SIGTERM ends it once the writer has made no progress for
+// database.stop_drain_ms, and the events left are counted in one line.
+TEST_F(DbTest, ReplayWaitsForTheDatabaseUntilStopped) {
+    const fs::path pcap = gen_trace(200000, 50000);
+    auto sink = start_sink(dir_.path(), "sink");
+    std::string conf_text = classifier_of(*sink) + "\nshm = { event_ring = 65536; };";
+    const fs::path conf = write_config(conf_text);
+    db_init(conf);
+    // database.stop_drain_ms = 1000 in the same group as conninfo.
+    std::string text = read_file(conf);
+    const size_t at = text.find("poll_interval = 60;");
+    ASSERT_NE(at, std::string::npos) << text;
+    text.insert(at, "stop_drain_ms = 1000; ");
+    write_file(conf, text);
+    ASSERT_TRUE(pg_->stop()) << pg_->log();
+    Process ctld = start_ctld(conf, pcap);
+    // procd waits: its packet count stops short of the trace, event_waits grows.
+    uint64_t waits = 0, packets = 0;
+    ASSERT_TRUE(wait_until([&] {
+        const CommandResult st = ctl(conf, {"status", "--json"});
+        waits = json_number_in(st.out, "database", "event_waits");
+        return waits > 0;
+    }, Millis(20000))) << ctld_log();
+    usleep(500000);
+    packets = json_number_in(ctl(conf, {"stats", "--json"}).out, "procd", "packets");
+    EXPECT_LT(packets, 200000u) << "the replay went on without its database";
+    EXPECT_TRUE(ctld.running());
+    const auto t0 = Clock::now();
+    ctld.signal(SIGTERM);
+    const auto st = ctld.wait_for(Millis(20000));
+    ASSERT_TRUE(st) << "the stop did not end\n" << ctld_log();
+    const double stop_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    EXPECT_LT(stop_s, 1.0 + 1.0 + 5.0) << ctld_log();
+    const std::string log = ctld_log();
+    EXPECT_NE(log.find("the stop's bound passed (database.stop_drain_ms = 1000 without progress)"), std::string::npos)
+        << log;
+    const size_t line = log.find(" flow events left unwritten at stop (");
+    ASSERT_NE(line, std::string::npos) << log;
+    const size_t d = log.find("database: flows_written=");
+    ASSERT_NE(d, std::string::npos) << log;
+    auto c = parse_counters(log.substr(d + 10, log.find('\n', d) - d - 10));
+    EXPECT_EQ(c["flows_written"], 0u);
+    EXPECT_GT(c["events_left"], 0u);
+    // The one line's number is the final line's events_left.
+    const size_t num = log.rfind("database: ", line);
+    ASSERT_NE(num, std::string::npos);
+    EXPECT_EQ(log.substr(num + 10, line - num - 10), std::to_string(c["events_left"])) << log;
+    std::printf("[ db      ] replay without its database: procd waited %llu times at %llu packets; SIGTERM ended it in "
+                "%.2f s, %llu events left\n",
+                static_cast<unsigned long long>(waits), static_cast<unsigned long long>(packets), stop_s,
+                static_cast<unsigned long long>(c["events_left"]));
+}
+
 }  // namespace
 }  // namespace angel::itest
 
