@@ -232,8 +232,8 @@ uint64_t CheckedEventReader::head_checked() {
     return head;
 }
 
-size_t CheckedEventReader::read(Record* out, size_t max) {
-    const uint64_t head = head_checked();
+size_t CheckedEventReader::read_until(Record* out, size_t max, uint64_t end) {
+    const uint64_t head = std::min(head_checked(), end);
     size_t got = 0;
     const uint64_t mask = capacity_ - 1;
     for (size_t scanned = 0; scanned < max && read_ < head; ++scanned, ++read_) {
@@ -262,6 +262,11 @@ void CheckedEventReader::rewind() { read_ = committed_; }
 void CheckedEventReader::discard_all() {
     read_ = head_checked();
     commit();
+}
+
+uint64_t CheckedEventReader::pending() const {
+    const uint64_t head = ctl_->head.load(std::memory_order_acquire);
+    return head > committed_ ? std::min(head - committed_, capacity_) : 0;
 }
 
 bool CheckedEventReader::empty() const { return ctl_->head.load(std::memory_order_acquire) <= read_; }

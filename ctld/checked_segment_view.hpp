@@ -106,7 +106,14 @@ public:
     // copied. Reads at most max slots per call, so a loop over it ends however far ahead a
     // hostile head points: an impossible head is counted, logged, and the reader skips to it
     // (the database is reconciled from the FlowMap then: see lost()).
-    size_t read(Record* out, size_t max);
+    size_t read(Record* out, size_t max) { return read_until(out, max, UINT64_MAX); }
+    // The same, but no record at ring position `end` or after (the reconcile's mark).
+    size_t read_until(Record* out, size_t max, uint64_t end);
+    // The position procd has published up to (checked as read() checks it).
+    uint64_t published() { return head_checked(); }
+    uint64_t read_position() const { return read_; }
+    // Events published and not committed (clamped to the ring): what a stop leaves behind.
+    uint64_t pending() const;
     void commit();            // releases everything read so far to the producer
     void rewind();            // back to the last commit (a failed transaction is retried)
     void discard_all();       // backup meters: skip and release whatever is queued

@@ -202,6 +202,7 @@ void Controller::begin_stop(const char* why) {
     seg_->control_rw().stop_capture.store(1, std::memory_order_release);
     for (auto& s : stages_)
         if (s) s->expect_finish();
+    begin_database_stop();
     log_notice("stopping (%s): closing capture, draining the pipeline", why);
 }
 
@@ -275,10 +276,13 @@ void Controller::loop() {
         customers_->service(CheckedSegmentView(*seg_).customer_generation(), now);
         if (coverage_) coverage_->note(CheckedSegmentView(*seg_).capture_covered_ns(realtime_ns()), now);
         apply_database_changes();
+        service_database_stop();
         bool all_done = true;
         for (auto& s : stages_) all_done = all_done && s->done();
         if (all_done) return;  // replay finished, or an orderly stop completed
-        if (stopping_ && (force_stop_ || now > stop_started_ + kStopDeadline)) {
+        // (Not while procd waits on the database writer within database.stop_drain_ms: that
+        // bound is the operator's.)
+        if (stopping_ && (force_stop_ || (now > stop_started_ + kStopDeadline && !database_holds_stop()))) {
             if (!force_stop_) log_err("orderly stop did not complete in time; killing the stages");
             for (auto& s : stages_) s->signal(SIGKILL);
             for (auto& s : stages_)

@@ -48,6 +48,11 @@ private:
     // ctld/db/db_hooks.cpp: the database thread and configuration from the database.
     void start_database();
     void stop_database();
+    // The database part of an orderly stop (db_hooks.cpp): its bound begins with the stop, and
+    // procd waits for room in the event ring within it.
+    void begin_database_stop();
+    void service_database_stop();
+    bool database_holds_stop() const;  // procd waits on the writer, within the bound
     void apply_database_changes();
     Config merge_database(const Config& file) const;
     void begin_stop(const char* why);
@@ -70,6 +75,7 @@ private:
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;
     DbConfigValues db_start_;
+    uint64_t db_dropped_at_stop_ = 0;  // procd's events_dropped when the stop began
     int signal_fd_ = -1;
     bool stopping_ = false;
     bool force_stop_ = false;

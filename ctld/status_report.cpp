@@ -143,6 +143,7 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
             j.field("flows_ended", v.db.flows_ended).field("reconciles", v.db.reconciles);
             j.field("config_reads", v.db.config_reads);
             j.field("events_dropped", view.counter(StageId::procd, procd_events_dropped));
+            j.field("event_waits", view.counter(StageId::procd, procd_event_waits));
             j.field("last_error", v.db.last_error);
             j.end_object();
         } else {

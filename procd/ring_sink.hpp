@@ -1,6 +1,9 @@
 // procd's RecordSink: records go to the record ring (blocking while netd catches up, so no
-// record is ever dropped inside the meter), events to the event ring (dropped and counted
-// when the database writer is behind: the database is reconciled from the FlowMap later).
+// record is ever dropped inside the meter), events to the event ring. Events wait for room
+// while ctld asks for it (ControlBlock::events_wait: a replay with a database, lossless like
+// the packet ring; a live stop until database.stop_drain_ms has passed); otherwise a full ring
+// drops the event and counts it, and the database is reconciled from the FlowMap later (live
+// capture must never wait for PostgreSQL).
 #pragma once
 #include "procd/flow_tracker.hpp"
 #include "shm/stage_runtime.hpp"
@@ -28,7 +31,15 @@ public:
     }
     void event(const Record& r) override {
         if (!events_on_) return;
-        if (!events_.push(r)) rt_.count(procd_events_dropped);
+        while (!events_.push(r)) {
+            if (!rt_.control().events_wait.load(std::memory_order_acquire)) {
+                rt_.count(procd_events_dropped);
+                return;
+            }
+            rt_.count(procd_event_waits);
+            rt_.heartbeat();  // waiting on the database writer is not a hang
+            events_.wait_for_space(50);  // publishes what is queued first: the writer needs it
+        }
     }
     void publish() override {
         records_.publish();

@@ -11,7 +11,8 @@ const char* counter_name(StageId s, size_t i) {
                                   "flows_ended", "flows_evicted", "record_waits", "events_dropped",
                                   "gc_runs", "repeated", "records_lost", "flows_announced",
                                   "records_over_limit", "records_muted",
-                                  "loss_records", "watermarks", "bad_capture_reports", "filtered"};
+                                  "loss_records", "watermarks", "bad_capture_reports", "filtered",
+                                  "event_waits"};
     static const char* netd[] = {"records", "messages", "records_sent", "bytes", "send_errors",
                                  "templates", "not_master", "unsent_at_demotion", "replayed",
                                  "window_trimmed", "datagrams_failed", "records_lost"};

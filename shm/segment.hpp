@@ -36,7 +36,9 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 //    loss and watermark records (Record::loss, capture reports in the packet ring, ExportProgress).
 // 9: the customer set (ControlBlock::customers and its two slots after the ControlBlock;
 //    SegmentHeader::customer_generation); LiveConfig::bpf_filter gone (procd filters).
-inline constexpr uint32_t kLayoutVersion = 9;
+// 10: ControlBlock::events_wait (procd waits for room in the event ring), procd counter
+//    event_waits.
+inline constexpr uint32_t kLayoutVersion = 10;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting
@@ -99,6 +101,9 @@ struct ControlBlock {
                                                 // procd re-announces every live flow (netd waits for it)
     std::atomic<uint32_t> stop_capture{0};    // ctld -> capd: close the capture, finish
     std::atomic<uint32_t> netd_gone{0};       // ctld: netd given up during a stop; drop, do not wait
+    // ctld: procd waits for room in the event ring instead of dropping (replay with a database,
+    // and a live stop until database.stop_drain_ms has passed); 0: drop and count.
+    std::atomic<uint32_t> events_wait{0};
     std::atomic<int32_t> ctld_pid{0};
     std::atomic<uint64_t> gc_request{0};      // ctld bumps it every flow.gc_interval
     // Set at start when the previous run of this instance ended uncleanly (ctld/

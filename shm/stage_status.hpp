@@ -48,6 +48,7 @@ enum ProcdCounter : uint8_t {
     procd_watermarks,      // watermark records queued
     procd_bad_reports,     // capture reports from capd refused (bad kind, length, cause or time)
     procd_filtered,        // IP packets with neither address in the customer set (customers.networks)
+    procd_event_waits,     // times the event ring was full and procd waited (ControlBlock::events_wait)
     procd_parse_first,     // first of ParseStatus::count_ counters, indexed by ParseStatus
     procd_counter_count = procd_parse_first + 10  // parse counters: ParseStatus::count_ <= 10
 };

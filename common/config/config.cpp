@@ -317,6 +317,9 @@ void read_database(const Reader& r, const Setting& g, DatabaseConfig& c) {
              c.poll_interval = r.int_in(s, "database.poll_interval", 1, 86400);
          }},
         {"history", [&](const Setting& s) { c.history = r.boolean(s, "database.history"); }},
+        {"stop_drain_ms", [&](const Setting& s) {
+             c.stop_drain_ms = r.int_in(s, "database.stop_drain_ms", 0, 600000);
+         }},
     });
 }
 

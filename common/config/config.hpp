@@ -87,6 +87,10 @@ struct DatabaseConfig {
     std::string meter_id;  // defaults to the instance name
     int poll_interval = 60;
     bool history = true;
+    // A live stop writes the flow events left for at most this long (what is left is counted,
+    // logged, and reconciled at the next start); a replay's stop waits while the writer makes
+    // progress and gives up after this long without any.
+    int stop_drain_ms = 5000;
 };
 
 // Section "ha": how ctld learns whether this meter is the master of a CARP/VRRP pair

@@ -181,6 +181,7 @@ std::string describe(const Config& c) {
     line("database.meter_id", quoted(c.database.meter_id));
     line("database.poll_interval", std::to_string(c.database.poll_interval));
     line("database.history", bool_text(c.database.history));
+    line("database.stop_drain_ms", std::to_string(c.database.stop_drain_ms));
     line("ha.mode", quoted(c.ha.mode));
     line("ha.vip", c.ha.vip.empty() ? "(not set)" : quoted(c.ha.vip));
     line("ha.state_file", c.ha.state_file.empty() ? "(not set)" : quoted(c.ha.state_file));

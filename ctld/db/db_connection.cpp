@@ -79,11 +79,16 @@ void DbConnection::interrupt() {
     if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
 }
 
+void DbConnection::throw_result_error(const PgResult& r) const {
+    const char* state = r.get() ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+    throw DbError(pg_error_text(conn_), state ? state : "");
+}
+
 PgResult DbConnection::exec(const std::string& sql) {
     if (!conn_) throw DbError("not connected");
     PgResult r(PQexec(conn_, sql.c_str()));
     const ExecStatusType st = r.get() ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) throw DbError(pg_error_text(conn_));
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) throw_result_error(r);
     return r;
 }
 
@@ -94,7 +99,7 @@ PgResult DbConnection::exec(const std::string& sql, const std::vector<std::strin
     for (const auto& s : params) p.push_back(s.c_str());
     PgResult r(PQexecParams(conn_, sql.c_str(), static_cast<int>(p.size()), nullptr, p.data(), nullptr, nullptr, 0));
     const ExecStatusType st = r.get() ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) throw DbError(pg_error_text(conn_));
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) throw_result_error(r);
     return r;
 }
 

@@ -40,7 +40,13 @@ private:
 
 class DbError : public std::runtime_error {
 public:
-    using std::runtime_error::runtime_error;
+    explicit DbError(const std::string& what, std::string sqlstate = "")
+        : std::runtime_error(what), sqlstate_(std::move(sqlstate)) {}
+    // The server's SQLSTATE ("23505": unique violation), empty when the error is not the server's.
+    const std::string& sqlstate() const { return sqlstate_; }
+
+private:
+    std::string sqlstate_;
 };
 
 class DbConnection {
@@ -68,6 +74,7 @@ public:
     void interrupt();
 
 private:
+    [[noreturn]] void throw_result_error(const PgResult& r) const;
     PGconn* conn_ = nullptr;
     std::mutex fd_mu_;
     int fd_ = -1;  // the socket, for interrupt()

@@ -30,21 +30,60 @@ void Controller::start_database() {
     o.write_flows = true;  // build_live_config turns db_events on whenever conninfo is set
     db_ = std::make_unique<DbThread>(o, seg_.get(), db_start_);
     db_->start();
+    // A replay is lossless for the database too: procd waits for room in the event ring, as
+    // capd waits for room in the packet ring. Live capture never waits for PostgreSQL.
+    if (!opt_.replay.empty()) seg_->control_rw().events_wait.store(1, std::memory_order_release);
+}
+
+void Controller::begin_database_stop() {
+    if (!db_) return;
+    db_dropped_at_stop_ = CheckedSegmentView(*seg_).counter(StageId::procd, procd_events_dropped);
+    db_->begin_stop(cfg_.database.stop_drain_ms, opt_.replay.empty());
+    // The flow_end events procd makes at the stop wait for the writer, within the bound.
+    seg_->control_rw().events_wait.store(1, std::memory_order_release);
+}
+
+void Controller::service_database_stop() {
+    if (!db_ || !stopping_ || !seg_->control().events_wait.load(std::memory_order_relaxed)) return;
+    if (!db_->past_drain_bound()) return;
+    seg_->control_rw().events_wait.store(0, std::memory_order_release);
+    log_warn("database: the stop's bound passed (database.stop_drain_ms = %d%s); procd drops the flow events "
+             "left (counted; the next start reconciles angel.flows)",
+             cfg_.database.stop_drain_ms, opt_.replay.empty() ? "" : " without progress");
+}
+
+bool Controller::database_holds_stop() const {
+    return db_ && seg_->control().events_wait.load(std::memory_order_relaxed) && !db_->past_drain_bound();
 }
 
 void Controller::stop_database() {
     if (!db_) return;
     const uint64_t t0 = monotonic_ns();
-    db_->stop(5000);
+    // A replay that ended by itself begins the database's stop here (unbounded while it makes
+    // progress); a stop by signal or angelctl began it in begin_stop().
+    if (!stopping_) db_dropped_at_stop_ = CheckedSegmentView(*seg_).counter(StageId::procd, procd_events_dropped);
+    db_->begin_stop(cfg_.database.stop_drain_ms, opt_.replay.empty());
+    db_->stop(cfg_.database.stop_drain_ms);
     const uint64_t drain_ms = (monotonic_ns() - t0) / 1000000;
     const DbThreadStats s = db_->stats();
+    const uint64_t dropped = CheckedSegmentView(*seg_).counter(StageId::procd, procd_events_dropped);
+    const uint64_t dropped_at_stop = dropped > db_dropped_at_stop_ ? dropped - db_dropped_at_stop_ : 0;
+    if (s.events_left + dropped_at_stop > 0)
+        log_warn("database: %llu flow events left unwritten at stop (%llu in the event ring, %llu dropped by procd "
+                 "during the stop; database.stop_drain_ms = %d); the next start reconciles angel.flows with its FlowMap",
+                 static_cast<unsigned long long>(s.events_left + dropped_at_stop),
+                 static_cast<unsigned long long>(s.events_left), static_cast<unsigned long long>(dropped_at_stop),
+                 cfg_.database.stop_drain_ms);
     const double busy_s = static_cast<double>(s.busy_ns) / 1e9;
     auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
     log_notice("database: flows_written=%llu flows_ended=%llu batches=%llu reconciles=%llu connects=%llu "
-               "events_dropped=%llu busy_ms=%llu flows_per_s=%.0f final_drain_ms=%llu",
-               u(s.flows_inserted), u(s.flows_ended), u(s.batches), u(s.reconciles), u(s.connects),
-               u(CheckedSegmentView(*seg_).counter(StageId::procd, procd_events_dropped)), u(s.busy_ns / 1000000),
-               busy_s > 0 ? static_cast<double>(s.flows_inserted) / busy_s : 0.0, u(drain_ms));
+               "events_dropped=%llu events_left=%llu event_waits=%llu busy_ms=%llu flows_per_s=%.0f "
+               "events_per_s=%.0f final_drain_ms=%llu",
+               u(s.flows_inserted), u(s.flows_ended), u(s.batches), u(s.reconciles), u(s.connects), u(dropped),
+               u(s.events_left + dropped_at_stop),
+               u(CheckedSegmentView(*seg_).counter(StageId::procd, procd_event_waits)), u(s.busy_ns / 1000000),
+               busy_s > 0 ? static_cast<double>(s.flows_inserted) / busy_s : 0.0,
+               busy_s > 0 ? static_cast<double>(s.flows_inserted + s.flows_ended) / busy_s : 0.0, u(drain_ms));
     db_.reset();
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <exception>
 
 #include "common/log.hpp"
 #include "shm/segment.hpp"
@@ -26,7 +27,11 @@ constexpr int kIdleWaitMs = 20;           // event-ring check pace when idle
 }  // namespace
 
 DbThread::DbThread(DbThreadOptions opt, Segment* seg, DbConfigValues initial)
-    : opt_(std::move(opt)), seg_(seg), writer_(opt_.meter_id, opt_.history), latest_(std::move(initial)) {
+    : opt_(std::move(opt)),
+      seg_(seg),
+      writer_(opt_.meter_id, opt_.history),
+      writer_aux_(opt_.meter_id, opt_.history),
+      latest_(std::move(initial)) {
     if (!seg_) opt_.write_flows = false;
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) throw std::runtime_error("eventfd failed");
@@ -83,23 +88,51 @@ DbThreadStats DbThread::stats() const {
     return stats_;
 }
 
+void DbThread::begin_stop(int drain_ms, bool bounded) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (drain_begin_ms_) return;
+    drain_begin_ms_ = monotonic_ms();
+    drain_ms_ = std::max(drain_ms, 0);
+    drain_bounded_ = bounded;
+}
+
+int64_t DbThread::drain_left_ms_locked(uint64_t now) const {
+    if (!drain_begin_ms_) return INT64_MAX;
+    const uint64_t base = drain_bounded_ ? drain_begin_ms_ : std::max(drain_begin_ms_, last_progress_ms_);
+    return static_cast<int64_t>(base + static_cast<uint64_t>(drain_ms_)) - static_cast<int64_t>(now);
+}
+
+bool DbThread::past_drain_bound() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return drain_left_ms_locked(monotonic_ms()) <= 0;
+}
+
+void DbThread::note_progress() {
+    std::lock_guard<std::mutex> g(mu_);
+    last_progress_ms_ = monotonic_ms();
+}
+
 void DbThread::stop(int drain_ms) {
     if (!thread_.joinable()) return;
+    begin_stop(drain_ms, true);  // no-op when ctld's stop already began it
     {
         std::lock_guard<std::mutex> g(mu_);
-        if (!stop_) {
-            stop_ = true;
-            drain_deadline_ms_ = monotonic_ms() + static_cast<uint64_t>(drain_ms);
-        }
+        stop_ = true;
     }
     const uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
     {
+        // The thread ends itself once the bound passes; only a query that hangs keeps it
+        // (it cannot look at the clock then): broken 1 s after the bound.
         std::unique_lock<std::mutex> g(mu_);
-        if (!finished_cv_.wait_for(g, std::chrono::milliseconds(drain_ms + 1000), [&] { return finished_; })) {
-            g.unlock();
-            log_warn("database: a query still hangs at stop; breaking the connection");
-            db_.interrupt();
+        while (!finished_cv_.wait_for(g, std::chrono::milliseconds(100), [&] { return finished_; })) {
+            if (drain_left_ms_locked(monotonic_ms()) < -1000) {
+                g.unlock();
+                log_warn("database: a query still hangs at stop; breaking the connection");
+                db_.interrupt();
+                db_aux_.interrupt();
+                break;
+            }
         }
     }
     thread_.join();
@@ -122,22 +155,22 @@ void DbThread::publish_config(const DbConfigValues& v) {
     }
 }
 
-bool DbThread::drain_events(DbConnection& db, size_t max_events) {
+bool DbThread::drain_events(DbConnection& db, size_t max_events, uint64_t upto) {
     // Bounded by max_events slots per call whatever procd published (the reader reads at
     // most kBatch slots per read), so a hostile head cannot keep this loop going.
     size_t scanned = 0;
     while (scanned < max_events) {
-        const size_t n = events_->read(batch_.data(), kBatch);
+        const size_t n = events_->read_until(batch_.data(), kBatch, upto);
         scanned += kBatch;
         if (n == 0) {
             events_->commit();  // refused records are done with: release them to procd
-            if (events_->empty()) return true;
+            if (events_->empty() || events_->read_position() >= upto) return true;
             continue;  // a stretch of refused records; the next read goes on after it
         }
         const uint64_t t0 = monotonic_ns();
         FlowWriteStats st;
         try {
-            st = writer_.write_batch(db, batch_.data(), n);
+            st = db_aux_.ok() ? write_split(batch_.data(), n) : writer_.write_batch(db, batch_.data(), n);
         } catch (...) {
             events_->rewind();  // a failed transaction leaves the events in the ring
             throw;
@@ -148,17 +181,74 @@ bool DbThread::drain_events(DbConnection& db, size_t max_events) {
         ++stats_.batches;
         stats_.flows_inserted += st.started + st.short_lived;
         stats_.flows_ended += st.ended;
+        last_progress_ms_ = monotonic_ms();
     }
     return false;
 }
 
+// Each half is its own transaction. When one commits and the other fails, the whole batch is
+// written again: its committed half is idempotent (DbFlowWriter: starts are upserts, an end whose
+// row is gone finds nothing to move, history rows are keyed).
+FlowWriteStats DbThread::write_split(const Record* recs, size_t n) {
+    half_[0].clear();
+    half_[1].clear();
+    for (size_t i = 0; i < n; ++i) half_[recs[i].flow_id & 1].push_back(recs[i]);
+    FlowWriteStats aux;
+    std::exception_ptr aux_error, own_error;
+    std::thread t([&] {
+        try {
+            aux = writer_aux_.write_batch(db_aux_, half_[1].data(), half_[1].size());
+        } catch (...) {
+            aux_error = std::current_exception();
+        }
+    });
+    FlowWriteStats st;
+    try {
+        st = writer_.write_batch(db_, half_[0].data(), half_[0].size());
+    } catch (...) {
+        own_error = std::current_exception();
+    }
+    t.join();
+    if (own_error) std::rethrow_exception(own_error);
+    if (aux_error) std::rethrow_exception(aux_error);
+    st.started += aux.started;
+    st.ended += aux.ended;
+    st.short_lived += aux.short_lived;
+    return st;
+}
+
+void DbThread::close_all() {
+    db_.close();
+    db_aux_.close();
+}
+
+// Correct while procd keeps writing events, without waiting for an empty ring (which a busy
+// meter may never have). procd changes a flow in the FlowMap before it queues the flow's event,
+// and publishes the ring's head (release) after both. So, with H = the head read before the
+// FlowMap is copied:
+//   - every event below H describes a change the copy already shows. Those not yet written
+//     are written first (at most the ring's capacity), then the copy replaces angel.flows:
+//     it supersedes them, and their history rows stay.
+//   - every change the copy misses or shows half-way (it is read while procd works) has its
+//     event at H or after, written after the copy: a start of a flow the copy has is a no-op
+//     (same first_seen), an end of a flow the copy already lacks finds its row in history
+//     (moved there with a NULL end_reason) and completes it, and the rest applies as usual.
+//   - an event dropped after the drop counter was read (before H) is counted again, and the
+//     next turn reconciles again.
+// Events below H must not be written after the copy: the start of a flow whose end was
+// dropped would put back the stale row the copy removed.
 void DbThread::reconcile(DbConnection& db) {
     const uint64_t t0 = monotonic_ms();
+    const uint64_t mark = events_->published();
     const auto live = snapshot_live_flows(CheckedSegmentView(*seg_));
+    // Below the mark: at most the ring's capacity, so this ends however fast procd goes on.
+    while (!drain_events(db, kPerRound, mark)) {
+    }
     const auto [deleted, inserted] = writer_.reconcile(db, live);
     {
         std::lock_guard<std::mutex> g(mu_);
         ++stats_.reconciles;
+        last_progress_ms_ = monotonic_ms();
     }
     if (deleted || inserted)
         log_notice("database: angel.flows reconciled with the %zu live flows (%llu rows removed, %llu added, %llu ms)",
@@ -185,30 +275,37 @@ void DbThread::run() {
     if (opt_.write_flows) events_ = std::make_unique<CheckedEventReader>(*seg_);
     for (;;) {
         bool stopping;
-        uint64_t deadline;
+        int64_t left;
         {
             std::lock_guard<std::mutex> g(mu_);
             stopping = stop_;
-            deadline = drain_deadline_ms_;
+            left = drain_left_ms_locked(monotonic_ms());
         }
-        const uint64_t now = monotonic_ms();
-        if (stopping && now >= deadline) break;
-        if (!db_.ok()) {
+        if (stopping && left <= 0) break;
+        if (!db_.ok() || (opt_.write_flows && !db_aux_.ok())) {
+            close_all();  // both or neither
             std::string err;
             int limit = kConnectTimeoutMs;
-            if (stopping) limit = static_cast<int>(std::min<uint64_t>(deadline - now, kConnectTimeoutMs));
+            if (stopping) limit = static_cast<int>(std::min<int64_t>(left, kConnectTimeoutMs));
             bool up = db_.connect(opt_.conninfo, limit, stopping ? -1 : wake_fd_, &err);
             if (up) {
                 try {
                     db_.exec("SET client_min_messages = warning");
                     db_.exec("LISTEN angel_config");
                     db_.exec("LISTEN angel_flow_control");
-                    if (opt_.write_flows) writer_.prepare(db_);
+                    if (opt_.write_flows) {
+                        writer_.prepare(db_);
+                        std::string aux_err;
+                        if (!db_aux_.connect(opt_.conninfo, limit, stopping ? -1 : wake_fd_, &aux_err))
+                            throw DbError("second connection: " + aux_err);
+                        db_aux_.exec("SET client_min_messages = warning");
+                        writer_aux_.prepare(db_aux_);
+                    }
                     publish_config(fetch_db_config(db_, opt_.meter_id));
                     publish_flow_control(fetch_db_flow_control(db_, opt_.meter_id));
                 } catch (const DbError& e) {
                     err = e.what();
-                    db_.close();
+                    close_all();
                     up = false;
                 }
             }
@@ -222,7 +319,11 @@ void DbThread::run() {
                     log_warn("database %s unreachable: %s; retrying with backoff (events wait in the event ring)",
                              masked.c_str(), err.c_str());
                 reported_down = true;
-                if (stopping) break;
+                if (stopping) {
+                    // Retried until the bound (a replay's stop waits for a database that comes back).
+                    std::lock_guard<std::mutex> g(mu_);
+                    if (drain_left_ms_locked(monotonic_ms()) <= 0) break;
+                }
                 wait_wake(backoff, -1);
                 backoff = std::min(backoff * 2, kBackoffMaxMs);
                 continue;
@@ -235,6 +336,7 @@ void DbThread::run() {
             }
             reported_down = false;
             backoff = kBackoffFirstMs;
+            note_progress();
             need_reconcile = opt_.write_flows;
             next_poll = monotonic_ms() + static_cast<uint64_t>(opt_.poll_interval_s) * 1000;
             if (opt_.write_flows) events_->rewind();  // from the committed position
@@ -263,22 +365,25 @@ void DbThread::run() {
             bool empty = true;
             if (opt_.write_flows) {
                 if (seg_->control().role.load(std::memory_order_acquire) == static_cast<uint32_t>(HaRole::master)) {
-                    empty = drain_events(db_, kPerRound);
+                    // The drop count before the FlowMap is copied: a drop after it shows as a
+                    // change next turn (see reconcile()).
                     const uint64_t dropped = events_dropped();
-                    if (empty && (need_reconcile || dropped != dropped_seen)) {
+                    if (need_reconcile || dropped != dropped_seen) {
                         if (dropped != dropped_seen)
                             log_warn("database: %llu flow events were lost (event ring full); reconciling",
                                      static_cast<unsigned long long>(dropped - dropped_seen));
-                        dropped_seen = dropped;
                         reconcile(db_);
+                        dropped_seen = dropped;
                         need_reconcile = false;
                     }
+                    empty = drain_events(db_, kPerRound);
                 } else {
                     // Backup: only the master writes; events are dropped here, and becoming master
                     // reconciles from the FlowMap.
                     events_->discard_all();
                     need_reconcile = true;
                 }
+                if (empty) note_progress();  // connected with nothing waiting: not stuck
             }
             if (stopping && empty) break;
             if (empty) wait_wake(kIdleWaitMs, db_.socket());
@@ -289,7 +394,7 @@ void DbThread::run() {
                 stats_.connected = false;
                 stats_.last_error = e.what();
             }
-            db_.close();
+            close_all();
             if (opt_.write_flows) events_->rewind();
             need_reconcile = true;
             // Not straight back at it: a statement that fails every time would otherwise spin.
@@ -297,9 +402,11 @@ void DbThread::run() {
             backoff = std::min(backoff * 2, kBackoffMaxMs);
         }
     }
-    db_.close();
+    close_all();
+    const uint64_t left = events_ ? events_->pending() : 0;
     std::lock_guard<std::mutex> g(mu_);
     stats_.connected = false;
+    stats_.events_left = left;
     finished_ = true;
     finished_cv_.notify_all();
 }

@@ -8,7 +8,7 @@
 //     (DbFlowWriter), committing the ring only after the transaction committed, so nothing is
 //     lost while the database is away (events wait in shared memory; an overflow is counted by
 //     procd); after every (re)connect and after an overflow it reconciles angel.flows with the
-//     FlowMap;
+//     FlowMap, while events keep coming (reconcile() says why that is correct);
 //   - per-flow record control: reads the meter's angel.flow_control rows after connecting, on
 //     a NOTIFY angel_flow_control and every database.poll_interval, and hands a changed set to
 //     the main loop (ctld/flow_control_set.hpp);
@@ -53,6 +53,7 @@ struct DbThreadStats {
     uint64_t reconciles = 0;
     uint64_t busy_ns = 0;       // time spent writing flow batches (for flows per second)
     uint64_t config_reads = 0;
+    uint64_t events_left = 0;   // events still in the ring when the stop's drain ended (unwritten)
     std::string last_error;
 };
 
@@ -73,8 +74,16 @@ public:
     DbConfigValues config() const;
     // angelctl reload: read the configuration again now (asynchronously).
     void request_refresh();
-    // Orderly stop: keeps writing until the event ring is empty (procd has finished) or
-    // drain_ms passes, then disconnects. Bounded: a hung query is broken after drain_ms + 1 s.
+    // ctld's orderly stop begins (before procd ends its flows, so that their events are in the
+    // bound). bounded (live): the database part of the stop ends drain_ms after this call at
+    // most. Unbounded (replay): no limit while the writer makes progress; given up once it has
+    // made none for drain_ms (database down, or a query hung with events waiting).
+    void begin_stop(int drain_ms, bool bounded);
+    // True once that bound has passed (ctld then lets procd drop events again).
+    bool past_drain_bound() const;
+    // After procd has finished: writes until the event ring is empty or the bound passes
+    // (begin_stop(drain_ms, true) now if it was not called), then disconnects. A hung query is
+    // broken 1 s after the bound. What is left is in stats().events_left.
     void stop(int drain_ms);
     DbThreadStats stats() const;
 
@@ -83,14 +92,26 @@ private:
     void wait_wake(int timeout_ms, int sock);
     void publish_config(const DbConfigValues& v);
     void publish_flow_control(DbFlowControl v);
-    bool drain_events(DbConnection& db, size_t max_events);  // true when the ring is empty
+    // Writes at most max_events, none at ring position `upto` or after; true when nothing is
+    // left to read below `upto` (with UINT64_MAX: the ring is empty).
+    bool drain_events(DbConnection& db, size_t max_events, uint64_t upto = UINT64_MAX);
     void reconcile(DbConnection& db);
+    int64_t drain_left_ms_locked(uint64_t now) const;  // INT64_MAX before begin_stop
+    void note_progress();
+    FlowWriteStats write_split(const Record* recs, size_t n);  // both halves, in parallel
+    void close_all();
 
     DbThreadOptions opt_;
     Segment* seg_;
     std::unique_ptr<CheckedEventReader> events_;  // the event ring, consumer side (this thread only)
     std::vector<Record> batch_;
+    std::vector<Record> half_[2];  // the batch split by flow ID, one half per connection
     DbFlowWriter writer_;
+    // A second connection writes half of every batch at the same time (flows with an odd ID):
+    // the server's work per flow is what limits the writer (about 10 us), and one connection
+    // is one server process on one CPU. A flow's events all go to the same connection, in order.
+    DbFlowWriter writer_aux_;
+    DbConnection db_aux_;
     int wake_fd_ = -1;
     std::thread thread_;
     DbConnection db_;
@@ -102,7 +123,10 @@ private:
     bool flow_control_changed_ = false;
     bool refresh_ = false;
     bool stop_ = false;
-    uint64_t drain_deadline_ms_ = 0;
+    uint64_t drain_begin_ms_ = 0;     // 0: no stop begun
+    int drain_ms_ = 0;
+    bool drain_bounded_ = true;
+    uint64_t last_progress_ms_ = 0;   // a batch committed, or connected with nothing waiting
     bool finished_ = false;
     std::condition_variable finished_cv_;
     DbThreadStats stats_;

@@ -485,6 +485,102 @@ TEST_F(DbTest, OutageNoLoss) {
     EXPECT_NE(ctld_log().find("connected"), std::string::npos);
 }
 
+// The database is complete after a replay (issue 13, item 2): 300,000 flows through an event
+// ring of 16,384 slots, so procd must wait for the writer many times instead of dropping.
+// History holds exactly the flows the sink saw ended (flow ID and first-seen time, packets,
+// bytes, reason), angel.flows is empty, no event was dropped or left.
+TEST_F(DbTest, ReplayOf300kFlowsIsComplete) {
+    constexpr uint64_t kFlows = 300000;
+    const fs::path pcap = gen_trace(2 * kFlows, kFlows);
+    auto sink = start_sink(dir_.path(), "sink");
+    const fs::path conf = write_config(classifier_of(*sink) + "\nshm = { event_ring = 1048576; };");
+    db_init(conf);
+    const auto t0 = Clock::now();
+    Process ctld = start_ctld(conf, pcap);
+    const auto st = ctld.wait_for(Millis(85000));
+    ASSERT_TRUE(st) << "the replay did not end within 85 s\n" << ctld_log();
+    ASSERT_TRUE(st->ok()) << st->describe() << "\n" << ctld_log();
+    const double run_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const auto stop = find_stop_line(ctld_log(), instance_);
+    ASSERT_TRUE(stop) << ctld_log();
+    auto c = parse_counters(*stop);
+    // The trace's 300,000 connections make a few more flow lives (a TCP close, then the same
+    // ports again): every one that started ended.
+    EXPECT_GE(c["flows_started"], kFlows);
+    EXPECT_EQ(c["flows_ended"], c["flows_started"]);
+    // The database thread's own line: nothing dropped, nothing left, and procd did wait.
+    const std::string log = ctld_log();
+    const size_t at = log.find("database: flows_written=");
+    ASSERT_NE(at, std::string::npos) << log;
+    auto d = parse_counters(log.substr(at + 10, log.find('\n', at) - at - 10));
+    EXPECT_EQ(d["events_dropped"], 0u) << log.substr(at, 300);
+    EXPECT_EQ(d["events_left"], 0u) << log.substr(at, 300);
+    EXPECT_GT(d["event_waits"], 0u) << "the event ring was never full: the test does not test waiting";
+    EXPECT_EQ(d["flows_written"], c["flows_started"]);
+    ASSERT_TRUE(wait_until([&] { return sink->lines() >= c["records_sent"]; }, Millis(20000)));
+    EXPECT_EQ(sink->lines(), c["records_sent"]);
+    expect_history_matches(*sink);
+    EXPECT_EQ(pg_->query("SELECT count(*) FROM angel.flow_history WHERE meter_id = '" + instance_ + "'")[0][0],
+              std::to_string(c["flows_ended"]));
+    std::printf("[ db      ] %llu flows replayed with history in %.1f s: procd waited %llu times, %llu flows/s written\n",
+                static_cast<unsigned long long>(c["flows_ended"]), run_s, static_cast<unsigned long long>(d["event_waits"]),
+                static_cast<unsigned long long>(d["flows_per_s"]));
+}
+
+// A replay whose database is away waits for it (procd waits for room in the event ring, as
+// capd waits for procd); SIGTERM ends it once the writer has made no progress for
+// database.stop_drain_ms, and the events left are counted in one line.
+TEST_F(DbTest, ReplayWaitsForTheDatabaseUntilStopped) {
+    const fs::path pcap = gen_trace(200000, 50000);
+    auto sink = start_sink(dir_.path(), "sink");
+    std::string conf_text = classifier_of(*sink) + "\nshm = { event_ring = 65536; };";
+    const fs::path conf = write_config(conf_text);
+    db_init(conf);
+    // database.stop_drain_ms = 1000 in the same group as conninfo.
+    std::string text = read_file(conf);
+    const size_t at = text.find("poll_interval = 60;");
+    ASSERT_NE(at, std::string::npos) << text;
+    text.insert(at, "stop_drain_ms = 1000; ");
+    write_file(conf, text);
+    ASSERT_TRUE(pg_->stop()) << pg_->log();
+    Process ctld = start_ctld(conf, pcap);
+    // procd waits: its packet count stops short of the trace, event_waits grows.
+    uint64_t waits = 0, packets = 0;
+    ASSERT_TRUE(wait_until([&] {
+        const CommandResult st = ctl(conf, {"status", "--json"});
+        waits = json_number_in(st.out, "database", "event_waits");
+        return waits > 0;
+    }, Millis(20000))) << ctld_log();
+    usleep(500000);
+    packets = json_number_in(ctl(conf, {"stats", "--json"}).out, "procd", "packets");
+    EXPECT_LT(packets, 200000u) << "the replay went on without its database";
+    EXPECT_TRUE(ctld.running());
+    const auto t0 = Clock::now();
+    ctld.signal(SIGTERM);
+    const auto st = ctld.wait_for(Millis(20000));
+    ASSERT_TRUE(st) << "the stop did not end\n" << ctld_log();
+    const double stop_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    EXPECT_LT(stop_s, 1.0 + 1.0 + 5.0) << ctld_log();
+    const std::string log = ctld_log();
+    EXPECT_NE(log.find("the stop's bound passed (database.stop_drain_ms = 1000 without progress)"), std::string::npos)
+        << log;
+    const size_t line = log.find(" flow events left unwritten at stop (");
+    ASSERT_NE(line, std::string::npos) << log;
+    const size_t d = log.find("database: flows_written=");
+    ASSERT_NE(d, std::string::npos) << log;
+    auto c = parse_counters(log.substr(d + 10, log.find('\n', d) - d - 10));
+    EXPECT_EQ(c["flows_written"], 0u);
+    EXPECT_GT(c["events_left"], 0u);
+    // The one line's number is the final line's events_left.
+    const size_t num = log.rfind("database: ", line);
+    ASSERT_NE(num, std::string::npos);
+    EXPECT_EQ(log.substr(num + 10, line - num - 10), std::to_string(c["events_left"])) << log;
+    std::printf("[ db      ] replay without its database: procd waited %llu times at %llu packets; SIGTERM ended it in "
+                "%.2f s, %llu events left\n",
+                static_cast<unsigned long long>(waits), static_cast<unsigned long long>(packets), stop_s,
+                static_cast<unsigned long long>(c["events_left"]));
+}
+
 }  // namespace
 }  // namespace angel::itest
 

@@ -80,6 +80,7 @@ TEST_F(ConfigTest, DefaultsMatchTheDesignTable) {
     EXPECT_EQ(c.database.meter_id, "default");
     EXPECT_EQ(c.database.poll_interval, 60);
     EXPECT_TRUE(c.database.history);
+    EXPECT_EQ(c.database.stop_drain_ms, 5000);
     EXPECT_EQ(c.ha.mode, "none");
     EXPECT_EQ(c.ha.poll_ms, 200);
     EXPECT_EQ(c.ha.takeover_ms, 2000);
@@ -118,7 +119,7 @@ flow = {
 customers = { networks = ( "192.0.2.0/24", "2001:db8::/32", "198.51.100.7" ); };
 export = { mtu = 9000; flush_ms = 5; template_refresh = 60; domain_id = 4294967295L; };
 database = { conninfo = "host=/tmp dbname=angel"; meter_id = "meter-a";
-             poll_interval = 30; history = false; };
+             poll_interval = 30; history = false; stop_drain_ms = 20000; };
 ha = { mode = "file"; state_file = "/run/angel/carp.state"; poll_ms = 250; takeover_ms = 500; };
 shm = { packet_ring = 134217728; record_ring = "32M"; event_ring = 4294967296L; };
 supervisor = { hang_timeout = 10; };
@@ -157,6 +158,7 @@ supervisor = { hang_timeout = 10; };
     EXPECT_EQ(c.database.meter_id, "meter-a");
     EXPECT_EQ(c.database.poll_interval, 30);
     EXPECT_FALSE(c.database.history);
+    EXPECT_EQ(c.database.stop_drain_ms, 20000);
     EXPECT_EQ(c.ha.mode, "file");
     EXPECT_EQ(c.ha.poll_ms, 250);
     EXPECT_EQ(c.ha.state_file, "/run/angel/carp.state");
@@ -254,6 +256,10 @@ TEST_F(ConfigTest, OutOfRange) {
                    "supervisor.hang_timeout must be between 1 and 3600, not 0");
     expect_refused("ha = { mode = \"vrrp\"; };", 1, "ha.mode must be one of none, vip, file, not \"vrrp\"");
     expect_refused("ha = { poll_ms = 49; };", 1, "ha.poll_ms must be between 50 and 5000, not 49");
+    expect_refused("database = { stop_drain_ms = -1; };", 1,
+                   "database.stop_drain_ms must be between 0 and 600000, not -1");
+    expect_refused("database = { stop_drain_ms = 600001; };", 1,
+                   "database.stop_drain_ms must be between 0 and 600000, not 600001");
     expect_refused("ha = { poll_ms = 5001; };", 1, "ha.poll_ms must be between 50 and 5000, not 5001");
     expect_refused("ha = { takeover_ms = 10001; };", 1, "ha.takeover_ms must be between 0 and 10000, not 10001");
     expect_refused("ha = { replay_ms = 60001; };", 1, "ha.replay_ms must be between 0 and 60000, not 60001");
