@@ -183,12 +183,14 @@ int main(int argc, char** argv) {
         log_err("%s", p.c_str());
         return EX_CANTCREAT;
     }
+    int ready_fd = -1;
     if (!opt.ctl.foreground) {
-        daemonize();
+        ready_fd = daemonize();
         log_init("angel-ctld", false);
     }
     PidFile pid_guard(cfg.runtime_dir + "/" + cfg.instance + ".pid");
     if (!pid_guard.acquired()) return EX_TEMPFAIL;
+    daemon_ready(ready_fd);
     Controller ctl(opt.ctl, cfg, stage_user);
     ctl.set_database(file_cfg, db_values);
     return ctl.run();
