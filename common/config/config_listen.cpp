@@ -38,9 +38,12 @@ std::optional<ListenAddress> parse_listen_address(std::string_view text, std::st
     if (p < 1 || p > 65535) return fail("the port must be 1 to 65535, not \"" + std::string(port) + "\"");
     ListenAddress a;
     a.port = static_cast<uint16_t>(p);
-    if (inet_pton(AF_INET, host.c_str(), a.addr.data()) == 1) a.family = AF_INET;
-    else if (inet_pton(AF_INET6, host.c_str(), a.addr.data()) == 1 && text[0] == '[') a.family = AF_INET6;
-    else return fail("\"" + host + "\" is not an IPv4 or IPv6 address (a host name is not accepted)");
+    // In brackets an IPv6 address, without them an IPv4 one: one way to write each.
+    const bool bracketed = text[0] == '[';
+    if (bracketed && inet_pton(AF_INET6, host.c_str(), a.addr.data()) == 1) a.family = AF_INET6;
+    else if (!bracketed && inet_pton(AF_INET, host.c_str(), a.addr.data()) == 1) a.family = AF_INET;
+    else if (bracketed) return fail("\"" + host + "\" in brackets is not an IPv6 address");
+    else return fail("\"" + host + "\" is not an IPv4 address (a host name is not accepted; IPv6 goes in brackets)");
     return a;
 }
 

@@ -37,7 +37,7 @@ const char* stage_state_text(const StageSupervisor& s) {
 std::string render_prometheus(const Segment& seg, const MeterView& v, const FlowControlStats* fc,
                               const CustomerSetStatus* cs) {
     const StatsSnapshot s = collect_stats(seg, fc, cs);
-    PrometheusText p({{"angel_instance", v.instance}});
+    PrometheusText p(PromLabels{{"angel_instance", v.instance}});
     for (const StatGroup& g : s.groups)
         for (size_t i = 0; i < g.values.size(); ++i) {
             const StatValue& val = g.values[i];
