@@ -47,7 +47,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using netns::NetnsLab;
 
-constexpr unsigned kMetricsPort = 9464;
+// A privileged port: root (angel-ctld) binds it, unprivileged angel-netd serves it.
+constexpr unsigned kMetricsPort = 80;
 
 // A TCP connection to 127.0.0.1:port inside network namespace ns: the socket is made by a
 // thread that entered ns (setns moves only the calling thread), and keeps ns once made.
@@ -455,6 +456,21 @@ TEST(PrometheusMetrics, BadListenAddressesExit78WithOneLine) {
     EXPECT_TRUE(one_line(r.err)) << r.err;
     EXPECT_NE(r.err.find("metrics.listen " + taken + ": cannot listen: Address already in use"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(ShmGuard::path_of(inst))) << "a segment was made before the refusal";
+}
+
+// The scrape configuration docs/operations.md shows is one Prometheus accepts.
+TEST(PrometheusMetrics, ScrapeConfigOfTheDocsIsValid) {
+    if (!have_program("promtool")) GTEST_SKIP() << "promtool is not installed (package prometheus)";
+    const std::string doc = read_file(source_dir() / "docs/operations.md");
+    const size_t at = doc.find("```\nscrape_configs:");
+    ASSERT_NE(at, std::string::npos) << "no scrape configuration in docs/operations.md";
+    const size_t end = doc.find("```", at + 4);
+    ASSERT_NE(end, std::string::npos);
+    TempDir tmp("angel-prom-yml");
+    write_file(tmp / "prometheus.yml", doc.substr(at + 4, end - at - 4));
+    const CommandResult r = run_command({"promtool", "check", "config", (tmp / "prometheus.yml").string()}, Millis(30000));
+    EXPECT_EQ(exit_code(r), 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("SUCCESS"), std::string::npos) << r.out << r.err;
 }
 
 }  // namespace
