@@ -1,5 +1,5 @@
 // angelctl: the operator's tool. Sends one command to angel-ctld over its control socket
-// and prints the answer: status, stats, flows [--top N | --limit N], reload, restart STAGE, stop, role,
+// and prints the answer: status, stats [--prometheus], flows [--top N | --limit N], reload, restart STAGE, stop, role,
 // mute FLOW_ID, unmute FLOW_ID.
 // `angelctl db-init -c FILE` creates or upgrades the database schema: it runs
 // `angel-ctld --db-init -c FILE` from its own folder (ctld is the one program linked with libpq;
@@ -27,7 +27,8 @@ namespace {
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: angelctl [-c FILE | -s SOCKET] COMMAND [--json]\n"
-                 "commands: status | stats | flows [--top N | --limit N] | reload | restart capd|procd|netd | stop | role\n"
+                 "commands: status | stats [--prometheus] | flows [--top N | --limit N] | reload | restart capd|procd|netd\n"
+                 "          | stop | role\n"
                  "          mute FLOW_ID | unmute FLOW_ID (no more packet records for a live flow; flow_end stays)\n"
                  "          db-init (create or upgrade the database schema; needs no running meter)\n");
     std::exit(EX_USAGE);

@@ -23,6 +23,8 @@
 #include "ctld/customers/customer_set_publisher.hpp"
 #include "ctld/id_key_store.hpp"
 #include "ctld/live_config_builder.hpp"
+#include "ctld/metrics/meter_metrics.hpp"
+#include "ctld/metrics/metrics_listener.hpp"
 #include "ctld/reload_plan.hpp"
 #include "ctld/runtime_files.hpp"
 #include "ctld/status_report.hpp"
@@ -185,6 +187,8 @@ void Controller::start_stages() {
     so.jail = jail_;
     so.lock_dir = cfg_.runtime_dir;
     so.replay = !opt_.replay.empty();
+    so.metrics_fd = opt_.metrics_fd;
+    if (opt_.metrics_fd >= 0) metrics_ = std::make_unique<MetricsPublisher>(seg_->control_rw().metrics);
     // Downstream first, so every consumer is there before its producer starts.
     stages_[0] = std::make_unique<StageSupervisor>(StageId::netd, *seg_, so);
     stages_[1] = std::make_unique<StageSupervisor>(StageId::procd, *seg_, so);
@@ -274,6 +278,7 @@ void Controller::loop() {
         seg_->stage(StageId::ctld).heartbeat_ns.store(now, std::memory_order_relaxed);
         drive_gc(now);
         customers_->service(CheckedSegmentView(*seg_).customer_generation(), now);
+        publish_metrics(now);
         if (coverage_) coverage_->note(CheckedSegmentView(*seg_).capture_covered_ns(realtime_ns()), now);
         apply_database_changes();
         service_database_stop();
@@ -351,6 +356,30 @@ std::string Controller::reload(bool* ok, bool db_only) {
            "): " + join(plan.live_changes);
 }
 
+MeterView Controller::meter_view() const {
+    MeterView v;
+    v.instance = cfg_.instance;
+    v.ha = ha_->report(monotonic_ns());
+    v.role = ha_role_name(v.ha.role);
+    v.config_generation = seg_->control().config.generation.load();
+    v.ctld_started_ns = started_ns_;
+    v.stopping = stopping_;
+    v.customers = customers_->status(CheckedSegmentView(*seg_).customer_generation());
+    for (auto& s : stages_) v.stages.push_back(s.get());
+    if (db_) {
+        v.database = true;
+        v.db = db_->stats();
+    }
+    return v;
+}
+
+void Controller::publish_metrics(uint64_t now) {
+    if (!metrics_ || now < next_metrics_) return;
+    next_metrics_ = now + kSecond;
+    const CustomerSetStatus cs = customers_->status(CheckedSegmentView(*seg_).customer_generation());
+    metrics_->publish(render_prometheus(*seg_, meter_view(), &flow_control_->stats(), &cs));
+}
+
 ControlReply Controller::handle_command(const std::string& line) {
     std::istringstream in(line);
     std::vector<std::string> words;
@@ -362,23 +391,16 @@ ControlReply Controller::handle_command(const std::string& line) {
     if (words.empty()) return {false, "empty command"};
     const std::string& cmd = words[0];
     if (cmd == "status") {
-        MeterView v;
-        v.instance = cfg_.instance;
-        v.ha = ha_->report(monotonic_ns());
-        v.role = ha_role_name(v.ha.role);
-        v.config_generation = seg_->control().config.generation.load();
-        v.ctld_started_ns = started_ns_;
-        v.stopping = stopping_;
-        v.customers = customers_->status(CheckedSegmentView(*seg_).customer_generation());
-        for (auto& s : stages_) v.stages.push_back(s.get());
-        if (db_) {
-            v.database = true;
-            v.db = db_->stats();
-        }
+        const MeterView v = meter_view();
         return {true, render_status(*seg_, v, json)};
     }
     const CustomerSetStatus cs = customers_->status(CheckedSegmentView(*seg_).customer_generation());
-    if (cmd == "stats") return {true, render_stats(*seg_, json, &flow_control_->stats(), &cs)};
+    if (cmd == "stats") {
+        // --prometheus: the page /metrics serves, rendered now (node_exporter's textfile collector).
+        if (std::find(words.begin(), words.end(), "--prometheus") != words.end())
+            return {true, render_prometheus(*seg_, meter_view(), &flow_control_->stats(), &cs)};
+        return {true, render_stats(*seg_, json, &flow_control_->stats(), &cs)};
+    }
     if (cmd == "mute" || cmd == "unmute") return flow_control_command(words, json);
     if (cmd == "flows") {
         FlowsQuery q;

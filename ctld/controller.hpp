@@ -19,11 +19,14 @@ class DbThread;
 class CustomerSetPublisher;
 class FlowControlSet;
 class HaMonitor;
+class MetricsPublisher;
+struct MeterView;
 
 struct ControllerOptions {
     std::string config_path;
     std::string replay;
     bool foreground = false;
+    int metrics_fd = -1;  // metrics.listen's socket (main() binds it), handed to netd; -1: off
 };
 
 class Controller {
@@ -57,6 +60,8 @@ private:
     Config merge_database(const Config& file) const;
     void begin_stop(const char* why);
     void drive_gc(uint64_t now);
+    MeterView meter_view() const;  // what status and the metrics page show of the supervisor
+    void publish_metrics(uint64_t now);  // every second with metrics.listen
 
     ControllerOptions opt_;
     Config cfg_;
@@ -71,6 +76,8 @@ private:
     std::unique_ptr<HaMonitor> ha_;  // the role (ctld/ha/)
     std::unique_ptr<FlowControlSet> flow_control_;  // muted / full flows, published for procd
     std::unique_ptr<CustomerSetPublisher> customers_;  // customers.networks, published for procd
+    std::unique_ptr<MetricsPublisher> metrics_;  // the /metrics page netd serves
+    uint64_t next_metrics_ = 0;
     std::unique_ptr<CaptureCoverage> coverage_;  // live only: the capture gap of an unclean stop
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;

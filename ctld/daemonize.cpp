@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,13 +15,34 @@
 
 namespace angel {
 
-void daemonize() {
+int daemonize() {
+    // The first process stays until the detached one says it holds the pidfile (or dies), so
+    // whoever started us (systemd's Type=forking, an rc script) finds the pidfile written when
+    // we return, and a refusal after the fork is still our exit code.
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) {
+        log_err("pipe: %s", strerror(errno));
+        std::exit(1);
+    }
     pid_t pid = fork();
     if (pid < 0) {
         log_err("fork: %s", strerror(errno));
         std::exit(1);
     }
-    if (pid > 0) _exit(0);
+    if (pid > 0) {
+        close(ready[1]);
+        char c = 0;
+        ssize_t n;
+        while ((n = read(ready[0], &c, 1)) < 0 && errno == EINTR) {
+        }
+        if (n == 1) _exit(0);
+        // The detached process exited before it was ready: its code is ours.
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+    }
+    close(ready[0]);
     setsid();
     if (chdir("/") != 0) {
         // "/" always exists; nothing sensible to do otherwise.
@@ -32,6 +54,14 @@ void daemonize() {
         dup2(fd, 2);
         if (fd > 2) close(fd);
     }
+    return ready[1];
+}
+
+void daemon_ready(int fd) {
+    if (fd < 0) return;
+    const char c = 1;
+    [[maybe_unused]] const ssize_t n = write(fd, &c, 1);
+    close(fd);
 }
 
 PidFile::PidFile(std::string path) : path_(std::move(path)) {

@@ -21,6 +21,7 @@
 #include "ctld/db/db_config_source.hpp"
 #include "ctld/db/db_schema.hpp"
 #include "ctld/ha/replay_window_check.hpp"
+#include "ctld/metrics/metrics_listener.hpp"
 #include "ctld/runtime_files.hpp"
 #include "ctld/stage_user.hpp"
 
@@ -183,13 +184,26 @@ int main(int argc, char** argv) {
         log_err("%s", p.c_str());
         return EX_CANTCREAT;
     }
+    // metrics.listen: bound here, as root and before detaching, so that a privileged port works
+    // and a refusal is seen where the meter was started; netd serves it (ctld/metrics/).
+    ControllerOptions ctl_opt = opt.ctl;
+    if (!cfg.metrics.listen.empty()) {
+        std::string err;
+        ctl_opt.metrics_fd = open_metrics_listener(cfg.metrics.listen, &err);
+        if (ctl_opt.metrics_fd < 0) {
+            log_err("%s: %s", opt.ctl.config_path.c_str(), err.c_str());
+            return kExitConfig;
+        }
+    }
+    int ready_fd = -1;
     if (!opt.ctl.foreground) {
-        daemonize();
+        ready_fd = daemonize();
         log_init("angel-ctld", false);
     }
     PidFile pid_guard(cfg.runtime_dir + "/" + cfg.instance + ".pid");
     if (!pid_guard.acquired()) return EX_TEMPFAIL;
-    Controller ctl(opt.ctl, cfg, stage_user);
+    daemon_ready(ready_fd);
+    Controller ctl(ctl_opt, cfg, stage_user);
     ctl.set_database(file_cfg, db_values);
     return ctl.run();
 }

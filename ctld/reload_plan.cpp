@@ -49,6 +49,8 @@ ReloadPlan plan_reload(const Config& a, const Config& b) {
     restart(a.shm.event_ring != b.shm.event_ring, "shm.event_ring");
     restart(a.database.conninfo != b.database.conninfo, "database.conninfo");
     restart(a.ha.mode != b.ha.mode, "ha.mode");
+    // ctld binds it once, at start, before dropping nothing: netd inherits the socket.
+    restart(a.metrics.listen != b.metrics.listen, "metrics.listen");
     return p;
 }
 

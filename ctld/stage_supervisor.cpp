@@ -77,7 +77,7 @@ void StageSupervisor::start() {
     auto reopen_ro_high = [](int fd) {
         const int ro = open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_CLOEXEC);
         if (ro < 0) return -1;
-        const int high = fcntl(ro, F_DUPFD_CLOEXEC, kStageLockFd + 1);
+        const int high = fcntl(ro, F_DUPFD_CLOEXEC, kStageMetricsFd + 1);
         close(ro);
         return high;
     };
@@ -86,13 +86,16 @@ void StageSupervisor::start() {
     // The control object read-only: the object is root-owned 0600, so the stage cannot
     // reopen its descriptor for writing.
     const int ctl_ro = reopen_ro_high(seg_.control_fd());
-    const int data_fd = fcntl(seg_.data_fd(), F_DUPFD_CLOEXEC, kStageLockFd + 1);
+    const int data_fd = fcntl(seg_.data_fd(), F_DUPFD_CLOEXEC, kStageMetricsFd + 1);
+    // netd alone gets the metrics listener (metrics.listen): ctld bound it, netd only accepts.
+    const bool metrics = id_ == StageId::netd && opt_.metrics_fd >= 0;
+    const int metrics_fd = metrics ? fcntl(opt_.metrics_fd, F_DUPFD_CLOEXEC, kStageMetricsFd + 1) : -1;
     const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     auto close_all = [&] {
-        for (int fd : {lock_fd, ctl_ro, data_fd, null_fd})
+        for (int fd : {lock_fd, ctl_ro, data_fd, null_fd, metrics_fd})
             if (fd >= 0) close(fd);
     };
-    if (lock_fd < 0 || ctl_ro < 0 || data_fd < 0 || null_fd < 0) {
+    if (lock_fd < 0 || ctl_ro < 0 || data_fd < 0 || null_fd < 0 || (metrics && metrics_fd < 0)) {
         log_err("cannot prepare the descriptors for angel-%s: %s", stage_name(id_), strerror(errno));
         close_all();
         start_failed();
@@ -112,7 +115,7 @@ void StageSupervisor::start() {
         // controlling terminal to read or inject into, and a Ctrl-C or a `timeout` aimed at
         // ctld's process group is ctld's to handle: it stops the stages in order); standard
         // input from /dev/null (stdout and stderr stay: the log in the foreground); the three
-        // descriptors at their fixed numbers (dup2 clears close-on-exec on the copies); every
+        // descriptors (netd: four) at their fixed numbers (dup2 clears close-on-exec on the copies); every
         // other descriptor closed, whether or not it was close-on-exec (a socket the database
         // thread is opening at this moment may not be yet).
         sigset_t none;
@@ -120,9 +123,9 @@ void StageSupervisor::start() {
         sigprocmask(SIG_SETMASK, &none, nullptr);
         setsid();
         if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(data_fd, kStageDataFd) < 0 || dup2(ctl_ro, kStageControlFd) < 0 ||
-            dup2(lock_fd, kStageLockFd) < 0)
+            dup2(lock_fd, kStageLockFd) < 0 || (metrics && dup2(metrics_fd, kStageMetricsFd) < 0))
             _exit(EX_OSERR);
-        syscall(SYS_close_range, kStageLockFd + 1, ~0U, 0);
+        syscall(SYS_close_range, metrics ? kStageMetricsFd + 1 : kStageLockFd + 1, ~0U, 0);
         execv(path.c_str(), const_cast<char* const*>(argv));
         [[maybe_unused]] ssize_t n = write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
         _exit(127);

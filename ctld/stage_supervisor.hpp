@@ -27,6 +27,7 @@ struct StageOptions {
     std::string jail;         // empty directory the stages chroot into
     std::string lock_dir;     // <lock_dir>/<instance>.<stage>.lock: one stage of a kind per instance
     bool replay = false;      // a stage may finish on its own (the input ends); live: only in a stop
+    int metrics_fd = -1;      // metrics.listen's listening socket, handed to netd as fd 6; -1: off
 };
 
 class StageSupervisor {

@@ -15,6 +15,7 @@
 #include "common/packet/parser.hpp"
 #include "ctld/checked_segment_view.hpp"
 #include "ctld/flow_control_set.hpp"
+#include "ctld/stats_snapshot.hpp"
 
 namespace angel {
 
@@ -211,85 +212,33 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
 }
 
 std::string render_stats(const Segment& seg, bool json, const FlowControlStats* fc, const CustomerSetStatus* cs) {
-    const CheckedSegmentView view(seg);
+    const StatsSnapshot s = collect_stats(seg, fc, cs);
     JsonWriter j;
     std::string text;
     j.begin_object();
-    for (StageId id : {StageId::capd, StageId::procd, StageId::netd}) {
-        const StageReading r = view.stage(id);
-        j.key(stage_name(id)).begin_object();
-        for (size_t i = 0; const char* name = counter_name(id, i); ++i) {
-            j.field(name, r.counters[i]);
-            text += std::string(stage_name(id)) + "." + name + " " + std::to_string(r.counters[i]) + "\n";
-        }
-        if (id == StageId::procd) {
-            for (size_t i = 0; i < static_cast<size_t>(ParseStatus::count_) && procd_parse_first + i < kStageCounters;
-                 ++i) {
-                const std::string name = std::string("parse_") + parse_status_name(static_cast<ParseStatus>(i));
-                j.field(name, r.counters[procd_parse_first + i]);
-                text += "procd." + name + " " + std::to_string(r.counters[procd_parse_first + i]) + "\n";
-            }
-        }
-        j.end_object();
-    }
-    // What ctld refused at the privilege boundary (ctld/checked_segment_view.hpp).
-    j.key("ctld").begin_object();
-    for (size_t k = 0; k < kBoundaryKinds; ++k) {
-        const char* name = boundary_kind_name(static_cast<BoundaryKind>(k));
-        const uint64_t n = boundary_counters().refused[k].load(std::memory_order_relaxed);
-        j.field(name, n);
-        text += std::string("ctld.") + name + " " + std::to_string(n) + "\n";
-    }
-    j.end_object();
-    if (fc) {
-        // Muted / full flows (angel.flow_control, angelctl mute), and what did not fit the table.
-        const std::pair<const char*, uint64_t> f[] = {{"local", fc->local},
-                                                      {"database", fc->database},
-                                                      {"published", fc->published},
-                                                      {"left_out", fc->left_out},
-                                                      {"left_out_total", fc->left_out_total}};
-        j.key("flow_control").begin_object();
-        for (const auto& [name, n] : f) {
-            j.field(name, n);
-            text += std::string("flow_control.") + name + " " + std::to_string(n) + "\n";
-        }
-        j.end_object();
-    }
-    if (cs) {
-        // The customer set: its size, the generation published and the one procd uses.
-        const std::pair<const char*, uint64_t> f[] = {{"prefixes", cs->prefixes},
-                                                      {"ipv4_prefixes", cs->v4_prefixes},
-                                                      {"ipv6_prefixes", cs->v6_prefixes},
-                                                      {"ranges", cs->ranges},
-                                                      {"bytes", cs->bytes},
-                                                      {"generation", cs->generation},
-                                                      {"procd_generation", cs->procd_generation},
-                                                      {"pending", cs->pending ? 1u : 0u}};
-        j.key("customers").begin_object();
-        for (const auto& [name, n] : f) {
-            j.field(name, n);
-            text += std::string("customers.") + name + " " + std::to_string(n) + "\n";
+    for (const StatGroup& g : s.groups) {
+        j.key(g.name).begin_object();
+        for (const StatValue& v : g.values) {
+            j.field(v.name, v.value);
+            text += g.name + "." + v.name + " " + std::to_string(v.value) + "\n";
         }
         j.end_object();
     }
     j.key("rings").begin_object();
-    const std::pair<const char*, Segment::Ring> rings[] = {
-        {"packet", Segment::Ring::packet}, {"record", Segment::Ring::record}, {"event", Segment::Ring::event}};
-    for (const auto& [name, which] : rings) {
-        const RingReading r = view.ring(which);
-        j.key(name).begin_object();
+    for (const RingStats& ring : s.rings) {
+        const RingReading& r = ring.reading;
+        j.key(ring.name).begin_object();
         j.field("produced", r.produced).field("consumed", r.consumed);
         j.field("dropped", r.dropped).field("fill", r.fill);
         j.field("capacity", r.capacity);
         j.end_object();
-        text += std::string("ring.") + name + ".produced " + std::to_string(r.produced) + "\n";
-        text += std::string("ring.") + name + ".dropped " + std::to_string(r.dropped) + "\n";
+        text += std::string("ring.") + ring.name + ".produced " + std::to_string(r.produced) + "\n";
+        text += std::string("ring.") + ring.name + ".dropped " + std::to_string(r.dropped) + "\n";
     }
     j.end_object();
-    const uint64_t seq = view.ipfix_sequence();
-    j.field("ipfix_sequence", seq);
+    j.field("ipfix_sequence", s.ipfix_sequence);
     j.end_object();
-    text += "ipfix.sequence " + std::to_string(seq) + "\n";
+    text += "ipfix.sequence " + std::to_string(s.ipfix_sequence) + "\n";
     return json ? j.str() + "\n" : text;
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/log.hpp"
 #include "netd/ipfix_exporter.hpp"
+#include "netd/metrics_server.hpp"
 #include "netd/replay_window.hpp"
 #include "shm/sanitizer_stage_options.hpp"
 #include "shm/stage_runtime.hpp"
@@ -80,6 +81,25 @@ int main(int argc, char** argv) {
     }
     log_info("exporting IPFIX to %s (messages up to %zu bytes)", x->destination().c_str(),
              x->max_message_size());
+    // metrics.listen: ctld passed its listening socket as descriptor 6 (docs/operations.md).
+    std::unique_ptr<MetricsServer> metrics;
+    if (MetricsServer::is_listener(kStageMetricsFd)) {
+        metrics = std::make_unique<MetricsServer>(kStageMetricsFd, control.metrics);
+        log_info("serving /metrics on the socket ctld passed");
+    }
+    // The scrapes are answered between batches, at most every kMetricsPollNs: the export loop
+    // never waits for a client (netd/metrics_server.hpp).
+    constexpr uint64_t kMetricsPollNs = 5'000'000;
+    uint64_t next_metrics_poll = 0;
+    auto serve_metrics = [&] {
+        if (!metrics) return;
+        const uint64_t now = IpfixExporter::monotonic_ns();
+        if (now < next_metrics_poll) return;
+        next_metrics_poll = now + kMetricsPollNs;
+        metrics->poll(now);
+        rt.set_counter(netd_metrics_scrapes, metrics->served());
+        rt.set_counter(netd_metrics_refused, metrics->refused());
+    };
     rt.ready();
 
     // The first record of the message being packed (what may be committed while it is pending).
@@ -227,6 +247,7 @@ int main(int argc, char** argv) {
             ring.commit_to(window.begin());
         }
         export_counters(rt, *x);
+        serve_metrics();
         rt.heartbeat();
         if (replaying && n > 0) {
             // Paced: a burst of the whole window at once would overrun the classifier's socket
@@ -274,7 +295,8 @@ int main(int argc, char** argv) {
         }
         if (n == 0) {
             if (stop.procd_finished.load(std::memory_order_acquire) && !ring.wait_for_data(0)) break;
-            ring.wait_for_data(x->pending() ? idle_ms() : 100);
+            // An open /metrics connection is served again within 5 ms; a new one is seen within 100 ms.
+            ring.wait_for_data(x->pending() ? idle_ms() : metrics && metrics->open_connections() ? 5 : 100);
         }
     }
     x->flush();

@@ -17,6 +17,7 @@
 #include "shm/flow_control.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/live_config.hpp"
+#include "shm/metrics_page.hpp"
 #include "shm/packet_ring.hpp"
 #include "shm/record_ring.hpp"
 #include "shm/records.hpp"
@@ -38,6 +39,7 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 //    SegmentHeader::customer_generation); LiveConfig::bpf_filter gone (procd filters).
 // 10: ControlBlock::events_wait (procd waits for room in the event ring), procd counter
 //    event_waits.
+//    The Prometheus page (ControlBlock::metrics, shm/metrics_page.hpp).
 inline constexpr uint32_t kLayoutVersion = 10;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
@@ -112,6 +114,7 @@ struct ControlBlock {
     std::atomic<uint64_t> restart_gap_last{0};
     LiveConfigBlock config;
     FlowControlBlock flow_control;            // muted / full flows (shm/flow_control.hpp)
+    MetricsPage metrics;                      // the /metrics page netd serves (shm/metrics_page.hpp)
     CustomerSetBlock customers;               // the customer set's slots (shm/customer_set.hpp)
 };
 
@@ -148,6 +151,7 @@ class SegmentError : public std::runtime_error {
 inline constexpr int kStageDataFd = 3;     // the data segment, read-write
 inline constexpr int kStageControlFd = 4;  // the control object, read-only
 inline constexpr int kStageLockFd = 5;     // <runtime_dir>/<instance>.<stage>.lock
+inline constexpr int kStageMetricsFd = 6;  // netd only, with metrics.listen: the listening TCP socket
 
 class Segment {
 public:

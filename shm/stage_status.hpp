@@ -65,12 +65,16 @@ enum NetdCounter : uint8_t {
     netd_window_trimmed,   // records released from the window early: the ring could not hold ha.replay_ms
     netd_datagrams_failed, // IPFIX messages the kernel did not send (after netd's retries)
     netd_records_lost,     // data records in those messages
+    netd_metrics_scrapes,  // GET /metrics answered 200 (metrics.listen)
+    netd_metrics_refused,  // metrics connections refused (too many, too slow, too large) or answered 4xx/5xx
     netd_counter_count
 };
 
 // Name of counter i of stage s, nullptr past the last named one (parse-status counters of
 // procd are named by parse_status_name()).
 const char* counter_name(StageId s, size_t i);
+// One line saying what counter i of stage s counts; nullptr where none is written.
+const char* counter_help(StageId s, size_t i);
 
 struct alignas(kCacheLine) StageStatus {
     std::atomic<int32_t> pid{0};

@@ -1,5 +1,5 @@
 #!/bin/sh
-# make install: binaries, service scripts, HA scripts, sample config, schema and man pages.
+# make install: binaries, service scripts (LSB, rc.subr, systemd), HA scripts, sample config, schema and man pages.
 # usage: tools/install.sh BIN_DIR DESTDIR PREFIX
 set -eu
 BIN=$1
@@ -10,7 +10,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 
 install -d "$ROOT/sbin" "$ROOT/bin" "$ROOT/share/examples/angel" "$ROOT/share/angel/rc.d" \
     "$ROOT/share/man/man1" "$ROOT/share/man/man5" "$ROOT/share/man/man8" "$DESTDIR/etc/init.d" \
-    "$ROOT/libexec/angel-flowmeter"
+    "$DESTDIR/etc/systemd/system" "$ROOT/libexec/angel-flowmeter"
 for b in angel-ctld angel-capd angel-procd angel-netd angelctl; do
     install -m 0755 "$BIN/$b" "$ROOT/sbin/$b"
 done
@@ -30,6 +30,9 @@ install -m 0755 "$SRC/rc.d/angel_flowmeter" "$ROOT/share/angel/rc.d/angel_flowme
 # The Linux service script, pointed at this prefix.
 sed "s|/usr/local|$PREFIX|g" "$SRC/rc.d/angel-flowmeter" > "$DESTDIR/etc/init.d/angel-flowmeter"
 chmod 0755 "$DESTDIR/etc/init.d/angel-flowmeter"
+# The systemd unit beside it, the same way (where systemd runs, it takes the script's place).
+sed "s|/usr/local|$PREFIX|g" "$SRC/rc.d/angel-flowmeter.service" > "$DESTDIR/etc/systemd/system/angel-flowmeter.service"
+chmod 0644 "$DESTDIR/etc/systemd/system/angel-flowmeter.service"
 
 # The unprivileged user for procd and netd, on a real install only.
 if [ -z "$DESTDIR" ] && [ "$(id -u)" -eq 0 ] && ! getent passwd angel >/dev/null; then

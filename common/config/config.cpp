@@ -397,6 +397,18 @@ void read_control(const Reader& r, const Setting& g, ControlConfig& c) {
     });
 }
 
+void read_metrics(const Reader& r, const Setting& g, MetricsConfig& c) {
+    r.expect_group(g, "metrics");
+    r.walk(g, "metrics.", {
+        {"listen", [&](const Setting& s) {
+             const std::string v = r.string(s, "metrics.listen", 64);
+             std::string why;
+             if (!parse_listen_address(v, &why)) r.fail(s, "metrics.listen \"" + v + "\": " + why);
+             c.listen = v;
+         }},
+    });
+}
+
 void read_root(const Reader& r, const Setting& root, Config& c) {
     bool meter_id_set = false;
     r.walk(root, "", {
@@ -432,6 +444,7 @@ void read_root(const Reader& r, const Setting& root, Config& c) {
         {"shm", [&](const Setting& s) { read_shm(r, s, c.shm); }},
         {"supervisor", [&](const Setting& s) { read_supervisor(r, s, c.supervisor); }},
         {"control", [&](const Setting& s) { read_control(r, s, c.control); }},
+        {"metrics", [&](const Setting& s) { read_metrics(r, s, c.metrics); }},
     });
     if (!meter_id_set) c.database.meter_id = c.instance;
     check_ha(r, root, c);

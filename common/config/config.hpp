@@ -123,6 +123,23 @@ struct ControlConfig {
     std::string group;  // operators' group for the control socket; empty = root only
 };
 
+// Section "metrics": the Prometheus /metrics endpoint (docs/operations.md). ctld binds the
+// address (a privileged port is fine) and netd, unprivileged, serves it.
+struct MetricsConfig {
+    std::string listen;  // "ADDR:PORT", "[IPv6]:PORT"; empty = off
+};
+
+// A numeric listening address: metrics.listen once parsed.
+struct ListenAddress {
+    int family = 0;                 // AF_INET or AF_INET6
+    std::array<uint8_t, 16> addr{};  // IPv4 in the first 4 bytes
+    uint16_t port = 0;
+};
+// "192.0.2.1:9464", "0.0.0.0:9464", "[::1]:9464", "[::]:9464": a literal address (no host
+// name: ctld binds it before anything resolves) and a port 1..65535. nullopt with *error
+// (one line, naming neither the key nor the file) when it is not one.
+std::optional<ListenAddress> parse_listen_address(std::string_view text, std::string* error);
+
 struct Config {
     std::string source_file;  // the file it was read from; empty for default_config()
     std::string instance = "default";
@@ -139,6 +156,7 @@ struct Config {
     ShmConfig shm;
     SupervisorConfig supervisor;
     ControlConfig control;
+    MetricsConfig metrics;
 };
 
 // what() is "file:line: message", or "file: message" when no line applies (unreadable file).

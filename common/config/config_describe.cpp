@@ -193,6 +193,7 @@ std::string describe(const Config& c) {
     line("shm.event_ring", std::to_string(c.shm.event_ring));
     line("supervisor.hang_timeout", std::to_string(c.supervisor.hang_timeout));
     line("control.group", c.control.group.empty() ? "(not set: only root uses angelctl)" : quoted(c.control.group));
+    line("metrics.listen", c.metrics.listen.empty() ? "(not set: no /metrics endpoint)" : quoted(c.metrics.listen));
     return o.str();
 }
 

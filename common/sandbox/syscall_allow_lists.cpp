@@ -100,6 +100,11 @@ std::vector<AllowedCall> allowed_calls(SandboxProfile p) {
             // resolver asks for ICMP errors on its socket and how much a reply holds.
             v.push_back({"setsockopt", 2, {IP_RECVERR, IPV6_RECVERR}});
             v.push_back({"ioctl", 1, {FIONREAD}});
+            // metrics.listen: accept on the listening socket ctld passed as descriptor 6 and no
+            // other (netd can make no TCP socket: `socket` above is SOCK_DGRAM only; no bind or
+            // listen). The accepted connections are read with recvfrom and answered with
+            // send() (sendto without an address, allowed above) and closed.
+            v.push_back({"accept4", 0, {6}});
             break;
     }
     return v;

@@ -163,5 +163,38 @@ TEST(RcScript, LinuxServiceLifecycle) {
     EXPECT_EQ(scratch.daemon_pid(), -1);
 }
 
+// What systemd's Type=forking (rc.d/angel-flowmeter.service) relies on: angel-ctld without -f
+// returns only once the detached process holds and has written the pidfile, so the pid is
+// there the moment the command returns; and a refusal after the fork (a second angel-ctld of
+// the instance: the pidfile is locked) is the command's own exit code, 75, not 0.
+TEST(RcScript, DetachedStartReturnsWithThePidfileWritten) {
+    if (const std::string why = angel::netns::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+    if (!getpwnam("nobody")) GTEST_SKIP() << "needs the user nobody";
+    ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";
+    NetnsPair lab("rd");
+    RcScratch scratch;
+    const fs::path conf = scratch.dir / "flowmeter.conf";
+    MeterConfig c;
+    c.instance = scratch.instance;
+    c.user = "nobody";
+    c.runtime_dir = scratch.dir / "run";
+    c.capture_interface = NetnsPair::kMeterIf;
+    c.classifier_host = "127.0.0.1";
+    c.classifier_port = 4739;
+    write_file(conf, c.text());
+    const std::vector<std::string> start = NetnsLab::in(lab.meter(), {binary("angel-ctld").string(), "-c", conf.string()});
+    CommandResult r = netns::run(start, 30);
+    ASSERT_EQ(exit_code(r), 0) << r.describe() << r.err;
+    const pid_t pid = scratch.daemon_pid();  // read at once: no wait
+    ASSERT_GT(pid, 0) << "the pidfile was not written when angel-ctld returned";
+    EXPECT_EQ(read_file(fs::path("/proc") / std::to_string(pid) / "comm"), "angel-ctld\n");
+    r = netns::run(start, 30);
+    EXPECT_EQ(exit_code(r), 75) << "a second angel-ctld of the instance: " << r.describe() << r.err;
+    EXPECT_EQ(scratch.daemon_pid(), pid);
+    ASSERT_EQ(kill(pid, SIGTERM), 0);
+    for (int i = 0; i < 300 && kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_NE(kill(pid, 0), 0) << "angel-ctld did not stop on SIGTERM";
+}
+
 }  // namespace
 }  // namespace angel::itest

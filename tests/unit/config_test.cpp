@@ -1,6 +1,7 @@
 // Configuration loader: defaults, a full file, and every kind of bad input, each refused with
 // the exact "file:line:" of the offending setting and a message that names the key.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -310,6 +311,46 @@ TEST_F(ConfigTest, BadCidr) {
     EXPECT_EQ(format_cidr(*parse_cidr("::/0")), "::/0");
     EXPECT_EQ(format_cidr(*parse_cidr("2001:DB8:0:0::/64")), "2001:db8::/64");
     EXPECT_EQ(parse_cidr("::1")->prefix_len, 128);
+}
+
+TEST_F(ConfigTest, MetricsListen) {
+    EXPECT_EQ(parse_config_string("", "s").metrics.listen, "");
+    EXPECT_EQ(parse_config_string("metrics = { listen = \"127.0.0.1:9464\"; };", "s").metrics.listen, "127.0.0.1:9464");
+    EXPECT_EQ(parse_config_string("metrics = { listen = \"[::1]:9464\"; };", "s").metrics.listen, "[::1]:9464");
+    const auto v6 = parse_listen_address("[2001:db8::7]:80", nullptr);
+    ASSERT_TRUE(v6.has_value());
+    EXPECT_EQ(v6->family, AF_INET6);
+    EXPECT_EQ(v6->port, 80);
+    EXPECT_EQ(v6->addr[0], 0x20);
+    EXPECT_EQ(v6->addr[15], 7);
+    const auto v4 = parse_listen_address("0.0.0.0:65535", nullptr);
+    ASSERT_TRUE(v4.has_value());
+    EXPECT_EQ(v4->family, AF_INET);
+    EXPECT_EQ(v4->port, 65535);
+    // -t -v shows it.
+    EXPECT_NE(describe(parse_config_string("metrics = { listen = \"[::]:9464\"; };", "s")).find("metrics.listen = \"[::]:9464\"\n"),
+              std::string::npos);
+    EXPECT_NE(describe(parse_config_string("", "s")).find("metrics.listen = (not set: no /metrics endpoint)\n"),
+              std::string::npos);
+    expect_refused("metrics = {\n listen = \"localhost:9464\";\n};", 2,
+                   "metrics.listen \"localhost:9464\": \"localhost\" is not an IPv4 address (a host name is not accepted; IPv6 goes "
+                   "in brackets)");
+    expect_refused("metrics = { listen = \"127.0.0.1\"; };", 1,
+                   "metrics.listen \"127.0.0.1\": must be ADDR:PORT (\"127.0.0.1:9464\", \"[::1]:9464\")");
+    expect_refused("metrics = { listen = \"127.0.0.1:0\"; };", 1,
+                   "metrics.listen \"127.0.0.1:0\": the port must be 1 to 65535, not \"0\"");
+    expect_refused("metrics = { listen = \"127.0.0.1:65536\"; };", 1,
+                   "metrics.listen \"127.0.0.1:65536\": the port must be 1 to 65535, not \"65536\"");
+    expect_refused("metrics = { listen = \"127.0.0.1:\"; };", 1,
+                   "metrics.listen \"127.0.0.1:\": the port must be 1 to 65535");
+    expect_refused("metrics = { listen = \"::1:9464\"; };", 1,
+                   "metrics.listen \"::1:9464\": an IPv6 address goes in brackets: \"[::1]:9464\"");
+    expect_refused("metrics = { listen = \"[::1:9464\"; };", 1,
+                   "metrics.listen \"[::1:9464\": an IPv6 address needs its closing ']' (\"[::1]:9464\")");
+    expect_refused("metrics = { listen = \"[127.0.0.1]:9464\"; };", 1,
+                   "metrics.listen \"[127.0.0.1]:9464\": \"127.0.0.1\" in brackets is not an IPv6 address");
+    expect_refused("metrics = { listen = 9464; };", 1, "metrics.listen must be a string, not an integer");
+    expect_refused("metrics = { port = 9464; };", 1, "unknown key metrics.port");
 }
 
 TEST_F(ConfigTest, BadIdKey) {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -151,6 +152,62 @@ TEST(Sandbox, NetdMayNotOpenATcpSocket) {
         return 0;
     });
     EXPECT_TRUE(killed_by_sigsys(st)) << "status " << st;
+}
+
+// metrics.listen: netd accepts on descriptor 6 (the socket ctld passed) and on no other, and
+// answers with send() and reads with recv() on what it accepted; the other stages accept nothing.
+TEST(Sandbox, NetdAcceptsOnlyOnTheMetricsDescriptor) {
+    auto listener_at = [](int want) {
+        const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 4) != 0) return -1;
+        if (fd != want && (dup2(fd, want) < 0 || close(fd) != 0)) return -1;
+        return want;
+    };
+    const int st = in_child([&] {
+        if (listener_at(6) != 6) return 3;
+        if (!install_syscall_filter(SandboxProfile::netd).empty()) return 2;
+        // Nobody connected: EAGAIN, not a kill.
+        if (accept4(6, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC) != -1 || errno != EAGAIN) return 4;
+        return 0;
+    });
+    EXPECT_EQ(exit_code(st), 0) << "status " << st;
+    const int st2 = in_child([&] {
+        if (listener_at(7) != 7) return 3;
+        if (!install_syscall_filter(SandboxProfile::netd).empty()) return 2;
+        accept4(7, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        return 0;
+    });
+    EXPECT_TRUE(killed_by_sigsys(st2)) << "accept4 on descriptor 7: status " << st2;
+    for (SandboxProfile p : {SandboxProfile::capd, SandboxProfile::procd}) {
+        const int st3 = in_child([&] {
+            if (listener_at(6) != 6) return 3;
+            if (!install_syscall_filter(p).empty()) return 2;
+            accept4(6, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            return 0;
+        });
+        EXPECT_TRUE(killed_by_sigsys(st3)) << sandbox_profile_name(p) << ": status " << st3;
+    }
+    // send() on an accepted connection is sendto without an address: allowed to netd.
+    const int st4 = in_child([&] {
+        if (listener_at(6) != 6) return 3;
+        sockaddr_in a{};
+        socklen_t len = sizeof a;
+        getsockname(6, reinterpret_cast<sockaddr*>(&a), &len);
+        const int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 5;
+        if (!install_syscall_filter(SandboxProfile::netd).empty()) return 2;
+        int s = -1;
+        for (int i = 0; i < 1000 && s < 0; ++i) s = accept4(6, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (s < 0) return 6;
+        if (send(s, "x", 1, MSG_NOSIGNAL) != 1) return 7;
+        char b = 0;
+        if (recv(c, &b, 1, 0) != 1 || b != 'x') return 8;
+        return 0;
+    });
+    EXPECT_EQ(exit_code(st4), 0) << "status " << st4;
 }
 
 TEST(Sandbox, SignalsOnlyItself) {
