@@ -1,7 +1,7 @@
 // How far the capture of a live meter got, kept in <runtime_dir>/<instance>.coverage while it
-// runs, so that the next start can tell the classifier about a gap the segment cannot: ctld
-// creates a new segment at every start (adoption of a dead supervisor's segment is issue 13),
-// so an unclean stop (ctld killed, a crash, power lost) leaves nothing else behind.
+// runs, so that the next start can tell the classifier about a gap after an unclean stop (ctld
+// killed, a crash, power lost) even when the segment is gone or cannot be adopted (a segment
+// that is adopted knows the gap itself: ctld/segment_adoption.hpp):
 //
 //   start:   a file left behind means the previous run did not stop in order; its time T to
 //            now is a ctld_restart loss record (packets not known), via the control object;

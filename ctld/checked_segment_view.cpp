@@ -120,6 +120,14 @@ uint64_t CheckedSegmentView::capture_covered_ns(uint64_t wall_now_ns) const {
     return std::min(seg_.header()->progress.covered_ns.load(std::memory_order_relaxed), wall_now_ns);
 }
 
+std::pair<uint64_t, uint64_t> CheckedSegmentView::adopted_gap(uint64_t wall_now_ns) const {
+    const ExportProgress& p = seg_.header()->progress;
+    const uint64_t last = p.adopted_gap_last_ns.load(std::memory_order_relaxed);
+    const uint64_t first = p.adopted_gap_first_ns.load(std::memory_order_relaxed);
+    if (first == 0 || last == 0 || first > last || last > wall_now_ns) return {0, 0};
+    return {first, last};
+}
+
 RingReading CheckedSegmentView::ring(Segment::Ring which) const {
     const SegmentHeader& h = *seg_.header();
     const RingControl* c = nullptr;
@@ -203,12 +211,76 @@ void CheckedSegmentView::scan_flows(const std::function<bool(const FlowEntry&)>&
     }
 }
 
+CheckedSegmentView::Adoptable CheckedSegmentView::adoptable() const {
+    Adoptable a;
+    const SegmentHeader& h = *seg_.header();
+    struct RingCheck {
+        const RingControl* c;
+        uint64_t capacity;
+        const char* name;
+        uint64_t* queued;
+    };
+    const RingCheck rings[] = {{&h.packet_ring, layout_.packet_ring_bytes, "packet", &a.packets_queued},
+                               {&h.record_ring, layout_.record_ring_slots, "record", &a.records_queued},
+                               {&h.event_ring, layout_.event_ring_slots, "event", &a.events_queued}};
+    for (const RingCheck& r : rings) {
+        const uint64_t tail = r.c->tail.load(std::memory_order_acquire);
+        const uint64_t head = r.c->head.load(std::memory_order_acquire);
+        if (r.c->capacity != r.capacity || head < tail || head - tail > r.capacity) {
+            a.problem = std::string("its ") + r.name + " ring's positions are impossible (head " + std::to_string(head) +
+                        ", tail " + std::to_string(tail) + ")";
+            return a;
+        }
+        *r.queued = head - tail;
+    }
+    // The header is copied, then checked: its values are only compared, never followed.
+    FlowMapHeader fh;
+    if (!read_exact(seg_.data_fd(), &fh, sizeof fh, layout_.flow_map_offset)) {
+        a.problem = "its FlowMap header cannot be read";
+        return a;
+    }
+    if (!FlowMap::header_fits(fh, capacity_)) {
+        a.problem = "its FlowMap header is not one this meter lays out";
+        return a;
+    }
+    const uint32_t hw = fh.high_water.load(std::memory_order_relaxed);
+    auto buf = std::make_unique<FlowEntry[]>(kScanChunk);
+    for (uint32_t i = 0; i < hw; i += kScanChunk) {
+        const uint32_t n = std::min(kScanChunk, hw - i);
+        if (!read_exact(seg_.data_fd(), buf.get(), size_t{n} * sizeof(FlowEntry),
+                        layout_.flow_map_offset + FlowMap::entry_offset(capacity_, i))) {
+            a.problem = "its FlowMap entries cannot be read";
+            return a;
+        }
+        for (uint32_t k = 0; k < n; ++k) {
+            const FlowEntry& e = buf[k];
+            if (e.in_use == 0) continue;
+            if (e.in_use != 1 || !valid_flow(e) || e.ending > 1 ||
+                (e.ending && (e.end_reason < static_cast<uint8_t>(EndReason::idle) ||
+                              e.end_reason > static_cast<uint8_t>(EndReason::evicted)))) {
+                a.problem = "FlowMap entry " + std::to_string(i + k) + " is not a flow";
+                return a;
+            }
+            ++(e.ending ? a.ending : a.flows);
+        }
+    }
+    return a;
+}
+
 // ---- CheckedEventReader ----------------------------------------------------------------------
 
 CheckedEventReader::CheckedEventReader(const Segment& seg)
     : ctl_(&seg.header()->event_ring),
       slots_(reinterpret_cast<const Record*>(seg.base() + seg.layout().event_ring_offset)),
-      capacity_(seg.layout().event_ring_slots) {}
+      capacity_(seg.layout().event_ring_slots) {
+    // Where the database writer before this one stopped: 0 in a new segment; in an adopted
+    // one (ctld/segment_adoption.hpp) the dead run's last commit, so that the events it had
+    // not written yet are written now. A tail that is not behind the head within a ring is
+    // not taken (the head check below then skips what cannot be read).
+    const uint64_t tail = ctl_->tail.load(std::memory_order_acquire);
+    const uint64_t head = ctl_->head.load(std::memory_order_acquire);
+    if (tail <= head && head - tail <= capacity_) read_ = committed_ = tail;
+}
 
 uint64_t CheckedEventReader::head_checked() {
     const uint64_t head = ctl_->head.load(std::memory_order_acquire);

@@ -22,6 +22,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
 
 #include "shm/segment.hpp"
 
@@ -81,6 +83,24 @@ public:
     // The latest capture time procd has taken from capd (ExportProgress::covered_ns): never
     // later than wall_now_ns (a later value is a lie or a clock step: read as wall_now_ns).
     uint64_t capture_covered_ns(uint64_t wall_now_ns) const;
+
+    // ctld at start (ctld/segment_adoption.hpp): whether the segment a dead run left can be
+    // taken over as it is. Stricter than the readings above, which clamp: every ring's
+    // positions in order and within its capacity, the FlowMap's header as format() makes it
+    // for ctld's capacity, and every entry ever used either free or a valid flow. Nothing is
+    // counted as refused here: a refusal means a new segment, and the reason is logged.
+    struct Adoptable {
+        std::string problem;          // "": can be adopted
+        uint32_t flows = 0;           // live flows (in use, not ending)
+        uint32_t ending = 0;          // flows whose flow_end the dead run's procd was publishing
+        uint64_t packets_queued = 0;  // bytes of the packet ring not yet taken by procd
+        uint64_t records_queued = 0, events_queued = 0;
+    };
+    Adoptable adoptable() const;
+
+    // The capture gap procd reported as ctld_restart in an adopted segment (ExportProgress::
+    // adopted_gap_*): {first, last} with first <= last <= wall_now_ns, or {0, 0} until then.
+    std::pair<uint64_t, uint64_t> adopted_gap(uint64_t wall_now_ns) const;
 
     uint32_t flow_capacity() const { return capacity_; }
     uint32_t live_flows() const;  // as procd counts them, clamped to the capacity

@@ -27,6 +27,7 @@
 #include "ctld/metrics/metrics_listener.hpp"
 #include "ctld/reload_plan.hpp"
 #include "ctld/runtime_files.hpp"
+#include "ctld/segment_adoption.hpp"
 #include "ctld/status_report.hpp"
 
 namespace angel {
@@ -118,7 +119,17 @@ int Controller::run() {
         sz.record_ring_bytes = cfg_.shm.record_ring;
         sz.event_ring_bytes = cfg_.shm.event_ring;
         sz.max_flows = static_cast<uint32_t>(cfg_.flow.max_flows);
-        seg_ = Segment::create(cfg_.instance, sz);
+        // A segment left by a run that died is taken over when it can be (flows, rings,
+        // sequence, counters go on); otherwise it is removed and a new one made.
+        AdoptionRequest adopt;
+        adopt.instance = cfg_.instance;
+        adopt.runtime_dir = cfg_.runtime_dir;
+        adopt.sizes = sz;
+        adopt.replay = !opt_.replay.empty();
+        Recovery rec;
+        seg_ = adopt_left_segment(adopt, &rec);
+        if (seg_) recovery_ = std::make_unique<Recovery>(rec);
+        else seg_ = Segment::create(cfg_.instance, sz);
         // Operators (control.group) reach the socket; the stages' user never does, whatever
         // the modes (see docs/security.md). Nobody but root opens the shared memory.
         const int gid = user_.control_group ? static_cast<int>(user_.control_gid) : -1;
@@ -151,7 +162,12 @@ int Controller::run() {
         // Before capd starts: every packet of this run is stamped after restart_gap_last.
         coverage_ = std::make_unique<CaptureCoverage>(cfg_.runtime_dir, cfg_.instance);
         const uint64_t wall = realtime_ns();
-        if (const auto left = coverage_->begin(wall)) {
+        const auto left = coverage_->begin(wall);
+        if (recovery_) {
+            // The adopted segment knows where capture stopped; procd reports the gap to the
+            // new capture's opening (ControlBlock::adopted).
+            seg_->control_rw().adopted.store(1);
+        } else if (left) {
             seg_->control_rw().restart_gap_first.store(*left);
             seg_->control_rw().restart_gap_last.store(wall);
             log_warn("the previous run of instance %s did not stop in order: nothing captured for %.3f s "
@@ -280,6 +296,7 @@ void Controller::loop() {
         customers_->service(CheckedSegmentView(*seg_).customer_generation(), now);
         publish_metrics(now);
         if (coverage_) coverage_->note(CheckedSegmentView(*seg_).capture_covered_ns(realtime_ns()), now);
+        if (recovery_ && !recovery_gap_logged_) log_recovery_gap();
         apply_database_changes();
         service_database_stop();
         bool all_done = true;
@@ -356,6 +373,15 @@ std::string Controller::reload(bool* ok, bool db_only) {
            "): " + join(plan.live_changes);
 }
 
+void Controller::log_recovery_gap() {
+    const auto gap = CheckedSegmentView(*seg_).adopted_gap(realtime_ns());
+    if (!gap.second) return;
+    recovery_gap_logged_ = true;
+    log_warn("capture gap across the restart after angel-ctld pid %d died: %.3f s with nothing captured "
+             "(reported to the classifier as a ctld_restart loss record)",
+             static_cast<int>(recovery_->previous_pid), double(gap.second - gap.first) / 1e9);
+}
+
 MeterView Controller::meter_view() const {
     MeterView v;
     v.instance = cfg_.instance;
@@ -365,6 +391,7 @@ MeterView Controller::meter_view() const {
     v.ctld_started_ns = started_ns_;
     v.stopping = stopping_;
     v.customers = customers_->status(CheckedSegmentView(*seg_).customer_generation());
+    v.recovery = recovery_.get();
     for (auto& s : stages_) v.stages.push_back(s.get());
     if (db_) {
         v.database = true;

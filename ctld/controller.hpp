@@ -20,6 +20,7 @@ class CustomerSetPublisher;
 class FlowControlSet;
 class HaMonitor;
 class MetricsPublisher;
+struct Recovery;
 struct MeterView;
 
 struct ControllerOptions {
@@ -62,6 +63,7 @@ private:
     void drive_gc(uint64_t now);
     MeterView meter_view() const;  // what status and the metrics page show of the supervisor
     void publish_metrics(uint64_t now);  // every second with metrics.listen
+    void log_recovery_gap();  // once procd has reported the gap of an adopted segment
 
     ControllerOptions opt_;
     Config cfg_;
@@ -78,6 +80,8 @@ private:
     std::unique_ptr<CustomerSetPublisher> customers_;  // customers.networks, published for procd
     std::unique_ptr<MetricsPublisher> metrics_;  // the /metrics page netd serves
     uint64_t next_metrics_ = 0;
+    std::unique_ptr<Recovery> recovery_;  // the segment of a run that died, adopted at start
+    bool recovery_gap_logged_ = false;
     std::unique_ptr<CaptureCoverage> coverage_;  // live only: the capture gap of an unclean stop
     Config file_cfg_;            // the file's values, before the database's are merged
     bool have_file_cfg_ = false;

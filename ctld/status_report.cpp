@@ -136,6 +136,21 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
         j.field("procd_generation", v.customers.procd_generation).field("pending", v.customers.pending);
         j.field("filtered", view.counter(StageId::procd, procd_filtered));
         j.end_object();
+        // The dead run whose segment this one adopted at start; capture_gap_ms is null until the
+        // new capture has opened (procd reports the gap then).
+        j.key("recovery");
+        if (v.recovery) {
+            const auto gap = view.adopted_gap(realtime_ns());
+            j.begin_object();
+            j.field("previous_pid", static_cast<int64_t>(v.recovery->previous_pid));
+            j.field("adopted_flows", v.recovery->adopted_flows);
+            j.key("capture_gap_ms");
+            if (gap.second) j.value((gap.second - gap.first) / 1'000'000);
+            else j.null_value();
+            j.end_object();
+        } else {
+            j.null_value();
+        }
         j.key("database");
         if (v.database) {
             j.begin_object();
@@ -159,6 +174,14 @@ std::string render_status(const Segment& seg, const MeterView& v, bool json) {
                   v.role.c_str(), v.config_generation, age_s(now, v.ctld_started_ns),
                   v.stopping ? "  STOPPING" : "");
     out += line;
+    if (v.recovery) {
+        const auto gap = view.adopted_gap(realtime_ns());
+        std::snprintf(line, sizeof line, "recovered the segment of angel-ctld pid %d: %u flows adopted, capture gap %s\n",
+                      static_cast<int>(v.recovery->previous_pid), v.recovery->adopted_flows,
+                      gap.second ? (std::to_string((gap.second - gap.first) / 1'000'000) + " ms").c_str()
+                                 : "not known yet (capture not open)");
+        out += line;
+    }
     if (v.ha.mode != "none") {
         std::snprintf(line, sizeof line, "ha %s: %s for %.1f s, %llu transitions, %.1f s as master (%s)\n",
                       v.ha.mode.c_str(), v.role.c_str(), v.ha.since_s, static_cast<unsigned long long>(v.ha.transitions),

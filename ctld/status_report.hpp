@@ -7,6 +7,7 @@
 #include "ctld/customers/customer_set_publisher.hpp"
 #include "ctld/db/db_thread.hpp"
 #include "ctld/ha/ha_monitor.hpp"
+#include "ctld/segment_adoption.hpp"
 #include "ctld/stage_supervisor.hpp"
 #include "shm/segment.hpp"
 
@@ -23,6 +24,7 @@ struct MeterView {
     bool database = false;  // database.conninfo is set
     DbThreadStats db;       // the database thread's view, when database
     CustomerSetStatus customers;  // the customer set published for procd
+    const Recovery* recovery = nullptr;  // the segment of a run that died was adopted at start
 };
 
 std::string render_status(const Segment& seg, const MeterView& v, bool json);

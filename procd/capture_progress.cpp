@@ -46,7 +46,17 @@ void CaptureProgress::report(const PacketSlot& s, const uint8_t* data, uint64_t 
         if (s.caplen != 0 || future || replay_) return bad_report();
         // Nothing was captured from the latest time procd saw to the new capture's opening.
         // (The first capture of a segment has nothing before it: covered is 0.)
-        if (covered_ != 0 && s.ts_ns > covered_) accumulate(LossCause::capd_restart, covered_, s.ts_ns, 0);
+        if (covered_ != 0 && s.ts_ns > covered_) {
+            if (adopted_gap_) {
+                accumulate(LossCause::ctld_restart, covered_, s.ts_ns, 0);
+                st_.adopted_gap_first_ns.store(covered_, std::memory_order_relaxed);
+                st_.adopted_gap_last_ns.store(s.ts_ns, std::memory_order_relaxed);
+                st_.restart_gap_reported.store(1, std::memory_order_release);
+            } else {
+                accumulate(LossCause::capd_restart, covered_, s.ts_ns, 0);
+            }
+        }
+        adopted_gap_ = false;
         covered(s.ts_ns);
         return;
     case CaptureReport::loss: {

@@ -40,6 +40,11 @@ public:
     void restart_gap(uint64_t first_ns, uint64_t last_ns) {
         if (first_ns < last_ns) accumulate(LossCause::ctld_restart, first_ns, last_ns, 0);
     }
+    // ctld adopted the segment of a run that died (ControlBlock::adopted): the next capd start
+    // report ends that run's capture gap, reported as ctld_restart (not capd_restart) and
+    // kept in ExportProgress for ctld's status. Once per segment: a procd restarted after
+    // it was queued reports a later capd restart as usual.
+    void expect_adopted_gap() { adopted_gap_ = st_.restart_gap_reported.load(std::memory_order_acquire) == 0; }
     // Queues the loss records and the watermark that are due; true when it queued any.
     bool tick(uint64_t mono_ns) { return due(mono_ns) ? emit_due(mono_ns, false) : false; }
     // Queues everything pending, whatever the rate limits (the stage stops).
@@ -69,6 +74,7 @@ private:
     uint64_t candidate_ = 0;     // the latest progress T, not yet a watermark
     uint64_t last_watermark_mono_ = 0;
     uint64_t covered_ = 0;
+    bool adopted_gap_ = false;
 };
 
 }  // namespace angel

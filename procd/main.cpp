@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
         if (progress.flush_all()) sink.publish();
         rt.header().progress.restart_gap_reported.store(1, std::memory_order_release);
     }
+    if (!replay && control.adopted.load() != 0) progress.expect_adopted_gap();
     log_info("attached to instance %s: %u live flows in the FlowMap", rt.instance().c_str(), map.live());
     rt.ready();
 

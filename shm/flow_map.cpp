@@ -27,6 +27,12 @@ size_t FlowMap::bytes_for(uint32_t capacity) {
            align64(size_t{capacity} * sizeof(FlowEntry)) + align64(size_t{capacity} * sizeof(uint32_t));
 }
 
+bool FlowMap::header_fits(const FlowMapHeader& h, uint32_t capacity) {
+    return h.magic == kFlowMapMagic && h.capacity == capacity && h.bucket_count == buckets_for(capacity) &&
+           h.live.load(std::memory_order_relaxed) <= capacity && h.high_water.load(std::memory_order_relaxed) <= capacity &&
+           h.reserved.load(std::memory_order_relaxed) <= capacity && h.retired <= capacity;
+}
+
 size_t FlowMap::entry_offset(uint32_t capacity, uint32_t i) {
     return align64(sizeof(FlowMapHeader)) + 2 * align64(buckets_for(capacity) * sizeof(uint32_t)) +
            size_t{i} * sizeof(FlowEntry);

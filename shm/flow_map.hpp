@@ -83,6 +83,10 @@ public:
     // Lays out an empty map in mem (bytes_for(capacity) bytes) whose first `reserved` entries
     // have memory behind them (all of them by default: ordinary memory).
     static void format(void* mem, uint32_t capacity, uint32_t reserved = UINT32_MAX);
+    // Whether h is the header format() lays out for this capacity (magic, capacity, bucket
+    // count), and its counts within it: ctld's check of a map a dead run left (it reads a
+    // copy; nothing here follows the header's values).
+    static bool header_fits(const FlowMapHeader& h, uint32_t capacity);
 
     FlowMap() = default;
     explicit FlowMap(void* mem);

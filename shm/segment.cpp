@@ -109,11 +109,7 @@ void check_data(const SegmentHeader* h, size_t len, const std::string& name) {
 std::string Segment::shm_name(const std::string& instance) { return "angel." + instance; }
 std::string Segment::control_shm_name(const std::string& instance) { return "angel." + instance + ".ctl"; }
 
-std::unique_ptr<Segment> Segment::create(const std::string& instance, const SegmentSizes& sz) {
-    const std::string name = shm_name(instance);
-    const std::string ctl_name = control_shm_name(instance);
-    bip::shared_memory_object::remove(name.c_str());
-    bip::shared_memory_object::remove(ctl_name.c_str());
+SegmentLayout Segment::plan(const SegmentSizes& sz) {
     // Rings are powers of two so positions map to slots with a mask.
     const uint64_t pkt_bytes = pow2_floor(std::max<uint64_t>(sz.packet_ring_bytes, 1ull << 20));
     const uint64_t rec_slots = pow2_floor(std::max<uint64_t>(sz.record_ring_bytes / sizeof(Record), 1024));
@@ -123,20 +119,58 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
     // procd evicts at max_flows, so a batch never runs out of entries.
     const uint32_t flows = std::max<uint32_t>(sz.max_flows, 16) + kFlowMapSpare;
 
+    SegmentLayout l{};
     uint64_t off = align_up(sizeof(SegmentHeader), 4096);
-    const uint64_t pkt_off = off;
+    l.packet_ring_offset = off;
+    l.packet_ring_bytes = pkt_bytes;
     off = align_up(off + pkt_bytes, 4096);
-    const uint64_t rec_off = off;
+    l.record_ring_offset = off;
+    l.record_ring_slots = rec_slots;
     off = align_up(off + rec_slots * sizeof(Record), 4096);
-    const uint64_t evt_off = off;
+    l.event_ring_offset = off;
+    l.event_ring_slots = evt_slots;
     off = align_up(off + evt_slots * sizeof(Record), 4096);
-    const uint64_t fm_off = off;
-    const uint64_t fm_bytes = FlowMap::bytes_for(flows);
-    off = align_up(off + fm_bytes, 4096);
+    l.flow_map_offset = off;
+    l.flow_map_bytes = FlowMap::bytes_for(flows);
+    l.flow_map_capacity = flows;
+    l.total_size = align_up(off + l.flow_map_bytes, 4096);
+    return l;
+}
 
+void Segment::create_control(const std::string& ctl_name) {
     const uint64_t ctl_slots = align_up(sizeof(ControlBlock), 4096);
+    impl_->ctl_shm = bip::shared_memory_object(bip::create_only, ctl_name.c_str(), bip::read_write, bip::permissions(0600));
+    // The customer set's two slots follow the ControlBlock, sparse: a set takes memory
+    // only as far as it is written (customer_slot_rw reserves it first).
+    impl_->ctl_shm.truncate(static_cast<bip::offset_t>(ctl_slots + 2 * kCustomerSlotBytes));
+    impl_->ctl_region = bip::mapped_region(impl_->ctl_shm, bip::read_write);
+    ctl_fd_ = impl_->ctl_shm.get_mapping_handle().handle;
+    ctl_len_ = impl_->ctl_region.get_size();
+    auto* c = new (impl_->ctl_region.get_address()) ControlBlock{};
+    c->layout_version = kLayoutVersion;
+    c->size = sizeof(ControlBlock);
+    c->layout = layout_;
+    c->customers.slot_offset[0] = ctl_slots;
+    c->customers.slot_offset[1] = ctl_slots + kCustomerSlotBytes;
+    c->customers.slot_bytes = kCustomerSlotBytes;
+    std::atomic_thread_fence(std::memory_order_release);
+    c->magic = kControlMagic;
+    ctl_ = c;
+}
+
+std::unique_ptr<Segment> Segment::create(const std::string& instance, const SegmentSizes& sz) {
+    const std::string name = shm_name(instance);
+    const std::string ctl_name = control_shm_name(instance);
+    bip::shared_memory_object::remove(name.c_str());
+    bip::shared_memory_object::remove(ctl_name.c_str());
+    const SegmentLayout l = plan(sz);
+    const uint64_t off = l.total_size;
+    const uint64_t fm_off = l.flow_map_offset;
+    const uint32_t flows = l.flow_map_capacity;
+
     auto seg = std::unique_ptr<Segment>(new Segment());
     seg->impl_ = std::make_unique<Impl>();
+    seg->layout_ = l;
     try {
         // 0600: only root opens either object by name. The stages get descriptors at exec;
         // operators get nothing (they talk to ctld's control socket).
@@ -166,54 +200,76 @@ std::unique_ptr<Segment> Segment::create(const std::string& instance, const Segm
             throw SegmentError(no_room(off, name, strerror(rc)));
         }
         seg->impl_->region = bip::mapped_region(seg->impl_->shm, bip::read_write);
-        seg->impl_->ctl_shm = bip::shared_memory_object(bip::create_only, ctl_name.c_str(), bip::read_write,
-                                                        bip::permissions(0600));
-        // The customer set's two slots follow the ControlBlock, sparse: a set takes memory
-        // only as far as it is written (customer_slot_rw reserves it first).
-        seg->impl_->ctl_shm.truncate(static_cast<bip::offset_t>(ctl_slots + 2 * kCustomerSlotBytes));
-        seg->impl_->ctl_region = bip::mapped_region(seg->impl_->ctl_shm, bip::read_write);
+        seg->create_control(ctl_name);
     } catch (const bip::interprocess_exception& e) {
         bip::shared_memory_object::remove(name.c_str());
         bip::shared_memory_object::remove(ctl_name.c_str());
         throw SegmentError("cannot create shared memory /dev/shm/" + name + ": " + e.what());
     }
     seg->data_fd_ = seg->impl_->shm.get_mapping_handle().handle;
-    seg->ctl_fd_ = seg->impl_->ctl_shm.get_mapping_handle().handle;
     seg->base_ = static_cast<uint8_t*>(seg->impl_->region.get_address());
-    SegmentLayout& l = seg->layout_;
-    l.total_size = off;
-    l.packet_ring_offset = pkt_off;
-    l.packet_ring_bytes = pkt_bytes;
-    l.record_ring_offset = rec_off;
-    l.record_ring_slots = rec_slots;
-    l.event_ring_offset = evt_off;
-    l.event_ring_slots = evt_slots;
-    l.flow_map_offset = fm_off;
-    l.flow_map_bytes = fm_bytes;
-    l.flow_map_capacity = flows;
     // Fresh pages of a new shm object are zero; the headers are built in place on them.
     auto* h = new (seg->base_) SegmentHeader{};
     h->layout_version = kLayoutVersion;
     h->header_size = sizeof(SegmentHeader);
     h->total_size = off;
-    h->packet_ring.capacity = pkt_bytes;
-    h->record_ring.capacity = rec_slots;
-    h->event_ring.capacity = evt_slots;
+    h->packet_ring.capacity = l.packet_ring_bytes;
+    h->record_ring.capacity = l.record_ring_slots;
+    h->event_ring.capacity = l.event_ring_slots;
     FlowMap::format(seg->base_ + fm_off, flows, std::min(flows, kFlowReserveStep));
-    auto* c = new (seg->impl_->ctl_region.get_address()) ControlBlock{};
-    c->layout_version = kLayoutVersion;
-    c->size = sizeof(ControlBlock);
-    c->layout = l;
-    c->customers.slot_offset[0] = ctl_slots;
-    c->customers.slot_offset[1] = ctl_slots + kCustomerSlotBytes;
-    c->customers.slot_bytes = kCustomerSlotBytes;
-    seg->ctl_len_ = seg->impl_->ctl_region.get_size();
     std::atomic_thread_fence(std::memory_order_release);
     h->magic = kSegmentMagic;  // last: an attacher never sees a half-built header as valid
-    c->magic = kControlMagic;
     seg->hdr_ = h;
-    seg->ctl_ = c;
     return seg;
+}
+
+std::unique_ptr<Segment> Segment::open_left(const std::string& instance, const SegmentSizes& sz) {
+    const std::string name = shm_name(instance);
+    const std::string ctl_name = control_shm_name(instance);
+    struct stat st{};
+    if (stat(("/dev/shm/" + name).c_str(), &st) != 0) return nullptr;
+    auto seg = std::unique_ptr<Segment>(new Segment());
+    seg->impl_ = std::make_unique<Impl>();
+    seg->layout_ = plan(sz);
+    const std::string what = "the segment /dev/shm/" + name + " left by a previous run";
+    try {
+        seg->impl_->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+        seg->impl_->region = bip::mapped_region(seg->impl_->shm, bip::read_write);
+    } catch (const bip::interprocess_exception& e) {
+        throw SegmentError("cannot open " + what + ": " + e.what());
+    }
+    seg->base_ = static_cast<uint8_t*>(seg->impl_->region.get_address());
+    const size_t mapped = seg->impl_->region.get_size();
+    check_data(reinterpret_cast<SegmentHeader*>(seg->base_), mapped, what);
+    seg->hdr_ = reinterpret_cast<SegmentHeader*>(seg->base_);
+    // Another size is another configuration (shm.*, flow.max_flows): its rings and map do
+    // not lie where this one's would.
+    if (mapped != seg->layout_.total_size || seg->hdr_->total_size != seg->layout_.total_size)
+        throw SegmentError(what + " has another size (" + std::to_string(mapped >> 20) + " MiB, this configuration's: " +
+                           std::to_string(seg->layout_.total_size >> 20) + " MiB): shm.* or flow.max_flows changed");
+    seg->data_fd_ = seg->impl_->shm.get_mapping_handle().handle;
+    // The predecessor's pid, from its control object (root's alone: no stage writes it).
+    try {
+        bip::shared_memory_object old(bip::open_only, ctl_name.c_str(), bip::read_only);
+        bip::mapped_region r(old, bip::read_only);
+        const auto* c = static_cast<const ControlBlock*>(r.get_address());
+        if (r.get_size() >= sizeof(ControlBlock) && c->magic == kControlMagic && c->layout_version == kLayoutVersion &&
+            c->size == sizeof(ControlBlock))
+            seg->left_ctld_pid_ = c->ctld_pid.load(std::memory_order_relaxed);
+    } catch (const bip::interprocess_exception&) {
+        // No control object: the pid is not known (0).
+    }
+    return seg;
+}
+
+void Segment::renew_control(const std::string& instance) {
+    const std::string ctl_name = control_shm_name(instance);
+    bip::shared_memory_object::remove(ctl_name.c_str());
+    try {
+        create_control(ctl_name);
+    } catch (const bip::interprocess_exception& e) {
+        throw SegmentError("cannot create shared memory /dev/shm/" + ctl_name + ": " + e.what());
+    }
 }
 
 std::unique_ptr<Segment> Segment::attach(const std::string& instance) {

@@ -40,7 +40,9 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 10: ControlBlock::events_wait (procd waits for room in the event ring), procd counter
 //    event_waits.
 //    The Prometheus page (ControlBlock::metrics, shm/metrics_page.hpp).
-inline constexpr uint32_t kLayoutVersion = 10;
+// 11: ControlBlock::adopted, ExportProgress::adopted_gap_first_ns/last_ns (a ctld that starts
+//    adopts the segment of one that died: ctld/segment_adoption.hpp).
+inline constexpr uint32_t kLayoutVersion = 11;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting
@@ -88,6 +90,10 @@ struct ExportProgress {
     std::atomic<uint64_t> watermark_ns{0};  // procd: the last watermark T queued
     std::atomic<uint64_t> covered_ns{0};    // procd: latest capture time taken from capd (live)
     std::atomic<uint32_t> restart_gap_reported{0};  // procd: ControlBlock's restart gap is queued
+    // procd, in an adopted segment: the capture gap it reported as ctld_restart (from the
+    // latest capture time of the dead run to the new capture's opening); 0 until then.
+    std::atomic<uint64_t> adopted_gap_first_ns{0};
+    std::atomic<uint64_t> adopted_gap_last_ns{0};
 };
 
 // ctld -> stages. Its own shared-memory object (/dev/shm/angel.<instance>.ctl), root-owned
@@ -112,6 +118,10 @@ struct ControlBlock {
     // capture_coverage.hpp): nothing was captured from first to last. procd reports it once.
     std::atomic<uint64_t> restart_gap_first{0};
     std::atomic<uint64_t> restart_gap_last{0};
+    // Set at start when ctld adopted the segment of a run that died (ctld/segment_adoption.hpp):
+    // the gap ends when the new capd's capture opens, so procd reports it then, from the
+    // latest capture time in the segment (ExportProgress::covered_ns) to that opening.
+    std::atomic<uint32_t> adopted{0};
     LiveConfigBlock config;
     FlowControlBlock flow_control;            // muted / full flows (shm/flow_control.hpp)
     MetricsPage metrics;                      // the /metrics page netd serves (shm/metrics_page.hpp)
@@ -158,6 +168,20 @@ public:
     // ctld: creates (replacing stale objects of the same name), sizes and formats both the
     // data segment and the control object, each root-owned 0600.
     static std::unique_ptr<Segment> create(const std::string& instance, const SegmentSizes& sz);
+    // The layout create() gives these sizes.
+    static SegmentLayout plan(const SegmentSizes& sz);
+    // ctld at start, live: the data segment a run that died left behind (ctld/segment_adoption.hpp),
+    // opened read-write with the layout plan(sz) gives, never the one the segment or the old
+    // control object says. nullptr when there is none; SegmentError when it is not a segment
+    // of this layout version and of this configuration's size (the caller removes it). Only
+    // the header's magic, version and sizes are checked here; the rest is stage-written state
+    // that ctld checks through ctld/checked_segment_view.hpp.
+    static std::unique_ptr<Segment> open_left(const std::string& instance, const SegmentSizes& sz);
+    // The pid the predecessor's control object names (root-written; 0: none readable).
+    int32_t left_ctld_pid() const { return left_ctld_pid_; }
+    // After open_left: a new control object (as create() formats it) in place of the dead
+    // run's, whose requests (stop, announce, role, sets) belong to that run.
+    void renew_control(const std::string& instance);
     // Root tools and tests: attaches both objects by name, read-write; SegmentError with a
     // clear message when they are missing or of another layout.
     static std::unique_ptr<Segment> attach(const std::string& instance);
@@ -211,6 +235,7 @@ public:
 
 private:
     Segment() = default;
+    void create_control(const std::string& ctl_name);
     struct Impl;
     std::unique_ptr<Impl> impl_;
     SegmentHeader* hdr_ = nullptr;
@@ -219,6 +244,7 @@ private:
     SegmentLayout layout_{};
     int data_fd_ = -1, ctl_fd_ = -1;
     uint64_t ctl_len_ = 0;  // bytes of the control object mapped
+    int32_t left_ctld_pid_ = 0;
 };
 
 uint64_t monotonic_ns();

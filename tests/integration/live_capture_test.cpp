@@ -352,9 +352,11 @@ TEST(LiveCapture, CapdRestartIsOneLossGapWithNoPacketInside) {
 }
 
 // angel-ctld killed (SIGKILL: its stages die with it) and started again while traffic flows:
-// the new run finds the coverage file the killed one left and sends one loss record of cause
-// ctld_restart, from the latest capture time the killed run had noted to the new start; no
-// packet record of the new run lies inside it. An orderly stop removes the file.
+// the new run adopts the segment (tests/integration/ctld_adoption_test.cpp checks the flows)
+// and sends one loss record of cause ctld_restart, from the latest capture time the killed run
+// had processed to the new capture's opening; no packet record of the new run lies inside it.
+// The coverage file (for a segment that cannot be adopted) is there while running; an orderly
+// stop removes it.
 TEST(LiveCapture, CtldKilledAndRestartedReportsTheGap) {
     if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
     ASSERT_TRUE(fs::exists(binary("angel-ctld"))) << "no angel-ctld in " << bin_dir() << " (set ANGEL_BIN_DIR)";

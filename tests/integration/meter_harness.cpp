@@ -222,13 +222,12 @@ MeterConfig NetnsMeter::config(unsigned port, const std::string& host, const std
 
 std::string NetnsMeter::log() const { return read_file(dir / "ctld.err"); }
 
-::testing::AssertionResult NetnsMeter::start_sink(unsigned port, int idle_s) {
+::testing::AssertionResult NetnsMeter::start_sink(unsigned port, int idle_s, bool dedup) {
     const size_t i = sinks.size();
-    sinks.push_back(std::make_unique<Child>(
-        netns::NetnsLab::in(lab.meter(), {binary("angel-sink").string(), "--listen",
-                                          "127.0.0.1:" + std::to_string(port), "--idle", std::to_string(idle_s),
-                                          "--out", sink_out(i).string()}),
-        sink_summary(i), sink_err(i)));
+    std::vector<std::string> argv = {binary("angel-sink").string(), "--listen", "127.0.0.1:" + std::to_string(port),
+                                     "--idle", std::to_string(idle_s), "--out", sink_out(i).string()};
+    if (!dedup) argv.push_back("--no-dedup");
+    sinks.push_back(std::make_unique<Child>(netns::NetnsLab::in(lab.meter(), argv), sink_summary(i), sink_err(i)));
     const fs::path err = sink_err(i);
     if (!wait_until_s([&] { return read_file(err).find("listening on") != std::string::npos || !sinks[i]->running(); },
                       10) ||
@@ -238,6 +237,11 @@ std::string NetnsMeter::log() const { return read_file(dir / "ctld.err"); }
 }
 
 ::testing::AssertionResult NetnsMeter::start_meter(const std::string& ready_text) {
+    // A second start's log replaces the first's; removed now, so that the wait below never
+    // reads the previous run's ready line (the child opens its files only after the fork).
+    std::error_code ec;
+    fs::remove(dir / "ctld.err", ec);
+    fs::remove(dir / "ctld.out", ec);
     ctld = std::make_unique<Child>(
         netns::NetnsLab::in(lab.meter(), {binary("angel-ctld").string(), "-f", "-c", conf.string()}),
         dir / "ctld.out", dir / "ctld.err");

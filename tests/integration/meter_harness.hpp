@@ -148,7 +148,8 @@ public:
 
     // angel-sink in the meter namespace on 127.0.0.1:port, exiting after idle_s without datagrams;
     // succeeds once it listens.
-    ::testing::AssertionResult start_sink(unsigned port, int idle_s = 30);
+    // dedup false: --no-dedup (every copy printed, as the meter sent it).
+    ::testing::AssertionResult start_sink(unsigned port, int idle_s = 30, bool dedup = true);
     // angel-ctld -f -c conf in the meter namespace; succeeds once its log shows ready_text.
     ::testing::AssertionResult start_meter(const std::string& ready_text = "angel-capd ready");
     // tcpreplay of live_pcap_files() in the sender namespace; rate "--topspeed" or "--pps=N".
