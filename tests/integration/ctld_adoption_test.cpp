@@ -9,7 +9,9 @@
 //     `angelctl status --json` shows as recovery.capture_gap_ms; recovery.previous_pid is the
 //     killed ctld's pid;
 //   - the counters went on: the final line's flows_started and flows_ended equal the flows the
-//     sink saw; the IPFIX sequence went on (no sequence gap at the sink).
+//     sink saw; the IPFIX sequence went on (no sequence gap at the sink);
+//   - with the database: angel.flow_history holds every flow the sink saw, once and ended, and
+//     angel.flows is empty after the stop (the dead writer's unwritten events were adopted).
 // And a left segment that fails the checks is removed with a line saying how many flows were
 // lost unended; the meter then starts on a new one.
 #include <gtest/gtest.h>
@@ -18,7 +20,11 @@
 #include <cstdio>
 #include <map>
 
+#include <regex>
+#include <set>
+
 #include "meter_harness.hpp"
+#include "pg_server.hpp"
 #include "test_support.hpp"
 #include "shm/segment.hpp"
 
@@ -45,6 +51,7 @@ struct LifeCheck {
     uint64_t orphan = 0;           // a packet or flow_end outside any life
     uint64_t index_broken = 0;     // a life whose indexes are not 0..n-1 for its flow_end's n
     uint64_t never_ended = 0;
+    std::vector<std::pair<uint32_t, uint64_t>> lives;  // (flow ID, flow_start time) of each
     std::string examples;
     void example(uint32_t id, const std::string& what) {
         if (examples.size() < 800) examples += " flow " + std::to_string(id) + ": " + what + ";";
@@ -59,10 +66,21 @@ void wait_stages_gone(const StatusView& before) {
     }
 }
 
-TEST(CtldAdoption, KilledUnderLiveTrafficFlowsGoOnStartedOnceEndedOnce) {
-    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
-    NetnsMeter m("ad", "adopt");
-    m.write_config(m.config(kPort));
+uint64_t count(const PgServer& pg, const std::string& sql) { return std::stoull(pg.query(sql)[0][0]); }
+
+// pg: with the database (history on), checked after the stop.
+void kill_and_adopt(const std::string& tag, PgServer* pg) {
+    NetnsMeter m(tag, "adopt");
+    if (pg) {
+        MeterConfig c = m.config_with_database(kPort, pg->conninfo());
+        c.extra = std::regex_replace(c.extra, std::regex("poll_interval = 60;"), "poll_interval = 60; history = true;");
+        ASSERT_NE(c.extra.find("history = true"), std::string::npos) << c.extra;
+        m.write_config(c);
+        const CommandResult init = m.angelctl({"db-init"});
+        ASSERT_TRUE(init.ok()) << init.describe();
+    } else {
+        m.write_config(m.config(kPort));
+    }
     ASSERT_TRUE(m.start_sink(kPort, 30, false));
     ASSERT_TRUE(m.start_meter()) << m.log();
     const StatusView before = angelctl_status(m.sock);
@@ -130,6 +148,7 @@ TEST(CtldAdoption, KilledUnderLiveTrafficFlowsGoOnStartedOnceEndedOnce) {
                     f.idx.clear();
                     ++f.lives;
                     ++lc.flows;
+                    lc.lives.emplace_back(r->flow_id, r->ts_ns);
                 }
                 break;
             case SinkRecord::Type::packet:
@@ -196,7 +215,37 @@ TEST(CtldAdoption, KilledUnderLiveTrafficFlowsGoOnStartedOnceEndedOnce) {
     EXPECT_EQ(C["flows_started"], lc.flows);
     EXPECT_EQ(C["flows_ended"], lc.flows);
     EXPECT_EQ(sink_sequence_gaps(read_file(m.sink_summary(0))), 0u) << read_file(m.sink_summary(0));
+    if (pg) {
+        // The dead writer's last events (in the adopted event ring) and the new run's: every flow
+        // the sink saw is in the history exactly once, ended; none is left live.
+        const std::string meter = m.scratch.instance;
+        EXPECT_EQ(count(*pg, "SELECT count(*) FROM angel.flows WHERE meter_id = '" + meter + "'"), 0u);
+        std::set<std::pair<uint64_t, uint64_t>> want, have;
+        for (const auto& [id, ts] : lc.lives) want.emplace(id, ts / 1000);
+        for (const auto& r : pg->query("SELECT flow_id, (extract(epoch FROM first_seen) * 1000000)::bigint FROM "
+                                       "angel.flow_history WHERE meter_id = '" + meter + "' AND end_reason IS NOT NULL"))
+            have.emplace(std::stoull(r[0]), std::stoull(r[1]));
+        EXPECT_EQ(count(*pg, "SELECT count(*) FROM angel.flow_history WHERE meter_id = '" + meter + "'"), lc.lives.size());
+        EXPECT_EQ(have.size(), want.size());
+        uint64_t missing = 0;
+        for (const auto& k : want) missing += !have.count(k);
+        EXPECT_EQ(missing, 0u) << "flows the sink saw ended that the history does not hold ended";
+        std::printf("[ adopt   ] database: %zu history rows ended for %zu flows, %llu missing\n", have.size(),
+                    want.size(), static_cast<unsigned long long>(missing));
+    }
     if (::testing::Test::HasFailure()) std::printf("%s\n----\n%s\n", first_log.c_str(), m.log().c_str());
+}
+
+TEST(CtldAdoption, KilledUnderLiveTrafficFlowsGoOnStartedOnceEndedOnce) {
+    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
+    kill_and_adopt("ad", nullptr);
+}
+
+TEST(CtldAdoption, KilledWithTheDatabaseHistoryHoldsEveryFlowOnce) {
+    if (const std::string why = live_skip_reason({"tcpreplay"}, true); !why.empty()) GTEST_SKIP() << why;
+    if (const std::string why = PgServer::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+    PgServer pg;
+    kill_and_adopt("adb", &pg);
 }
 
 // A left segment whose FlowMap holds an entry that cannot be a flow (a stage wrote it) is not
