@@ -86,7 +86,7 @@ std::unique_ptr<Segment> adopt_left_segment(const AdoptionRequest& req, Recovery
     try {
         seg = Segment::open_left(req.instance, req.sizes);
     } catch (const SegmentError& e) {
-        log_warn("removing %s (the number of flows it held is not known)", e.what());
+        log_warn("not adopting it, removing it: %s (the number of live flows it held is not known)", e.what());
         Segment::remove(req.instance);
         return nullptr;
     }

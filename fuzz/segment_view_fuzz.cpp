@@ -68,6 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     v.instance = "fuzz";
     v.role = "master";
     v.database = true;
+    const angel::Recovery rec{1234, 3, 0};
+    v.recovery = &rec;  // the adopted gap (ExportProgress) is rendered too
     (void)angel::render_status(seg, v, true);
     (void)angel::render_status(seg, v, false);
     (void)angel::render_stats(seg, true);
@@ -75,6 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)angel::render_flows(seg, angel::FlowsQuery{true, 10}, true);
     (void)angel::render_flows(seg, angel::FlowsQuery{false, 100}, false);
     (void)angel::snapshot_live_flows(angel::CheckedSegmentView(seg));
+    (void)angel::CheckedSegmentView(seg).adoptable();  // a dead run's segment, checked for adoption
     // The database drain: a bounded number of reads must reach an empty ring whatever the
     // head says (the drain loop in ctld/db/db_thread.cpp relies on it).
     angel::CheckedEventReader events(seg);
