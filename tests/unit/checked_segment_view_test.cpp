@@ -194,3 +194,34 @@ TEST(CheckedSegmentView, EventTotalsBeyondTheDatabaseColumnsAreRefused) {
     EXPECT_EQ(out[0].flow_id, 2u);
     EXPECT_EQ(ev.take_lost(), 2u);
 }
+
+// An adopted segment (ctld/segment_adoption.hpp): the dead writer committed up to the tail and
+// the ring has wrapped since its creation. A new reader starts at that tail and reads exactly
+// what was left unwritten: nothing skipped as "lost", nothing committed before written again.
+TEST(CheckedSegmentView, EventReaderOfAnAdoptedSegmentStartsAtTheDeadWritersTail) {
+    Seg s;
+    const uint64_t slots = s.seg->layout().event_ring_slots;
+    const uint64_t tail = 5 * slots + 7, head = tail + 10;  // wrapped five times
+    for (uint64_t p = tail; p < head; ++p) {
+        Record& r = s.events()[p & (slots - 1)];
+        std::memset(&r, 0, sizeof r);
+        r.type = static_cast<uint8_t>(RecordType::flow_start);
+        r.flow_id = static_cast<uint32_t>(p);
+        r.start.ip_version = 4;
+    }
+    s.seg->header()->event_ring.tail.store(tail);
+    s.seg->header()->event_ring.head.store(head);
+    CheckedEventReader ev(*s.seg);
+    EXPECT_EQ(ev.pending(), 10u);
+    Record out[32];
+    ASSERT_EQ(ev.read(out, 32), 10u);
+    for (uint64_t i = 0; i < 10; ++i) EXPECT_EQ(out[i].flow_id, static_cast<uint32_t>(tail + i));
+    EXPECT_EQ(ev.take_lost(), 0u);
+    ev.commit();
+    EXPECT_EQ(s.seg->header()->event_ring.tail.load(), head);
+    // A tail that cannot be the dead writer's (ahead of the head) is not taken: the reader
+    // starts from 0 and the head check skips what cannot be read, as before.
+    s.seg->header()->event_ring.tail.store(head + 1);
+    CheckedEventReader other(*s.seg);
+    EXPECT_EQ(other.read_position(), 0u);
+}
