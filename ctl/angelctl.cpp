@@ -1,10 +1,8 @@
 // angelctl: the operator's tool. Sends one command to angel-ctld over its control socket
-// and prints the answer: status, stats [--prometheus], flows [--top N | --limit N], reload, restart STAGE, stop, role,
-// mute FLOW_ID, unmute FLOW_ID.
+// and prints the answer (the commands and options: command_line.cpp, docs/angelctl.8).
 // `angelctl db-init -c FILE` creates or upgrades the database schema: it runs
 // `angel-ctld --db-init -c FILE` from its own folder (ctld is the one program linked with libpq;
 // the conninfo is read from FILE, never passed on a command line).
-#include <getopt.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,45 +14,31 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/config/config.hpp"
 #include "common/control_proto.hpp"
+#include "ctl/command_line.hpp"
 
 using namespace angel;
 
-namespace {
-
-[[noreturn]] void usage() {
-    std::fprintf(stderr,
-                 "usage: angelctl [-c FILE | -s SOCKET] COMMAND [--json]\n"
-                 "commands: status | stats [--prometheus] | flows [--top N | --limit N] | reload | restart capd|procd|netd\n"
-                 "          | stop | role\n"
-                 "          mute FLOW_ID | unmute FLOW_ID (no more packet records for a live flow; flow_end stays)\n"
-                 "          db-init (create or upgrade the database schema; needs no running meter)\n");
-    std::exit(EX_USAGE);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-    std::string config_path = kDefaultConfigPath;
-    std::string socket_path;
-    static const option longopts[] = {{"config", required_argument, nullptr, 'c'},
-                                      {"socket", required_argument, nullptr, 's'},
-                                      {"help", no_argument, nullptr, 'h'},
-                                      {nullptr, 0, nullptr, 0}};
-    int c;
-    // "+": stop at the command, so that its own options (--top, --json) pass through.
-    while ((c = getopt_long(argc, argv, "+c:s:h", longopts, nullptr)) != -1) {
-        switch (c) {
-            case 'c': config_path = optarg; break;
-            case 's': socket_path = optarg; break;
-            default: usage();
-        }
+    const ctl::Request req = ctl::parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
+    if (!req.error.empty()) {
+        std::fprintf(stderr, "angelctl: %s\n", req.error.c_str());
+        return EX_USAGE;
     }
-    if (optind >= argc) usage();
-    if (std::string(argv[optind]) == "db-init") {
-        if (optind + 1 != argc) usage();
+    if (req.help) {
+        std::fputs(ctl::usage_text().c_str(), stdout);
+        return 0;
+    }
+    if (!req.command) {
+        std::fputs(ctl::usage_text().c_str(), stderr);
+        return EX_USAGE;
+    }
+    const std::string config_path = req.config_path.empty() ? std::string(kDefaultConfigPath) : req.config_path;
+    std::string socket_path = req.socket_path;
+    if (std::string(req.command->name) == "db-init") {
         char exe[4096];
         const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         std::string dir = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string("./angelctl");
@@ -64,8 +48,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "angelctl: cannot run %s: %s\n", ctld.c_str(), strerror(errno));
         return EX_UNAVAILABLE;
     }
-    std::string line;
-    for (int i = optind; i < argc; ++i) line += (line.empty() ? "" : " ") + std::string(argv[i]);
+    std::string line = ctl::control_line(req);
     if (socket_path.empty()) {
         try {
             const Config cfg = load_config(config_path);

@@ -1,6 +1,7 @@
 // PostgreSQL end to end (issue 5), against a real server the test starts (pg_server.hpp):
 //  - SchemaAndDbInit: db/schema.sql equals the text compiled into angel-ctld; `angelctl db-init`
 //    creates the schema and is idempotent.
+//  - DbInitOptionsAfterCommand: `angelctl db-init -c FILE` (-c after the command) creates it too.
 //  - MissingRequiredRefused: a required value in neither the file nor the database -> exit 78
 //    naming it; the database can supply it; an unreachable database with a complete file is fine.
 //  - FlowsFollowFlowMap: a real pcap is fed to `angel-ctld --replay` through a FIFO in chunks, so
@@ -21,6 +22,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -334,6 +336,28 @@ TEST_F(DbTest, SchemaAndDbInit) {
     // The conninfo never appears in what db-init prints.
     EXPECT_EQ(r.out.find(pg_->socket_dir().string()), std::string::npos);
     EXPECT_EQ(r.err.find(pg_->socket_dir().string()), std::string::npos);
+}
+
+// `angelctl db-init -c FILE` as README writes it: -c after the command does what it does before.
+TEST_F(DbTest, DbInitOptionsAfterCommand) {
+    const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; };");
+    const std::string ctl = binary("angelctl").string();
+    CommandResult r = run_command({ctl, "db-init", "-c", conf.string()}, Millis(20000));
+    ASSERT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.out.find("created at version " + std::to_string(kSchemaVersion)), std::string::npos) << r.out;
+    EXPECT_EQ(pg_->query("SELECT max(version) FROM angel.schema_version")[0][0], std::to_string(kSchemaVersion));
+    for (const auto& args : std::vector<std::vector<std::string>>{{ctl, "db-init", "--config=" + conf.string()},
+                                                                   {ctl, "-c", conf.string(), "db-init"},
+                                                                   {ctl, "db-init", "-c" + conf.string()}}) {
+        r = run_command(args, Millis(20000));
+        ASSERT_TRUE(r.ok()) << command_line(args) << "\n" << r.describe();
+        EXPECT_NE(r.out.find("nothing missing"), std::string::npos) << command_line(args) << ": " << r.out;
+    }
+    // What db-init does not take is refused before anything runs: 64 and one line.
+    r = run_command({ctl, "db-init", "-c", conf.string(), "--json"}, Millis(20000));
+    EXPECT_EQ(r.status.code(), 64) << r.describe();
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.out, "");
 }
 
 TEST_F(DbTest, MissingRequiredRefused) {

@@ -26,7 +26,10 @@ void usage(FILE* to) {
                  "  --seed S      PRNG seed (default 1); same options, same bytes\n"
                  "  --snaplen L   bytes stored per packet (default 128, 1..65535)\n"
                  "  --pps R       packets per second of trace time (default 1000000)\n"
-                 "  --out FILE    pcap file to write ('-' for stdout)\n");
+                 "  --out FILE    pcap file to write ('-' for stdout)\n"
+                 "Client ports are spread over Linux's default ephemeral range, 32768-60999\n"
+                 "(net.ipv4.ip_local_port_range), pseudo-randomly per flow from the seed; no two\n"
+                 "flows share a 5-tuple.\n");
 }
 
 bool parse_u64(std::string_view s, uint64_t min, uint64_t max, uint64_t& out) {

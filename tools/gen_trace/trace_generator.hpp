@@ -19,6 +19,11 @@ namespace angel::gen {
 // Largest frame the generator makes: 1500-byte IMIX frame (the VLAN tag fits inside it).
 inline constexpr uint32_t kMaxFrameLen = 1518;
 
+// Client ports: Linux's default ephemeral range (net.ipv4.ip_local_port_range = 32768 60999),
+// the one most clients on the Internet pick from (IANA's 49152-65535 is what Windows and macOS use).
+inline constexpr uint32_t kEphemeralFirst = 32768, kEphemeralLast = 60999;
+inline constexpr uint32_t kEphemeralPorts = kEphemeralLast - kEphemeralFirst + 1;  // 28232
+
 struct Frame {
     uint64_t ts_ns = 0;     // trace time, nanoseconds since the Unix epoch
     uint32_t wire_len = 0;  // length on the wire (pcap "len")
@@ -100,6 +105,29 @@ inline uint64_t sum16(const uint8_t* p, size_t n, uint64_t acc = 0) {
 inline uint16_t fold(uint64_t acc) {
     while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
     return static_cast<uint16_t>(~acc & 0xffff);
+}
+
+// The k-th port host `host` uses: a keyed pseudo-random permutation of the ephemeral range
+// per host (a 4-round Feistel network on 16 bits, cycle-walked into the range). Real clients
+// pick a port per connection over the whole range (Linux: a keyed hash of the addresses and
+// ports plus a counter, RFC 6056), so the first flows of different hosts land anywhere in it,
+// and one host's flows never reuse a port while fewer than kEphemeralPorts of them exist.
+// Requires k < kEphemeralPorts.
+inline uint16_t ephemeral_port(uint64_t key, uint32_t host, uint32_t k) {
+    const uint64_t host_key = SplitMix64(key ^ (uint64_t{host} << 32)).next();
+    uint32_t x = k;
+    do {
+        uint32_t left = x >> 8, right = x & 0xff;
+        for (uint32_t round = 0; round < 4; ++round) {
+            const uint32_t f =
+                static_cast<uint32_t>(SplitMix64(host_key + (uint64_t{round} << 8 | right)).next()) & 0xff;
+            const uint32_t next = left ^ f;
+            left = right;
+            right = next;
+        }
+        x = left << 8 | right;
+    } while (x >= kEphemeralPorts);
+    return static_cast<uint16_t>(kEphemeralFirst + x);
 }
 
 }  // namespace detail
@@ -190,7 +218,9 @@ private:
         const uint64_t ticks = n * 64;
         const uint64_t concurrency = std::max<uint64_t>(1, m / 10);
         const uint64_t mean_gap = concurrency * 64;
-        const uint32_t client_port_base = rng_.below(28000);
+        // One draw keys every client's port choice (ephemeral_port()); the draw stands where an
+        // older generator drew a port base, so that the rest of a seed's trace is unchanged.
+        const uint64_t port_key = rng_.next();
 
         for (uint32_t i = 0; i < m; ++i) {
             Flow& fl = flows_[i];
@@ -198,7 +228,7 @@ private:
             fl.version = rng_.below(5) == 0 ? 6 : 4;
             fl.vlan = rng_.below(10) == 0;
             fl.vlan_id = static_cast<uint16_t>(2 + rng_.below(4093));
-            choose_endpoints(fl, i, client_port_base);
+            choose_endpoints(fl, i, port_key);
             fl.flow_label = rng_.below(1u << 20);
             fl.seq[0] = static_cast<uint32_t>(rng_.next());
             fl.seq[1] = static_cast<uint32_t>(rng_.next());
@@ -225,15 +255,17 @@ private:
 
     // Clients in 198.18.0.0/16 or 2001:db8:c::/48, servers in 198.19.0.0/16 or 2001:db8:5::/48
     // (benchmarking and documentation ranges). A client (address, port) is unique per flow,
-    // so no two flows share a 5-tuple in either direction.
-    void choose_endpoints(Flow& fl, uint32_t i, uint32_t port_base) {
+    // so no two flows share a 5-tuple in either direction: an IPv6 client address holds i; an
+    // IPv4 one is host(i mod 2^16), and the flows of one host (i = host, host + 2^16, ...) take
+    // the ports of a permutation of the ephemeral range, distinct up to 2^16 * 28232 flows.
+    void choose_endpoints(Flow& fl, uint32_t i, uint64_t port_key) {
         static constexpr uint16_t tcp_ports[] = {443, 443, 443, 80, 80, 22, 25, 993, 8080, 5222};
         // No DNS, NTP, IPsec or OpenVPN ports: the payload is zeros, which tshark's dissectors for
         // those protocols would report as malformed.
         static constexpr uint16_t udp_ports[] = {443, 443, 3478, 3478, 5060, 27015, 3074, 19302,
                                                  9987, 50000};
         const uint32_t host = (i * 40503u) & 0xffff;  // odd multiplier: a permutation mod 2^16
-        fl.client_port = static_cast<uint16_t>(32768 + ((i >> 16) + port_base) % 28000);
+        fl.client_port = detail::ephemeral_port(port_key, host, (i >> 16) % kEphemeralPorts);
         const uint32_t server = rng_.below(1024);
         fl.server_port = fl.proto == kTcp ? tcp_ports[rng_.below(10)] : udp_ports[rng_.below(10)];
         if (fl.version == 4) {
