@@ -40,7 +40,10 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 // 10: ControlBlock::events_wait (procd waits for room in the event ring), procd counter
 //    event_waits.
 //    The Prometheus page (ControlBlock::metrics, shm/metrics_page.hpp).
-inline constexpr uint32_t kLayoutVersion = 10;
+// 11: FlowEntry without lru_ns and created_pos, batch_pos in 32 bits, flag bytes in one,
+//    the end reason in ending (144 bytes); the retired list through the entries
+//    (FlowMapHeader::retired_head), no index array after them.
+inline constexpr uint32_t kLayoutVersion = 11;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting
