@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark of the project, one after the other (see docs/benchmarks.md).
 #   bench/run-all.sh [BIN]     BIN = the build's bin directory (default build/bin)
-# Runs BIN/parse_bench (parser, key and flow ID per packet) if built, bench/ring.sh (the
+# Runs BIN/parse_bench (parser, key and flow ID per packet) if built, BIN/flow_map_tool memory
+# (FlowMap bytes per live flow at 1M flows) if built, bench/ring.sh (the
 # shared-memory rings) if present, and bench/replay (the whole meter against softflowd and
 # nfpcapd). Exits non-zero if any of them failed.
 set -uo pipefail
@@ -15,6 +16,10 @@ if [ -x "$BIN/parse_bench" ]; then
     timeout 600 "$BIN/parse_bench" || { echo "parse_bench failed" >&2; failed=1; }
 else
     echo; echo "### parse_bench: $BIN/parse_bench not built, skipped"
+fi
+if [ -x "$BIN/flow_map_tool" ]; then
+    echo; echo "### flow_map_tool memory (FlowMap bytes per live flow at 1M flows)"
+    timeout 300 "$BIN/flow_map_tool" memory || { echo "flow_map_tool failed" >&2; failed=1; }
 fi
 if [ -x "$HERE/ring.sh" ]; then
     echo; echo "### bench/ring.sh"

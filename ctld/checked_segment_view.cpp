@@ -13,7 +13,7 @@ namespace angel {
 
 namespace {
 
-// FlowMap entries copied per pread(): 1024 x 160 bytes, 160 KiB, whatever the map holds.
+// FlowMap entries copied per pread(): 1024 x 144 bytes, 144 KiB, whatever the map holds.
 constexpr uint32_t kScanChunk = 1024;
 
 // pread of len bytes at off; false on a short or failed read (nothing is used then).
@@ -255,9 +255,8 @@ CheckedSegmentView::Adoptable CheckedSegmentView::adoptable() const {
         for (uint32_t k = 0; k < n; ++k) {
             const FlowEntry& e = buf[k];
             if (e.in_use == 0) continue;
-            if (e.in_use != 1 || !valid_flow(e) || e.ending > 1 ||
-                (e.ending && (e.end_reason < static_cast<uint8_t>(EndReason::idle) ||
-                              e.end_reason > static_cast<uint8_t>(EndReason::evicted)))) {
+            // ending: 0, or the EndReason of a flow whose flow_end was being published.
+            if (e.in_use != 1 || !valid_flow(e) || e.ending > static_cast<uint8_t>(EndReason::evicted)) {
                 a.problem = "FlowMap entry " + std::to_string(i + k) + " is not a flow";
                 return a;
             }

@@ -10,7 +10,7 @@ FlowControlApplier::FlowControlApplier(FlowMap map)
 void FlowControlApplier::reset(const FlowControlBlock& b) {
     for (uint32_t i = 0; i < map_.high_water(); ++i) {
         FlowEntry& e = const_cast<FlowEntry&>(map_.entry(i));  // procd is the map's writer
-        if (e.in_use) e.record_mode = static_cast<uint8_t>(FlowRecordMode::normal);
+        if (e.in_use) e.set_record_mode(static_cast<uint8_t>(FlowRecordMode::normal));
     }
     count_ = 0;
     apply(b);
@@ -28,14 +28,14 @@ void FlowControlApplier::apply(const FlowControlBlock& b) {
     // Unmark what the last set marked, then mark the new set: a flow whose entry was removed
     // (unmute) returns to normal, one whose mode changed gets the new mode.
     for (uint32_t i = 0; i < count_; ++i)
-        if (FlowEntry* e = map_.find_id(cur_[i].flow_id)) e->record_mode = static_cast<uint8_t>(FlowRecordMode::normal);
+        if (FlowEntry* e = map_.find_id(cur_[i].flow_id)) e->set_record_mode(static_cast<uint8_t>(FlowRecordMode::normal));
     for (uint32_t i = 0; i < n; ++i) {
         const FlowControlEntry& c = next_[i];
         if (c.mode != static_cast<uint8_t>(FlowRecordMode::mute) && c.mode != static_cast<uint8_t>(FlowRecordMode::full))
             continue;
         FlowEntry* e = map_.find_id(c.flow_id);
         // Only the flow that had the ID when the entry was made: not a later flow that reuses it.
-        if (e && e->first_ns <= c.since_ns) e->record_mode = c.mode;
+        if (e && e->first_ns <= c.since_ns) e->set_record_mode(c.mode);
     }
     std::swap(cur_, next_);
     count_ = n;

@@ -23,7 +23,7 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
     closing_.reset(new Closing[closing_size_]);
     // Flows a killed predecessor had ended: their flow_end may not have been published. They
     // are re-ended once the repeated batch is past their packets (flush_retired).
-    for (uint32_t i = 0; FlowEntry* e = map_.retired_after_recover(i); ++i) inherited_.push_back(e);
+    for (FlowEntry* e = map_.first_retired(); e; e = map_.next_retired(e)) inherited_.push_back(e);
     // Flows that were closing: restore their order by close time.
     std::vector<Closing> found;
     for (uint32_t i = 0; i < map_.high_water(); ++i) {
@@ -41,7 +41,7 @@ void FlowTracker::flush_retired(uint64_t pos) {
     size_t kept = 0;
     for (FlowEntry* e : inherited_) {
         if (e->applied_end <= pos) {
-            emit_end(*e, static_cast<EndReason>(e->end_reason));
+            emit_end(*e, static_cast<EndReason>(e->ending));
             ended_.push_back(e);
         } else {
             inherited_[kept++] = e;
@@ -52,7 +52,7 @@ void FlowTracker::flush_retired(uint64_t pos) {
 
 FlowEntry* FlowTracker::retired_owner(const FlowKey& k, uint64_t pos) const {
     for (FlowEntry* e : inherited_)
-        if (e->created_pos <= pos && pos < e->applied_end && e->key == k) return e;
+        if (!e->before_creation(pos) && pos < e->applied_end && e->key == k) return e;
     return nullptr;
 }
 
@@ -120,7 +120,7 @@ void FlowTracker::emit_end(const FlowEntry& e, EndReason why) {
 }
 
 bool FlowTracker::wants_record(const FlowEntry& e, uint64_t index, bool counted) {
-    const auto mode = static_cast<FlowRecordMode>(e.record_mode);
+    const auto mode = static_cast<FlowRecordMode>(e.record_mode());
     if (mode == FlowRecordMode::mute) {
         if (counted) bump(procd_records_muted);
         return false;
@@ -132,7 +132,7 @@ bool FlowTracker::wants_record(const FlowEntry& e, uint64_t index, bool counted)
 
 uint32_t FlowTracker::repeated_index(FlowEntry& e, uint64_t pos) const {
     // In ring order from the batch's start, the flow's first repeated packet is the noted one.
-    const uint32_t index = pos == e.batch_pos ? e.batch_index : e.repeat_index + 1;
+    const uint32_t index = pos == e.batch_pos() ? e.batch_index : e.repeat_index + 1;
     note_batch_index(e, pos, index);
     e.repeat_index = index;
     return index;
@@ -187,8 +187,7 @@ FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool revers
 
 void FlowTracker::end_flow(FlowEntry* e, EndReason why) {
     emit_end(*e, why);
-    e->end_reason = static_cast<uint8_t>(why);
-    map_.retire(e);
+    map_.retire(e, static_cast<uint8_t>(why));
     bump(procd_flows_ended);
     ended_.push_back(e);
 }
@@ -218,11 +217,12 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
     if (!inherited_.empty()) {
         // Repeating a predecessor's batch: a packet of a flow it ended in that batch.
         if (FlowEntry* r = retired_owner(k, pos)) {
-            if (pos == r->created_pos) emit_start(*r, p, ts_ns);
+            const bool created_here = r->created_at(pos);
+            if (created_here) emit_start(*r, p, ts_ns);
             const uint32_t index = repeated_index(*r, pos);
             if (wants_record(*r, index, false))
                 emit_packet(*r, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ r->first_reversed),
-                            pos == r->created_pos, index);
+                            created_here, index);
             bump(procd_repeated);
             return false;
         }
@@ -232,8 +232,8 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
     if (e && pos < e->applied_end) {
         // Repeated after a predecessor's crash: already counted; re-emit only.
         bump(procd_repeated);
-        if (pos < e->created_pos) return false;  // belonged to a flow long gone: nothing to say
-        const bool created_here = pos == e->created_pos;
+        if (e->before_creation(pos)) return false;  // belonged to a flow long gone: nothing to say
+        const bool created_here = e->created_at(pos);
         if (created_here) emit_start(*e, p, ts_ns);
         const uint32_t index = repeated_index(*e, pos);
         if (wants_record(*e, index, false))
@@ -241,7 +241,10 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
                         created_here, index);
         return false;
     }
-    if (e && pos != e->created_pos) {
+    // This packet created the flow (now, or in a predecessor that was killed before counting
+    // it): its flow_start goes first.
+    bool is_new = e && e->created_at(pos);
+    if (e && !is_new) {
         EndReason why;
         // A packet for a flow past its idle timeout or linger starts a new flow, whatever
         // the garbage collection has done so far: end first, then start.
@@ -250,16 +253,16 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
             e = nullptr;
         }
     }
-    if (!e) e = create_flow(k, hash, reversed, ts_ns, pos);
+    if (!e) {
+        e = create_flow(k, hash, reversed, ts_ns, pos);
+        is_new = true;  // created at pos (FlowMap::insert)
+    }
     if (!e) {
         // No entry at all (a map so small that a predecessor's retired flows fill it): the
         // packet's record cannot be made; counted, never silent.
         bump(procd_records_lost);
         return false;
     }
-    // pos == created_pos: this packet created the flow (now, or in a predecessor that was
-    // killed before counting it): its flow_start goes first.
-    const bool is_new = pos == e->created_pos;
     if (is_new) emit_start(*e, p, ts_ns);
     const uint8_t dir = (reversed ? 1 : 0) ^ e->first_reversed;
     // Packets counted before this one, both directions; the exported index wraps at 2^32
@@ -269,15 +272,15 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
     note_batch_index(*e, pos, index);
     e->packets[dir] += 1;
     e->bytes[dir] += wire_len;
-    if (ts_ns > e->last_ns) e->last_ns = ts_ns;
+    map_.touch(e, ts_ns);  // last_ns, before applied_end: a repeat never comes back for it
     e->applied_end = pos + 1;
     bump(procd_ip_packets);
-    map_.touch(e, ts_ns);
 
     if (p.proto == kProtoTcp && e->close_ns == 0) {
-        if (p.tcp_flags & kTcpFin) e->tcp_fin_mask |= static_cast<uint8_t>(1u << dir);
-        if (p.tcp_flags & kTcpRst) e->tcp_rst = 1;
-        if (e->tcp_rst || e->tcp_fin_mask == 3) {
+        // kFlowFinForward << dir: the FIN bit of this direction.
+        if (p.tcp_flags & kTcpFin) e->flags |= static_cast<uint8_t>(kFlowFinForward << dir);
+        if (p.tcp_flags & kTcpRst) e->flags |= kFlowRst;
+        if (e->tcp_rst() || e->tcp_fin_mask() == (kFlowFinForward | kFlowFinReverse)) {
             e->close_ns = ts_ns;
             closing_push(e);
         }

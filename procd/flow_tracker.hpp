@@ -7,6 +7,8 @@
 // made repeatable:
 //   - a flow is created complete (creating packet's ring position, direction) before it is
 //     visible; it remembers up to which ring position its packets were counted (applied_end);
+//     the creating packet's position is kept while it can be repeated (FlowEntry::created_at:
+//     until a later batch touches the flow);
 //     a repeated packet (position < applied_end) re-emits its records (flow_start too if it
 //     created the flow) without counting it again;
 //   - an ended flow is only retired (ID reserved, out of key lookup) until its flow_end is
@@ -122,9 +124,12 @@ private:
                      uint8_t dir, bool is_new, uint32_t index);
     // Notes (pos, index) as e's first packet of this batch unless one is noted already.
     void note_batch_index(FlowEntry& e, uint64_t pos, uint32_t index) const {
-        if (e.batch_pos >= batch_start_) return;
-        e.batch_index = index;  // before batch_pos: a kill in between leaves the old note
-        e.batch_pos = pos;
+        if (e.batch_pos() >= batch_start_) return;
+        // The noted position stops being the creating packet's (that one is committed).
+        // First, and batch_index before batch_pos: a kill in between leaves the old note.
+        e.flags &= static_cast<uint8_t>(~kFlowCreatedInBatch);
+        e.batch_index = index;
+        e.set_batch_pos(pos);
     }
     // The index a repeated packet (pos < e.applied_end) had when it was counted.
     uint32_t repeated_index(FlowEntry& e, uint64_t pos) const;

@@ -23,8 +23,10 @@ uint32_t id_bucket(uint32_t id, uint32_t mask) { return (id * 0x9E3779B1u) >> 7 
 
 size_t FlowMap::bytes_for(uint32_t capacity) {
     size_t b = buckets_for(capacity);
+    // Header, the two bucket arrays, the entries: nothing else (the free and retired lists
+    // run through the entries).
     return align64(sizeof(FlowMapHeader)) + 2 * align64(b * sizeof(uint32_t)) +
-           align64(size_t{capacity} * sizeof(FlowEntry)) + align64(size_t{capacity} * sizeof(uint32_t));
+           align64(size_t{capacity} * sizeof(FlowEntry));
 }
 
 bool FlowMap::header_fits(const FlowMapHeader& h, uint32_t capacity) {
@@ -58,8 +60,6 @@ FlowMap::FlowMap(void* mem) {
     id_buckets_ = reinterpret_cast<uint32_t*>(base + off);
     off += align64(hdr_->bucket_count * sizeof(uint32_t));
     entries_ = reinterpret_cast<FlowEntry*>(base + off);
-    off += align64(size_t{hdr_->capacity} * sizeof(FlowEntry));
-    retired_ = reinterpret_cast<uint32_t*>(base + off);
     bucket_mask_ = hdr_->bucket_count - 1;
 }
 
@@ -69,7 +69,8 @@ void FlowMap::recover() {
     hdr_->free_head = kNoEntry;
     hdr_->lru_newest = hdr_->lru_oldest = kNoEntry;
     std::vector<uint32_t> live;  // once per attach, not per packet
-    uint32_t retired = 0;
+    uint32_t retired = 0, retired_tail = kNoEntry;
+    hdr_->retired_head = kNoEntry;
     const uint32_t hw = std::min(hdr_->high_water.load(std::memory_order_relaxed), hdr_->capacity);
     for (uint32_t i = hw; i-- > 0;) {
         FlowEntry& e = entries_[i];
@@ -78,8 +79,12 @@ void FlowMap::recover() {
             uint32_t ib = id_bucket(e.flow_id, bucket_mask_);
             e.next_by_id = id_buckets_[ib];
             id_buckets_[ib] = i;
+            // Listed through lru_next (a retired flow is in no LRU), highest index first.
             e.lru_prev = e.lru_next = kNoEntry;
-            retired_[retired++] = i;
+            if (retired_tail == kNoEntry) hdr_->retired_head = i;
+            else entries_[retired_tail].lru_next = i;
+            retired_tail = i;
+            ++retired;
         } else if (e.in_use && !e.ending && !id_in_use(e.flow_id) && !find(e.key, e.key_hash)) {
             link(i, e.key_hash);
             live.push_back(i);
@@ -89,9 +94,10 @@ void FlowMap::recover() {
             hdr_->free_head = i;
         }
     }
-    // Rebuild the LRU in order of last activity, oldest pushed first.
+    // Rebuild the LRU in order of last activity, oldest pushed first (the order of the
+    // periods touch() moves flows in, and within one period by time).
     std::sort(live.begin(), live.end(),
-              [&](uint32_t a, uint32_t b) { return entries_[a].lru_ns < entries_[b].lru_ns; });
+              [&](uint32_t a, uint32_t b) { return entries_[a].last_ns < entries_[b].last_ns; });
     for (uint32_t i : live) lru_push_newest(i);
     hdr_->live.store(static_cast<uint32_t>(live.size()), std::memory_order_relaxed);
     hdr_->retired = retired;
@@ -99,13 +105,16 @@ void FlowMap::recover() {
 }
 
 uint32_t FlowMap::retired_count() const { return hdr_->retired; }
-FlowEntry* FlowMap::retired_after_recover(uint32_t i) {
-    return i < hdr_->retired ? &entries_[retired_[i]] : nullptr;
+FlowEntry* FlowMap::first_retired() {
+    return hdr_->retired_head == kNoEntry ? nullptr : &entries_[hdr_->retired_head];
+}
+FlowEntry* FlowMap::next_retired(const FlowEntry* e) {
+    return e->lru_next == kNoEntry ? nullptr : &entries_[e->lru_next];
 }
 
-void FlowMap::retire(FlowEntry* e) {
+void FlowMap::retire(FlowEntry* e, uint8_t reason) {
     uint32_t i = index_of(e);
-    e->ending = 1;
+    e->ending = reason != 0 ? reason : 1;  // nonzero: ending
     std::atomic_thread_fence(std::memory_order_release);
     unlink_key(i);
     lru_unlink(i);
@@ -178,10 +187,10 @@ FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_
     e.key_hash = key_hash;
     e.flow_id = id;
     e.first_ns = e.last_ns = ts_ns;
-    e.created_pos = pos;
-    e.batch_pos = pos;  // the creating packet has index 0 (batch_index)
+    e.applied_end = pos;  // nothing counted before the creating packet
+    e.set_batch_pos(pos);  // the creating packet has index 0 (batch_index)
+    e.flags = kFlowCreatedInBatch;
     e.first_reversed = reversed ? 1 : 0;
-    e.lru_ns = ts_ns;
     link(i, key_hash);
     lru_push_newest(i);
     std::atomic_thread_fence(std::memory_order_release);
@@ -235,8 +244,11 @@ void FlowMap::lru_push_newest(uint32_t i) {
 }
 
 void FlowMap::touch(FlowEntry* e, uint64_t ts_ns) {
-    if (ts_ns < e->lru_ns + kLruGranularityNs) return;
-    e->lru_ns = ts_ns;
+    if (ts_ns <= e->last_ns) return;  // not later: neither a new last_ns nor a new period
+    // Periods are a power of two long: the same period means the same bits above them.
+    const bool later_period = ((ts_ns ^ e->last_ns) & ~(kLruGranularityNs - 1)) != 0;
+    e->last_ns = ts_ns;
+    if (!later_period) return;
     uint32_t i = index_of(e);
     if (hdr_->lru_newest == i) return;
     lru_unlink(i);

@@ -19,39 +19,76 @@ namespace angel {
 
 inline constexpr uint32_t kNoEntry = 0xFFFFFFFFu;
 
+// Bits of FlowEntry::flags.
+inline constexpr uint8_t kFlowFinForward = 0x01;   // FIN seen in the first packet's direction
+inline constexpr uint8_t kFlowFinReverse = 0x02;   // FIN seen the other way
+inline constexpr uint8_t kFlowRst = 0x04;          // RST seen
+// batch_pos() is the position of the packet that created the flow (the creating batch is the
+// one that last touched it). Cleared when a later batch notes its own position: the creation
+// then lies in a committed batch, before any packet a successor can repeat.
+inline constexpr uint8_t kFlowCreatedInBatch = 0x08;
+inline constexpr uint8_t kFlowRecordModeShift = 4;  // bits 4-5: FlowRecordMode
+inline constexpr uint8_t kFlowRecordModeMask = 0x30;
+
+// 144 bytes, the fields one packet touches first. Only what cannot be derived is stored:
+// the LRU's move time is the granularity period of last_ns (FlowMap::touch), the creating
+// packet's position is batch_pos() while kFlowCreatedInBatch is set, and batch_pos keeps only
+// its low 32 bits below applied_end (see batch_pos()).
 struct FlowEntry {
     FlowKey key;                 // canonical key
-    uint32_t flow_id;
     uint32_t key_hash;           // hash of key (bucket choice), kept for recover()
+    uint32_t next_by_key;        // hash chain links (indexes into the entry array); free list
+    uint32_t flow_id;
     uint8_t in_use;              // written last on insert, first on erase
+    // 0, or the EndReason of a flow whose flow_end is emitted and whose entry is not yet
+    // released (see FlowMap::retire()).
+    uint8_t ending;
     uint8_t first_reversed;      // the first packet travelled hi -> lo
-    uint8_t tcp_fin_mask;        // bit0: FIN seen forward, bit1: FIN seen reverse
-    uint8_t tcp_rst;             // RST seen
-    uint8_t ending;              // flow_end emitted, entry not yet released (see retire())
-    uint8_t end_reason;          // EndReason, valid while ending
-    // FlowRecordMode: procd sets it from ControlBlock::flow_control (muted, or exempt from
-    // export.packet_records_per_flow); 0 at insert, so a new flow reusing an ID starts plain.
-    uint8_t record_mode;
-    uint8_t pad_;
-    // Packet index (packets counted before a packet, both directions, mod 2^32) of the flow's
-    // first packet in the batch that last touched it, at ring position batch_pos: what a
-    // successor repeating that batch after a crash starts from (procd/flow_tracker.hpp).
-    uint32_t batch_index;
-    uint32_t repeat_index;       // index of the last packet a successor re-emitted
-    uint64_t created_pos;        // packet-ring position of the packet that created the flow
-    uint64_t applied_end;        // position of the last packet counted in the flow + 1 (0: none)
-    uint64_t batch_pos;          // see batch_index
-    uint64_t lru_ns;             // packet time when the flow was last moved to the LRU's newest end
-    uint64_t first_ns;
+    uint8_t flags;               // kFlow* bits; the record mode in bits 4-5
+    // Position of the last packet counted in the flow + 1; at insert, the creating packet's
+    // position (nothing counted before it; 0 when no position is given).
+    uint64_t applied_end;
     uint64_t last_ns;
-    uint64_t close_ns;           // when FIN-both-ways/RST completed (0: not closing)
     uint64_t packets[2];         // [0] forward = first packet's direction
     uint64_t bytes[2];
-    uint32_t next_by_key;        // hash chain links (indexes into the entry array)
-    uint32_t next_by_id;
+    // Low 32 bits of the ring position of the flow's first packet in the batch that last
+    // touched it (batch_pos()), and its packet index (packets counted before it, both
+    // directions, mod 2^32) there: what a successor repeating that batch after a crash
+    // starts from (procd/flow_tracker.hpp).
+    uint32_t batch_pos_low;
+    uint32_t batch_index;
+    uint64_t first_ns;
+    uint64_t close_ns;           // when FIN-both-ways/RST completed (0: not closing)
     uint32_t lru_prev;           // towards more recent
-    uint32_t lru_next;           // towards older
+    uint32_t lru_next;           // towards older; the retired list after recover()
+    uint32_t next_by_id;
+    uint32_t repeat_index;       // index of the last packet a successor re-emitted
+
+    // The full position: batch_pos and applied_end lie in one batch (a batch notes
+    // batch_pos at a flow's first packet and moves applied_end only past it), and a batch
+    // spans far less than 4 GiB of ring, so batch_pos is the last position at or below
+    // applied_end with these low bits. Between the note of a new batch_pos and the count
+    // that moves applied_end past it the value is below the batch's start (as if noted in an
+    // older batch), so a procd killed in between leaves a note the successor renews.
+    uint64_t batch_pos() const {
+        return applied_end - static_cast<uint32_t>(static_cast<uint32_t>(applied_end) - batch_pos_low);
+    }
+    void set_batch_pos(uint64_t pos) { batch_pos_low = static_cast<uint32_t>(pos); }
+    // Whether pos is the position of the packet that created the flow, or lies before it.
+    // A flow whose creation is in a committed batch has neither: nothing before it can be
+    // repeated.
+    bool created_at(uint64_t pos) const { return (flags & kFlowCreatedInBatch) && batch_pos() == pos; }
+    bool before_creation(uint64_t pos) const { return (flags & kFlowCreatedInBatch) && pos < batch_pos(); }
+    uint8_t tcp_fin_mask() const { return flags & (kFlowFinForward | kFlowFinReverse); }
+    bool tcp_rst() const { return flags & kFlowRst; }
+    // FlowRecordMode: procd sets it from ControlBlock::flow_control (muted, or exempt from
+    // export.packet_records_per_flow); 0 at insert, so a new flow reusing an ID starts plain.
+    uint8_t record_mode() const { return static_cast<uint8_t>((flags & kFlowRecordModeMask) >> kFlowRecordModeShift); }
+    void set_record_mode(uint8_t m) {
+        flags = static_cast<uint8_t>((flags & ~kFlowRecordModeMask) | ((m << kFlowRecordModeShift) & kFlowRecordModeMask));
+    }
 };
+static_assert(sizeof(FlowEntry) == 144);
 
 struct FlowMapHeader {
     uint64_t magic;
@@ -61,7 +98,8 @@ struct FlowMapHeader {
     uint32_t free_head;          // free list through next_by_key
     uint32_t lru_newest;
     uint32_t lru_oldest;
-    uint32_t retired;            // entries retired and not yet released
+    uint32_t retired;            // entries retired and not yet released, found by recover()
+    uint32_t retired_head;       // the first of them; the others follow through lru_next
     // Entries at or above this index have never been used: they count as free without being
     // on the free list, so creating a large map and attaching to it cost nothing per entry.
     std::atomic<uint32_t> high_water{0};
@@ -116,19 +154,24 @@ public:
                       uint64_t pos = 0, bool reversed = false);
     void erase(FlowEntry* e);
     // Two-step end, so that a procd killed mid-batch can repeat the batch exactly:
-    // retire() takes the flow out of key lookup and the LRU but keeps its ID reserved;
-    // release() frees it once the flow_end record is published. recover() keeps retired
-    // entries retired and lists them in retired_after_recover().
-    void retire(FlowEntry* e);
+    // retire() takes the flow out of key lookup and the LRU but keeps its ID reserved, with
+    // the reason (an EndReason, nonzero) in e->ending; release() frees it once the flow_end
+    // record is published. recover() keeps retired entries retired and lists them:
+    // first_retired(), then next_retired() of each (valid until the first release()).
+    void retire(FlowEntry* e, uint8_t reason);
     void release(FlowEntry* e);
     uint32_t retired_count() const;
-    FlowEntry* retired_after_recover(uint32_t i);
-    // Marks e as the most recently active flow as of ts_ns. To spare a relink (three random
-    // memory accesses) on every packet, a flow moves only when kLruGranularityNs have passed
-    // since its last move: the list is ordered by that move time, and last_ns exceeds it by
-    // less than the granularity, so idle expiry and eviction are exact to within 100 ms.
+    FlowEntry* first_retired();
+    FlowEntry* next_retired(const FlowEntry* e);
+    // The flow was active at ts_ns: last_ns becomes the later of the two, and the flow moves
+    // to the newest end of the LRU when ts_ns lies in a later kLruGranularityNs period than
+    // last_ns did. To spare a relink (three random memory accesses) on every packet, a flow
+    // moves at most once a period: the list is ordered by the time of those moves, and
+    // last_ns lies in the same period as its flow's move, so idle expiry and eviction are
+    // exact to within a period (134 ms). Nothing else is stored for it (recover() orders by
+    // last_ns). A power of two, so that finding the period costs no division per packet.
     void touch(FlowEntry* e, uint64_t ts_ns);
-    static constexpr uint64_t kLruGranularityNs = 100'000'000;
+    static constexpr uint64_t kLruGranularityNs = uint64_t{1} << 27;
     FlowEntry* oldest();
     FlowEntry* newer(FlowEntry* e);  // next towards the most recent, nullptr at the end
     bool id_in_use(uint32_t id) const;
@@ -164,7 +207,6 @@ private:
     uint32_t* id_buckets_ = nullptr;
     FlowEntry* entries_ = nullptr;
     uint32_t bucket_mask_ = 0;
-    uint32_t* retired_ = nullptr;  // indexes of retired entries found by recover()
 };
 
 }  // namespace angel

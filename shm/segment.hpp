@@ -42,6 +42,9 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 //    The Prometheus page (ControlBlock::metrics, shm/metrics_page.hpp).
 // 11: ControlBlock::adopted, ExportProgress::adopted_gap_first_ns/last_ns (a ctld that starts
 //    adopts the segment of one that died: ctld/segment_adoption.hpp).
+//    FlowEntry without lru_ns and created_pos, batch_pos in 32 bits, flag bytes in one,
+//    the end reason in ending (144 bytes); the retired list through the entries
+//    (FlowMapHeader::retired_head), no index array after them.
 inline constexpr uint32_t kLayoutVersion = 11;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this

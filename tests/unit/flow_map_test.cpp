@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "shm/flow_map.hpp"
+#include "shm/records.hpp"
 
 namespace angel {
 namespace {
@@ -269,8 +270,7 @@ TEST(FlowMap, RandomizedAgainstModelIdsUniqueAmongLiveFlows) {
                 ASSERT_EQ(e != nullptr, model.id_of.count(n) == 1) << "op " << op;
                 if (e) {
                     model.lru.erase(model.last_of.at(n));
-                    e->last_ns = (now += FlowMap::kLruGranularityNs);
-                    fm.touch(e, now);
+                    fm.touch(e, (now += FlowMap::kLruGranularityNs));  // sets last_ns
                     model.lru[now] = n;
                     model.last_of[n] = now;
                     break;
@@ -363,10 +363,9 @@ TEST(FlowMap, RecoverRebuildsLiveSetAndLruAfterIndexesAreScribbled) {
                 fm.erase(it->second);
                 by_key.erase(it);
             } else {
-                it->second->last_ns = (now += FlowMap::kLruGranularityNs);
                 it->second->packets[0] += 1;
                 it->second->bytes[1] += n;
-                fm.touch(it->second, now);
+                fm.touch(it->second, (now += FlowMap::kLruGranularityNs));  // sets last_ns
             }
         } else if (FlowEntry* e = fm.insert(key_of(n), h, rng() % 500, (now += FlowMap::kLruGranularityNs))) {
             by_key[n] = e;
@@ -517,7 +516,7 @@ TEST(FlowMap, RetireKeepsIdUntilReleaseAndSurvivesRecover) {
     FlowEntry* a = fm.insert(key_of(1), hash_of(1), 100, 1);
     FlowEntry* b = fm.insert(key_of(2), hash_of(2), 200, 2);
     ASSERT_TRUE(a && b);
-    fm.retire(a);
+    fm.retire(a, static_cast<uint8_t>(EndReason::idle));
     EXPECT_EQ(fm.find(key_of(1), hash_of(1)), nullptr);
     EXPECT_TRUE(fm.id_in_use(100));
     EXPECT_EQ(fm.live(), 1u);
@@ -532,8 +531,9 @@ TEST(FlowMap, RetireKeepsIdUntilReleaseAndSurvivesRecover) {
     again.recover();
     EXPECT_EQ(again.live(), 2u);
     EXPECT_EQ(again.retired_count(), 1u);
-    EXPECT_EQ(again.retired_after_recover(0), a);
-    EXPECT_EQ(again.retired_after_recover(1), nullptr);
+    EXPECT_EQ(again.first_retired(), a);
+    EXPECT_EQ(again.next_retired(a), nullptr);
+    EXPECT_EQ(a->ending, static_cast<uint8_t>(EndReason::idle));  // the reason survives too
     EXPECT_TRUE(again.id_in_use(100));
     EXPECT_EQ(again.find(key_of(1), hash_of(1)), a2);
     EXPECT_EQ(lru_order(again), (std::vector<FlowEntry*>{b, a2}));

@@ -362,6 +362,46 @@ TEST(FlowTracker, RepeatedBatchReemitsWithoutCountingTwice) {
     expect_per_flow_order(again.records);
 }
 
+// The same across a 2^32 boundary of ring positions: FlowEntry keeps only batch_pos's low 32
+// bits, so a batch whose positions wrap them must be repeated just as exactly. Two batches
+// before the crash (the first committed), then a successor repeating the second.
+TEST(FlowTracker, RepeatedBatchAcrossA2To32PositionBoundaryIsExact) {
+    Fixture f(16);
+    const ParsedPacket a = pkt(17, 1, 5000, 2, 53);
+    const ParsedPacket b = pkt(17, 3, 5000, 4, 53);
+    const uint64_t second = (uint64_t{7} << 32) - 64;  // low bits wrap inside the second batch
+    const uint64_t base = second - 5 * 64;
+    f.tracker->begin_batch(base);
+    for (uint64_t i = 0; i < 5; ++i)  // a twice, b three times
+        f.tracker->packet(i < 2 ? a : b, 1 * kSec - 10 + i, 100, base + 64 * i);
+    f.tracker->release_ended();  // committed
+    f.tracker->begin_batch(second);
+    f.tracker->packet(b, 1 * kSec + 2, 100, second);        // b's first packet in the batch, index 3
+    f.tracker->packet(a, 1 * kSec + 3, 100, second + 64);   // low 32 bits 0: past the boundary
+    f.tracker->packet(a, 1 * kSec + 4, 100, second + 128);
+    f.tracker->packet(b, 1 * kSec + 5, 100, second + 192);
+    f.map.recover();  // killed before publishing the second batch
+    Collect again;
+    std::atomic<uint64_t> ctr2[kStageCounters]{};
+    FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);
+    t2.begin_batch(second);
+    EXPECT_FALSE(t2.packet(b, 1 * kSec + 2, 100, second));
+    EXPECT_FALSE(t2.packet(a, 1 * kSec + 3, 100, second + 64));
+    EXPECT_FALSE(t2.packet(a, 1 * kSec + 4, 100, second + 128));
+    EXPECT_FALSE(t2.packet(b, 1 * kSec + 5, 100, second + 192));
+    EXPECT_TRUE(t2.packet(a, 1 * kSec + 6, 100, second + 256));  // new
+    auto pk = of_type(again.records, RecordType::packet);
+    ASSERT_EQ(pk.size(), 5u);
+    EXPECT_EQ(again.records.size(), 5u);  // no flow_start: both flows began in the committed batch
+    const uint32_t want[] = {3, 2, 3, 4, 4};  // as first emitted, then a's next
+    for (size_t i = 0; i < 5; ++i) EXPECT_EQ(pk[i]->packet.index, want[i]) << "packet " << i;
+    EXPECT_EQ(ctr2[procd_repeated].load(), 4u);
+    t2.end_all(EndReason::shutdown);
+    uint64_t total = 0;
+    for (const Record* r : of_type(again.records, RecordType::flow_end)) total += r->end.packets[0] + r->end.packets[1];
+    EXPECT_EQ(total, 10u);  // 9 before the crash, 1 after: none counted twice
+}
+
 // A flow ended in the batch that was in flight is re-ended by the successor.
 TEST(FlowTracker, RetiredFlowsAreEndedAgainAfterACrash) {
     Fixture f(16);

@@ -133,8 +133,7 @@ TEST(SegmentAdoption, ImpossibleValuesRemoveTheSegment) {
         {"entry ending with reason 99",
          [](Segment& s) {
              auto& e = const_cast<FlowEntry&>(s.flow_map().entry(2));
-             e.ending = 1;
-             e.end_reason = 99;
+             e.ending = 99;  // an EndReason there
          }},
         {"header magic", [](Segment& s) { s.header()->magic = 0; }},
         {"header layout version", [](Segment& s) { s.header()->layout_version = kLayoutVersion + 1; }},
