@@ -12,6 +12,7 @@
 #include "ctld/db/db_flow_writer.hpp"
 #include "ctld/status_report.hpp"
 #include "shm/segment.hpp"
+#include "small_segment_sizes.hpp"
 
 using namespace angel;
 
@@ -20,14 +21,7 @@ namespace {
 struct Seg {
     std::string name = "cview-" + std::to_string(getpid()) + "-" + std::to_string(counter()++);
     std::unique_ptr<Segment> seg;
-    explicit Seg(uint32_t max_flows = 1000) {
-        SegmentSizes sz;
-        sz.packet_ring_bytes = 1 << 20;
-        sz.record_ring_bytes = 1 << 16;
-        sz.event_ring_bytes = 1 << 16;
-        sz.max_flows = max_flows;
-        seg = Segment::create(name, sz);
-    }
+    explicit Seg(uint32_t max_flows = 1000) { seg = Segment::create(name, unit_testing::small_segment_sizes(max_flows)); }
     ~Seg() { Segment::remove(name); }
     static int& counter() {
         static int n = 0;

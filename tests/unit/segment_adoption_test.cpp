@@ -13,20 +13,14 @@
 #include "ctld/runtime_files.hpp"
 #include "ctld/segment_adoption.hpp"
 #include "shm/segment.hpp"
+#include "small_segment_sizes.hpp"
 #include "unit_temp_dir.hpp"
 
 using namespace angel;
 
 namespace {
 
-SegmentSizes small_sizes(uint32_t max_flows = 1000) {
-    SegmentSizes sz;
-    sz.packet_ring_bytes = 1 << 20;
-    sz.record_ring_bytes = 1 << 16;
-    sz.event_ring_bytes = 1 << 16;
-    sz.max_flows = max_flows;
-    return sz;
-}
+using unit_testing::small_segment_sizes;
 
 // A segment as a dead run leaves it: three flows, records queued, a sequence, a stop flag.
 struct LeftSegment {
@@ -34,7 +28,7 @@ struct LeftSegment {
     unit_testing::TempDir dir{"angel-adopt"};
     AdoptionRequest req;
     explicit LeftSegment(uint32_t max_flows = 1000) {
-        auto seg = Segment::create(instance, small_sizes(max_flows));
+        auto seg = Segment::create(instance, small_segment_sizes(max_flows));
         seg->control_rw().ctld_pid.store(999999999);  // no such process
         FlowMap fm = seg->flow_map();
         for (uint32_t i = 0; i < 3; ++i) {
@@ -56,7 +50,7 @@ struct LeftSegment {
         h.progress.covered_ns.store(5'000'000'000ull);
         req.instance = instance;
         req.runtime_dir = dir.path;
-        req.sizes = small_sizes(max_flows);
+        req.sizes = small_segment_sizes(max_flows);
         req.lock_wait_ms = 100;
     }
     ~LeftSegment() { Segment::remove(instance); }
