@@ -52,10 +52,21 @@ public:
     // history is on) and inserts the live flows that are missing. Returns {deleted, inserted}.
     std::pair<uint64_t, uint64_t> reconcile(DbConnection& db, const std::vector<LiveFlow>& live);
 
+    // This writer keeps angel.flows' planner statistics current (maybe_analyze_live()); one
+    // writer per meter is enough.
+    void keep_statistics(bool on) { analyze_live_ = on; }
+    uint64_t analyzes() const { return analyzes_; }
+
 private:
+    void maybe_analyze_live(DbConnection& db);
+
     std::string meter_;
     bool history_;
     bool flow_control_ = false;  // angel.flow_control exists (schema 2; prepare() looks)
+    bool analyze_live_ = false;
+    uint64_t rows_at_analyze_ = 0;     // rows this writer inserted up to its last ANALYZE
+    uint64_t rows_since_analyze_ = 0;  // ... and since (both from the connection's start)
+    uint64_t analyzes_ = 0;
     std::string buf_start_, buf_end_, buf_short_;
 };
 
