@@ -14,6 +14,7 @@
 
 #include "common/packet/parsed_packet.hpp"
 #include "ctld/checked_segment_view.hpp"
+#include "ctld/db/pg_copy_binary.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/records.hpp"
 
@@ -67,7 +68,7 @@ private:
     uint64_t rows_at_analyze_ = 0;     // rows this writer inserted up to its last ANALYZE
     uint64_t rows_since_analyze_ = 0;  // ... and since (both from the connection's start)
     uint64_t analyzes_ = 0;
-    std::string buf_start_, buf_end_, buf_short_;
+    PgCopyBinary buf_start_, buf_end_, buf_short_;  // COPY data of the temporary tables
 };
 
 }  // namespace angel
