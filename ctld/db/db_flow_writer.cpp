@@ -291,8 +291,14 @@ void DbFlowWriter::maybe_analyze_live(DbConnection& db) {
         rows_since_analyze_ = 0;
         ++analyzes_;
     } catch (const DbError& e) {
+        // The batch is committed whatever happens here: statistics are an optimisation. A lock
+        // held elsewhere (lock_not_available): the next batch tries again; any other error: the
+        // next doubling (a broken connection shows in the next statement).
         rollback_quietly(db);
-        if (e.sqlstate() != "55P03") throw;  // lock_not_available: next batch
+        if (e.sqlstate() != "55P03") {
+            rows_at_analyze_ += rows_since_analyze_;
+            rows_since_analyze_ = 0;
+        }
     }
 }
 
