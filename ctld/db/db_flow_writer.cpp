@@ -1,62 +1,41 @@
 #include "ctld/db/db_flow_writer.hpp"
 
-#include <arpa/inet.h>
-
-#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 #include <unordered_set>
+#include <algorithm>
 #include <atomic>
 
 #include "ctld/db/db_connection.hpp"
+#include "ctld/db/pg_copy_binary.hpp"
 
 namespace angel {
 
 namespace {
 
-void append_addr(std::string& out, uint8_t version, const IpBytes& a) {
-    char buf[INET6_ADDRSTRLEN];
-    if (version == 4) inet_ntop(AF_INET, a.data(), buf, sizeof buf);
-    else inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
-    out += buf;
-}
-
-void append_u(std::string& out, uint64_t v) {
-    char buf[24];
-    const int n = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
-    out.append(buf, static_cast<size_t>(n));
-}
-
 // flow_id, ip_version, protocol, src_addr, src_port, dst_addr, dst_port, first_seen
-void append_tuple(std::string& out, uint32_t id, uint8_t ver, uint8_t proto, const IpBytes& src, uint16_t sport,
-                  const IpBytes& dst, uint16_t dport, uint64_t first_ns) {
-    append_u(out, id);
-    out += '\t';
-    append_u(out, ver);
-    out += '\t';
-    append_u(out, proto);
-    out += '\t';
-    append_addr(out, ver, src);
-    out += '\t';
-    append_u(out, sport);
-    out += '\t';
-    append_addr(out, ver, dst);
-    out += '\t';
-    append_u(out, dport);
-    out += '\t';
-    out += pg_timestamp(first_ns);
+void put_tuple(PgCopyBinary& b, uint32_t id, uint8_t ver, uint8_t proto, const IpBytes& src, uint16_t sport,
+               const IpBytes& dst, uint16_t dport, uint64_t first_ns) {
+    b.i64(id);
+    b.i16(ver);
+    b.i16(proto);
+    b.inet(ver, src);
+    b.i32(sport);
+    b.inet(ver, dst);
+    b.i32(dport);
+    b.timestamptz(first_ns);
 }
+constexpr uint16_t kTupleFields = 8;
 
 // last_seen, end_reason, packets, bytes
-void append_end(std::string& out, const Record& r) {
-    out += pg_timestamp(r.ts_ns);
-    out += '\t';
-    out += end_reason_name(static_cast<EndReason>(r.end.reason));
-    out += '\t';
-    append_u(out, r.end.packets[0] + r.end.packets[1]);
-    out += '\t';
-    append_u(out, r.end.bytes[0] + r.end.bytes[1]);
+void put_end(PgCopyBinary& b, const Record& r) {
+    b.timestamptz(r.ts_ns);
+    b.text(end_reason_name(static_cast<EndReason>(r.end.reason)));
+    b.i64(static_cast<int64_t>(r.end.packets[0] + r.end.packets[1]));
+    b.i64(static_cast<int64_t>(r.end.bytes[0] + r.end.bytes[1]));
 }
+constexpr uint16_t kEndFields = 4;
 
 struct KeyHash {
     size_t operator()(const std::pair<uint32_t, uint64_t>& k) const {
@@ -132,6 +111,14 @@ void DbFlowWriter::prepare(DbConnection& db) {
         "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_short (flow_id bigint, ip_version smallint, protocol smallint, "
         "  src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz, "
         "  last_seen timestamptz, end_reason text, packets bigint, bytes bigint) ON COMMIT DELETE ROWS;");
+    // Statistics only for the join keys, from a small sample: ANALYZE of each batch (see
+    // write_batch()) needs the row count and that the keys are unique, nothing more.
+    db.exec(
+        "ALTER TABLE angel_tmp_end ALTER flow_id SET STATISTICS 10, ALTER first_seen SET STATISTICS 10, "
+        "  ALTER last_seen SET STATISTICS 0, ALTER end_reason SET STATISTICS 0, ALTER packets SET STATISTICS 0, "
+        "  ALTER bytes SET STATISTICS 0");
+    rows_at_analyze_ = 0;
+    rows_since_analyze_ = 0;
     // A database not yet upgraded to schema 2 has no angel.flow_control: flows are still written.
     flow_control_ = db.exec("SELECT to_regclass('angel.flow_control') IS NOT NULL").text(0, 0) == "t";
 }
@@ -167,36 +154,36 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
             }
         }
     }
-    buf_start_.clear();
-    buf_end_.clear();
-    buf_short_.clear();
+    buf_start_.begin();
+    buf_end_.begin();
+    buf_short_.begin();
     for (const Record* r : starts) {
         if (!r) continue;
-        append_tuple(buf_start_, r->flow_id, r->start.ip_version, r->start.proto, r->start.src, r->start.sport,
-                     r->start.dst, r->start.dport, r->ts_ns);
-        buf_start_ += '\n';
+        buf_start_.row(kTupleFields);
+        put_tuple(buf_start_, r->flow_id, r->start.ip_version, r->start.proto, r->start.src, r->start.sport,
+                  r->start.dst, r->start.dport, r->ts_ns);
         ++st.started;
     }
     for (const Record* r : ends) {
-        append_u(buf_end_, r->flow_id);
-        buf_end_ += '\t';
-        buf_end_ += pg_timestamp(r->end.first_ns);
-        buf_end_ += '\t';
-        append_end(buf_end_, *r);
-        buf_end_ += '\n';
+        buf_end_.row(2 + kEndFields);
+        buf_end_.i64(r->flow_id);
+        buf_end_.timestamptz(r->end.first_ns);
+        put_end(buf_end_, *r);
     }
     st.ended = ends.size() + shorts.size();
     st.short_lived = shorts.size();
     if (history_) {
         for (const auto& [s, e] : shorts) {
-            append_tuple(buf_short_, s->flow_id, s->start.ip_version, s->start.proto, s->start.src, s->start.sport,
-                         s->start.dst, s->start.dport, s->ts_ns);
-            buf_short_ += '\t';
-            append_end(buf_short_, *e);
-            buf_short_ += '\n';
+            buf_short_.row(kTupleFields + kEndFields);
+            put_tuple(buf_short_, s->flow_id, s->start.ip_version, s->start.proto, s->start.src, s->start.sport,
+                      s->start.dst, s->start.dport, s->ts_ns);
+            put_end(buf_short_, *e);
         }
     }
-    if (buf_start_.empty() && buf_end_.empty() && buf_short_.empty()) return st;
+    buf_start_.finish();
+    buf_end_.finish();
+    buf_short_.finish();
+    if (!buf_start_.has_rows() && !buf_end_.has_rows() && !buf_short_.has_rows()) return st;
 
     const std::vector<std::string> m{meter_};
     db.exec("BEGIN");
@@ -204,8 +191,15 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
         // (The planner's join choice stays: forcing index probes from the batch, SET LOCAL
         // enable_hashjoin/mergejoin = off, was slower in bench/db: 300,000 flows 42-45k vs
         // 52k flows/s on one connection.)
-        if (!buf_end_.empty()) {
-            db.copy_in("COPY angel_tmp_end FROM STDIN", buf_end_);
+        if (buf_end_.has_rows()) {
+            db.copy_in("COPY angel_tmp_end FROM STDIN WITH (FORMAT binary)", buf_end_.data());
+            // A temporary table has no statistics until ANALYZE (autovacuum never sees it), so
+            // the planner guessed its size from its pages and hashed angel.flows instead, all
+            // live flows, spilling to disk past work_mem. Counted, it hashes the batch and
+            // streams angel.flows past it: 50,000 ends against 300,000 live flows, idle server,
+            // DELETE + history INSERT 409-509 ms -> 306-308 ms. (prepare() keeps the sample
+            // small: 2 ms for 25,000 rows instead of 6-10.)
+            db.exec("ANALYZE angel_tmp_end");
             if (history_) {
                 // The end's columns come with RETURNING from the USING table: no second join.
                 const std::string moved_sql =
@@ -234,21 +228,21 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
                         m);
             }
         }
-        if (!buf_end_.empty() && flow_control_) {
+        if (buf_end_.has_rows() && flow_control_) {
             // The classifier's mute/full rows of flows that ended (set while the flow lived): a
             // later flow that reuses the ID starts plain.
             db.exec("DELETE FROM angel.flow_control c USING angel_tmp_end e "
                     "WHERE c.meter_id = $1 AND c.flow_id = e.flow_id AND c.set_at >= e.first_seen",
                     m);
         }
-        if (!buf_short_.empty()) {
-            db.copy_in("COPY angel_tmp_short FROM STDIN", buf_short_);
+        if (buf_short_.has_rows()) {
+            db.copy_in("COPY angel_tmp_short FROM STDIN WITH (FORMAT binary)", buf_short_.data());
             const std::string short_sql = std::string("INSERT INTO angel.flow_history (meter_id, ") + kTupleCols +
                                           ", " + kEndCols + ") SELECT $1, * FROM angel_tmp_short";
             insert_fast(db, short_sql, short_sql + " ON CONFLICT (meter_id, flow_id, first_seen) DO NOTHING", m);
         }
-        if (!buf_start_.empty()) {
-            db.copy_in("COPY angel_tmp_start FROM STDIN", buf_start_);
+        if (buf_start_.has_rows()) {
+            db.copy_in("COPY angel_tmp_start FROM STDIN WITH (FORMAT binary)", buf_start_.data());
             // A row of the same ID with an older first-seen time is a flow whose end was lost
             // (event ring overflow): the newer flow replaces it.
             const std::string insert_sql =
@@ -266,20 +260,60 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
         rollback_quietly(db);
         throw;
     }
+    rows_since_analyze_ += st.started;
+    maybe_analyze_live(db);
     return st;
 }
 
-std::pair<uint64_t, uint64_t> DbFlowWriter::reconcile(DbConnection& db, const std::vector<LiveFlow>& live) {
-    buf_start_.clear();
-    for (const LiveFlow& f : live) {
-        append_tuple(buf_start_, f.flow_id, f.ip_version, f.proto, f.src, f.sport, f.dst, f.dport, f.first_ns);
-        buf_start_ += '\n';
+// The DELETE of ended flows joins the batch with angel.flows, and the planner picks the side to
+// hash from angel.flows' statistics. Without any (a new or truncated table that autovacuum has
+// not analyzed yet, which takes a minute at its default pace) it takes `meter_id = $1` for 0.5%
+// of the rows and hashes all live flows: in bench/db 230 ms of a 390 ms DELETE of 25,000 ends
+// against 236,000 live flows went into that hash, spilled to disk. The planner scales the row
+// count by the table's current size, so statistics go stale mostly by the meter's share of the
+// rows, which a sample of a table this writer filled shows; the writer analyzes after the rows
+// it inserted since the last time doubled what there were then (from 10,000 rows: a few times a
+// run, tens of ms each). Not the owner of the table: PostgreSQL skips it with a warning and
+// autovacuum's statistics are what there is. Its own short transaction with a lock timeout, so
+// a VACUUM or ANALYZE running elsewhere does not hold up the flows.
+void DbFlowWriter::maybe_analyze_live(DbConnection& db) {
+    constexpr uint64_t kFirst = 10000;
+    if (!analyze_live_ || rows_since_analyze_ < std::max(kFirst, rows_at_analyze_)) return;
+    try {
+        db.exec("BEGIN");
+        db.exec("SET LOCAL lock_timeout = '100ms'");
+        // 3,000 sampled rows instead of 30,000: enough for the meter's share and the row
+        // count (autovacuum's ANALYZE later keeps the full target).
+        db.exec("SET LOCAL default_statistics_target = 10");
+        db.exec("ANALYZE angel.flows");
+        db.exec("COMMIT");
+        rows_at_analyze_ += rows_since_analyze_;
+        rows_since_analyze_ = 0;
+        ++analyzes_;
+    } catch (const DbError& e) {
+        // The batch is committed whatever happens here: statistics are an optimisation. A lock
+        // held elsewhere (lock_not_available): the next batch tries again; any other error: the
+        // next doubling (a broken connection shows in the next statement).
+        rollback_quietly(db);
+        if (e.sqlstate() != "55P03") {
+            rows_at_analyze_ += rows_since_analyze_;
+            rows_since_analyze_ = 0;
+        }
     }
+}
+
+std::pair<uint64_t, uint64_t> DbFlowWriter::reconcile(DbConnection& db, const std::vector<LiveFlow>& live) {
+    buf_start_.begin();
+    for (const LiveFlow& f : live) {
+        buf_start_.row(kTupleFields);
+        put_tuple(buf_start_, f.flow_id, f.ip_version, f.proto, f.src, f.sport, f.dst, f.dport, f.first_ns);
+    }
+    buf_start_.finish();
     const std::vector<std::string> m{meter_};
     uint64_t deleted = 0, inserted = 0;
     db.exec("BEGIN");
     try {
-        db.copy_in("COPY angel_tmp_start FROM STDIN", buf_start_);
+        db.copy_in("COPY angel_tmp_start FROM STDIN WITH (FORMAT binary)", buf_start_.data());
         db.exec("ANALYZE angel_tmp_start");
         const std::string not_live =
             "NOT EXISTS (SELECT 1 FROM angel_tmp_start l WHERE l.flow_id = f.flow_id AND l.first_seen = f.first_seen)";
@@ -306,6 +340,8 @@ std::pair<uint64_t, uint64_t> DbFlowWriter::reconcile(DbConnection& db, const st
         rollback_quietly(db);
         throw;
     }
+    rows_since_analyze_ += inserted;
+    maybe_analyze_live(db);
     return {deleted, inserted};
 }
 

@@ -14,6 +14,7 @@
 
 #include "common/packet/parsed_packet.hpp"
 #include "ctld/checked_segment_view.hpp"
+#include "ctld/db/pg_copy_binary.hpp"
 #include "shm/flow_map.hpp"
 #include "shm/records.hpp"
 
@@ -52,11 +53,22 @@ public:
     // history is on) and inserts the live flows that are missing. Returns {deleted, inserted}.
     std::pair<uint64_t, uint64_t> reconcile(DbConnection& db, const std::vector<LiveFlow>& live);
 
+    // This writer keeps angel.flows' planner statistics current (maybe_analyze_live()); one
+    // writer per meter is enough.
+    void keep_statistics(bool on) { analyze_live_ = on; }
+    uint64_t analyzes() const { return analyzes_; }
+
 private:
+    void maybe_analyze_live(DbConnection& db);
+
     std::string meter_;
     bool history_;
     bool flow_control_ = false;  // angel.flow_control exists (schema 2; prepare() looks)
-    std::string buf_start_, buf_end_, buf_short_;
+    bool analyze_live_ = false;
+    uint64_t rows_at_analyze_ = 0;     // rows this writer inserted up to its last ANALYZE
+    uint64_t rows_since_analyze_ = 0;  // ... and since (both from the connection's start)
+    uint64_t analyzes_ = 0;
+    PgCopyBinary buf_start_, buf_end_, buf_short_;  // COPY data of the temporary tables
 };
 
 }  // namespace angel

@@ -33,6 +33,7 @@ DbThread::DbThread(DbThreadOptions opt, Segment* seg, DbConfigValues initial)
       writer_aux_(opt_.meter_id, opt_.history),
       latest_(std::move(initial)) {
     if (!seg_) opt_.write_flows = false;
+    writer_.keep_statistics(true);
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) throw std::runtime_error("eventfd failed");
 }

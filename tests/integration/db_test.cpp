@@ -338,6 +338,26 @@ TEST_F(DbTest, SchemaAndDbInit) {
     EXPECT_EQ(r.err.find(pg_->socket_dir().string()), std::string::npos);
 }
 
+// A version-2 database (ended_at under a B-tree) is upgraded in place: the B-tree goes, the BRIN
+// index comes, the rows stay.
+TEST_F(DbTest, DbInitUpgradesVersion2) {
+    const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; };");
+    ASSERT_TRUE(ctl(conf, {"db-init"}).ok());
+    pg_->query("DROP INDEX angel.flow_history_ended_brin");
+    pg_->query("CREATE INDEX flow_history_ended_at ON angel.flow_history (ended_at)");
+    pg_->query("DELETE FROM angel.schema_version WHERE version = 3");
+    pg_->query("INSERT INTO angel.flow_history (meter_id, flow_id, ip_version, protocol, src_addr, src_port, "
+               "dst_addr, dst_port, first_seen) VALUES ('m', 7, 4, 6, '192.0.2.1', 1, '192.0.2.2', 2, now())");
+    CommandResult r = ctl(conf, {"db-init"});
+    ASSERT_TRUE(r.ok()) << r.describe();
+    EXPECT_NE(r.out.find("upgraded from version 2 to 3"), std::string::npos) << r.out;
+    const std::string am = "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = ";
+    EXPECT_EQ(pg_->query(am + "to_regclass('angel.flow_history_ended_brin')").at(0).at(0), "brin");
+    EXPECT_EQ(pg_->query("SELECT to_regclass('angel.flow_history_ended_at') IS NULL")[0][0], "t");
+    EXPECT_EQ(pg_->query("SELECT count(*) FROM angel.flow_history")[0][0], "1");
+    EXPECT_EQ(pg_->query("SELECT max(version) FROM angel.schema_version")[0][0], "3");
+}
+
 // `angelctl db-init -c FILE` as README writes it: -c after the command does what it does before.
 TEST_F(DbTest, DbInitOptionsAfterCommand) {
     const fs::path conf = write_config("classifier = { host = \"127.0.0.1\"; };");
