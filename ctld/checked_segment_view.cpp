@@ -192,23 +192,28 @@ void CheckedSegmentView::scan_flows(const std::function<bool(const FlowEntry&)>&
         note_refused(BoundaryKind::flow_count, "FlowMap high_water", hw);
         hw = capacity_;
     }
+    read_entries(hw, [&](uint32_t, const FlowEntry& e) {
+        if (e.in_use != 1 || e.ending != 0) return true;
+        if (!valid_flow(e)) {
+            note_refused(BoundaryKind::flow_entry, "FlowMap entry IP version", e.key.ip_version);
+            return true;
+        }
+        return f(e);
+    });
+}
+
+bool CheckedSegmentView::read_entries(uint32_t hw, const std::function<bool(uint32_t, const FlowEntry&)>& f) const {
     // One buffer per scan, of a fixed size (not per entry, not sized by the map).
     auto buf = std::make_unique<FlowEntry[]>(kScanChunk);
     for (uint32_t i = 0; i < hw; i += kScanChunk) {
         const uint32_t n = std::min(kScanChunk, hw - i);
         const uint64_t off = layout_.flow_map_offset + FlowMap::entry_offset(capacity_, i);
         // A hole procd never backed reads as zeros (not in use), never as a fault.
-        if (!read_exact(seg_.data_fd(), buf.get(), size_t{n} * sizeof(FlowEntry), off)) return;
-        for (uint32_t k = 0; k < n; ++k) {
-            const FlowEntry& e = buf[k];
-            if (e.in_use != 1 || e.ending != 0) continue;
-            if (!valid_flow(e)) {
-                note_refused(BoundaryKind::flow_entry, "FlowMap entry IP version", e.key.ip_version);
-                continue;
-            }
-            if (!f(e)) return;
-        }
+        if (!read_exact(seg_.data_fd(), buf.get(), size_t{n} * sizeof(FlowEntry), off)) return false;
+        for (uint32_t k = 0; k < n; ++k)
+            if (!f(i + k, buf[k])) return true;
     }
+    return true;
 }
 
 CheckedSegmentView::Adoptable CheckedSegmentView::adoptable() const {
@@ -243,26 +248,17 @@ CheckedSegmentView::Adoptable CheckedSegmentView::adoptable() const {
         a.problem = "its FlowMap header is not one this meter lays out";
         return a;
     }
-    const uint32_t hw = fh.high_water.load(std::memory_order_relaxed);
-    auto buf = std::make_unique<FlowEntry[]>(kScanChunk);
-    for (uint32_t i = 0; i < hw; i += kScanChunk) {
-        const uint32_t n = std::min(kScanChunk, hw - i);
-        if (!read_exact(seg_.data_fd(), buf.get(), size_t{n} * sizeof(FlowEntry),
-                        layout_.flow_map_offset + FlowMap::entry_offset(capacity_, i))) {
-            a.problem = "its FlowMap entries cannot be read";
-            return a;
+    const bool read = read_entries(fh.high_water.load(std::memory_order_relaxed), [&](uint32_t i, const FlowEntry& e) {
+        if (e.in_use == 0) return true;
+        // ending: 0, or the EndReason of a flow whose flow_end was being published.
+        if (e.in_use != 1 || !valid_flow(e) || e.ending > static_cast<uint8_t>(EndReason::evicted)) {
+            a.problem = "FlowMap entry " + std::to_string(i) + " is not a flow";
+            return false;
         }
-        for (uint32_t k = 0; k < n; ++k) {
-            const FlowEntry& e = buf[k];
-            if (e.in_use == 0) continue;
-            // ending: 0, or the EndReason of a flow whose flow_end was being published.
-            if (e.in_use != 1 || !valid_flow(e) || e.ending > static_cast<uint8_t>(EndReason::evicted)) {
-                a.problem = "FlowMap entry " + std::to_string(i + k) + " is not a flow";
-                return a;
-            }
-            ++(e.ending ? a.ending : a.flows);
-        }
-    }
+        ++(e.ending ? a.ending : a.flows);
+        return true;
+    });
+    if (!read) a.problem = "its FlowMap entries cannot be read";
     return a;
 }
 

@@ -111,6 +111,9 @@ public:
 
 private:
     const FlowMapHeader& flow_header() const;
+    // Copies the entries below hw (at most the capacity: callers check) in fixed chunks with
+    // pread() and calls f(index, copy) for each until it returns false. false: a read failed.
+    bool read_entries(uint32_t hw, const std::function<bool(uint32_t, const FlowEntry&)>& f) const;
     const Segment& seg_;
     SegmentLayout layout_;
     uint32_t capacity_;

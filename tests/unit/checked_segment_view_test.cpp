@@ -219,3 +219,35 @@ TEST(CheckedSegmentView, EventReaderOfAnAdoptedSegmentStartsAtTheDeadWritersTail
     CheckedEventReader other(*s.seg);
     EXPECT_EQ(other.read_position(), 0u);
 }
+
+// The capture gap procd reports in an adopted segment (ExportProgress::adopted_gap_*), as a
+// stage could write it: only an ordered pair not later than now is shown, anything else is
+// "not known yet" ({0, 0}), never a negative or future gap in status.
+TEST(CheckedSegmentView, AdoptedGapOutOfOrderOrInTheFutureIsNotShown) {
+    Seg s;
+    ExportProgress& p = s.seg->header()->progress;
+    const CheckedSegmentView view(*s.seg);
+    const uint64_t now = 5'000'000'000ull;
+    EXPECT_EQ(view.adopted_gap(now), std::make_pair(uint64_t{0}, uint64_t{0}));  // not reported yet
+    p.adopted_gap_first_ns.store(1'000'000'000ull);
+    p.adopted_gap_last_ns.store(3'000'000'000ull);
+    EXPECT_EQ(view.adopted_gap(now), std::make_pair(uint64_t{1'000'000'000}, uint64_t{3'000'000'000}));
+    p.adopted_gap_first_ns.store(4'000'000'000ull);  // after its end
+    EXPECT_EQ(view.adopted_gap(now), std::make_pair(uint64_t{0}, uint64_t{0}));
+    p.adopted_gap_first_ns.store(1'000'000'000ull);
+    p.adopted_gap_last_ns.store(now + 1);  // in the future
+    EXPECT_EQ(view.adopted_gap(now), std::make_pair(uint64_t{0}, uint64_t{0}));
+    p.adopted_gap_first_ns.store(0);  // no start
+    p.adopted_gap_last_ns.store(3'000'000'000ull);
+    EXPECT_EQ(view.adopted_gap(now), std::make_pair(uint64_t{0}, uint64_t{0}));
+    // Status renders a refused pair as null, not as a number.
+    Recovery rec{42, 1, 0};
+    MeterView v;
+    v.instance = "t";
+    v.role = "master";
+    v.recovery = &rec;
+    const std::string json = render_status(*s.seg, v, true);
+    EXPECT_NE(json.find("\"recovery\":{\"previous_pid\":42,\"adopted_flows\":1,\"capture_gap_ms\":null}"),
+              std::string::npos)
+        << json;
+}
