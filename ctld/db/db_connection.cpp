@@ -112,12 +112,15 @@ void DbConnection::copy_in(const std::string& copy_sql, const std::string& data)
     if (!data.empty() && PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1)
         throw DbError(pg_error_text(conn_));
     if (PQputCopyEnd(conn_, nullptr) != 1) throw DbError(pg_error_text(conn_));
-    std::string err;
+    std::string err, state;
     while (PGresult* r = PQgetResult(conn_)) {
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && err.empty()) err = pg_error_text(conn_);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && err.empty()) {
+            err = pg_error_text(conn_);
+            if (const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE)) state = s;
+        }
         PQclear(r);
     }
-    if (!err.empty()) throw DbError(err);
+    if (!err.empty()) throw DbError(err, state);
 }
 
 std::string pg_timestamp(uint64_t ns) {
