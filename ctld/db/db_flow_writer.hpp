@@ -1,9 +1,12 @@
 // Flow rows in the database: angel.flows (live flows) and angel.flow_history (ended ones).
 // DbFlowWriter turns a batch of procd's events (flow_start / flow_end records from the event
-// ring) into one transaction: COPY into temporary tables, then set-based statements, so the
-// cost per flow is a few microseconds on the server. It is idempotent for repeated events (a
-// procd killed mid-batch repeats its last batch): starts are upserts, ends match the row on
-// (flow_id, first_seen) and history rows are keyed on (meter_id, flow_id, first_seen).
+// ring) into one transaction of set-based statements, sorted by flow ID: new flows (and flows
+// that start and end within the batch, into history) by COPY straight into their table, ended
+// flows by COPY into a temporary table and one DELETE ... RETURNING into history, so the cost
+// per flow is a few microseconds on the server. It is idempotent for repeated events (a procd
+// killed mid-batch repeats its last batch): a COPY that meets a row of the same key is undone
+// and the batch written again as upserts, ends match the row on (flow_id, first_seen) and
+// history rows are keyed on (meter_id, flow_id, first_seen).
 // reconcile() makes angel.flows list exactly the FlowMap's live flows (after an outage, an
 // event-ring overflow, or at start).
 #pragma once
