@@ -326,6 +326,27 @@ protected:
                                std::to_string(*l.idx.rbegin())) + (l.ended ? ", flow_end counts " +
                                std::to_string(l.end_packets) : ", open") + ";";
             }
+        if (bad) {
+            // For the next time this fails: every record of the first bad flow at the classifier
+            // (exporter, kind, replayed, index, time), so the one missing can be placed.
+            uint32_t bad_id = 0;
+            for (const auto& [id, ls] : view.flows)
+                for (const ClassifierView::Life& l : ls) {
+                    const uint64_t n = l.ended ? l.end_packets : (l.idx.empty() ? 0 : uint64_t(*l.idx.rbegin()) + 1);
+                    if (l.started && !(l.idx.size() == n && (n == 0 || (*l.idx.begin() == 0 && *l.idx.rbegin() == n - 1))) && !bad_id)
+                        bad_id = id;
+                }
+            size_t shown = 0;
+            for (const ExportFrame& f : cap.frames)
+                for (const ExportRecord& r : f.records) {
+                    if (r.flow_id != bad_id || r.is_loss() || r.is_watermark() || shown++ >= 80) continue;
+                    std::fprintf(stderr, "flow %u at %.6f from %s: %s%s idx %lld time %llu%s\n", bad_id, f.time_s,
+                                 f.src.c_str(), r.is_packet() ? "packet" : r.is_flow_start() ? "flow_start" : "flow_end",
+                                 r.replayed ? " replayed" : "", static_cast<long long>(r.packet_index),
+                                 static_cast<unsigned long long>(r.time_ns),
+                                 r.is_flow_end() ? (" counts " + std::to_string(r.end_packets)).c_str() : "");
+                }
+        }
         EXPECT_EQ(bad, 0u) << bad << " of " << lives << " flows with missing or extra packet indexes:" << example;
         EXPECT_EQ(unstarted, 0u) << "distinct records of flow lives that never had a flow_start";
         EXPECT_GT(ended, 1000u);
