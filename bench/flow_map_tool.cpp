@@ -82,7 +82,7 @@ __attribute__((noinline)) void run_packets(FlowTracker& t, const std::vector<Pac
     for (size_t b = 0; b < pks.size(); b += kBatch) {
         const size_t m = std::min(kBatch, pks.size() - b);
         for (size_t i = 0; i < m; ++i) t.lookup(pks[b + i].p, look[i]);
-        t.begin_batch(pos);
+
         for (size_t i = 0; i < m; ++i) {
             if (i + kAhead < m) t.prefetch_entry(look[i + kAhead]);
             const Packet& pk = pks[b + i];

@@ -15,6 +15,8 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
                          CounterArray counters, uint32_t max_flows)
     : map_(map), id_key_(id_key), timeouts_(t), out_(out), ctr_(counters),
       max_flows_(std::max<uint32_t>(1, std::min(max_flows, map_.capacity()))) {
+    map_.set_hasher({&flow_bucket_hash, id_key_});  // the hash lookup() computes
+    repeat_end_ = map_.counted_end();
     const size_t cap = std::max<uint32_t>(map_.capacity(), 1);
     ended_.reserve(cap);  // address space only: pages are touched as flows end
     // Twice the capacity: stale entries (flows ended otherwise) stay queued until their
@@ -24,6 +26,7 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
     // Flows a killed predecessor had ended: their flow_end may not have been published. They
     // are re-ended once the repeated batch is past their packets (flush_retired).
     for (FlowEntry* e = map_.first_retired(); e; e = map_.next_retired(e)) inherited_.push_back(e);
+    inherited_end_.assign(inherited_.size(), 0);  // plan_repeat() places those with repeated packets
     // Flows that were closing: restore their order by close time.
     std::vector<Closing> found;
     for (uint32_t i = 0; i < map_.high_water(); ++i) {
@@ -39,21 +42,82 @@ FlowTracker::FlowTracker(FlowMap map, FlowIdKey id_key, FlowTimeouts t, RecordSi
 void FlowTracker::flush_retired(uint64_t pos) {
     if (inherited_.empty()) return;
     size_t kept = 0;
-    for (FlowEntry* e : inherited_) {
-        if (e->applied_end <= pos) {
+    for (size_t i = 0; i < inherited_.size(); ++i) {
+        FlowEntry* e = inherited_[i];
+        if (inherited_end_[i] <= pos) {
             emit_end(*e, static_cast<EndReason>(e->ending));
             ended_.push_back(e);
         } else {
+            inherited_end_[kept] = inherited_end_[i];
             inherited_[kept++] = e;
         }
     }
     inherited_.resize(kept);
+    inherited_end_.resize(kept);
 }
 
-FlowEntry* FlowTracker::retired_owner(const FlowKey& k, uint64_t pos) const {
-    for (FlowEntry* e : inherited_)
-        if (!e->before_creation(pos) && pos < e->applied_end && e->key == k) return e;
-    return nullptr;
+void FlowTracker::plan_repeat(const std::vector<Repeated>& packets) {
+    // Once, after a restart; the allocations here are not on the packet path.
+    plan_.assign(packets.size(), PlanItem{0, nullptr, 0});
+    plan_next_ = 0;
+    std::vector<size_t> order(packets.size());
+    for (size_t i = 0; i < order.size(); ++i) {
+        order[i] = i;
+        plan_[i].pos = packets[i].pos;
+    }
+    // By tuple, each tuple's packets in ring order.
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        const int c = std::memcmp(&packets[a].key, &packets[b].key, sizeof(FlowKey));
+        return c != 0 ? c < 0 : a < b;
+    });
+    std::vector<size_t> owners;  // indexes into inherited_ of the tuple's retired flows
+    for (size_t g = 0; g < order.size();) {
+        const FlowKey& k = packets[order[g]].key;
+        size_t end = g;
+        while (end < order.size() && packets[order[end]].key == k) ++end;
+        size_t remaining = end - g;  // the tuple's packets not yet given to a flow: order[g, g+remaining)
+        // The newest flow of the tuple took the last of them: the live one, then those retired in
+        // the batch, newest first (a tuple's flows follow each other: one ends before the next).
+        auto give = [&](FlowEntry* f) {
+            const uint64_t c = f->counted();
+            const size_t t = static_cast<size_t>(std::min<uint64_t>(c, remaining));
+            for (size_t j = 0; j < t; ++j) {
+                PlanItem& it = plan_[order[g + remaining - t + j]];
+                it.owner = f;
+                it.index = c - t + j;
+            }
+            remaining -= t;
+            return t;
+        };
+        if (FlowEntry* live = map_.find(k, packets[order[g]].hash)) give(live);
+        owners.clear();
+        for (size_t i = 0; i < inherited_.size(); ++i)
+            if (inherited_[i]->key == k) owners.push_back(i);
+        std::sort(owners.begin(), owners.end(),
+                  [&](size_t a, size_t b) { return inherited_[a]->first_ns > inherited_[b]->first_ns; });
+        for (size_t i : owners) {
+            if (remaining == 0) break;
+            const size_t last = order[g + remaining - 1];  // the flow's last repeated packet
+            if (give(inherited_[i]) > 0) inherited_end_[i] = packets[last].pos + 1;
+        }
+        // What is left belonged to flows gone before the crash (their records were published).
+        g = end;
+    }
+}
+
+bool FlowTracker::repeat(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns, uint32_t wire_len, uint64_t pos) {
+    bump(procd_repeated);
+    while (plan_next_ < plan_.size() && plan_[plan_next_].pos < pos) ++plan_next_;
+    if (plan_next_ == plan_.size() || plan_[plan_next_].pos != pos) return false;  // not given: nothing known
+    const PlanItem& it = plan_[plan_next_++];
+    FlowEntry* e = it.owner;
+    if (!e) return false;  // belonged to a flow gone before the crash: nothing to say
+    const bool created_here = it.index == 0;
+    if (created_here) emit_start(*e, p, ts_ns);
+    if (wants_record(*e, it.index, false))
+        emit_packet(*e, p, ts_ns, wire_len, static_cast<uint8_t>((l.reversed ? 1 : 0) ^ e->first_reversed),
+                    created_here, static_cast<uint32_t>(it.index));
+    return false;
 }
 
 void FlowTracker::closing_push(FlowEntry* e) {
@@ -130,14 +194,6 @@ bool FlowTracker::wants_record(const FlowEntry& e, uint64_t index, bool counted)
     return false;
 }
 
-uint32_t FlowTracker::repeated_index(FlowEntry& e, uint64_t pos) const {
-    // In ring order from the batch's start, the flow's first repeated packet is the noted one.
-    const uint32_t index = pos == e.batch_pos() ? e.batch_index : e.repeat_index + 1;
-    note_batch_index(e, pos, index);
-    e.repeat_index = index;
-    return index;
-}
-
 void FlowTracker::emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns,
                               uint32_t wire_len, uint8_t dir, bool is_new, uint32_t index) {
     Record r{};
@@ -162,8 +218,7 @@ uint32_t FlowTracker::flow_limit() const {
     return std::max<uint32_t>(1, std::min(max_flows_, reserved > spare ? reserved - spare : 1));
 }
 
-FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns,
-                                    uint64_t pos) {
+FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns) {
     if (map_.live() >= flow_limit()) {
         // At capacity: the least recently active flow makes room (counted as evicted).
         if (FlowEntry* victim = map_.oldest()) {
@@ -172,13 +227,13 @@ FlowEntry* FlowTracker::create_flow(const FlowKey& k, uint32_t hash, bool revers
         }
     }
     const uint32_t wanted_id = flow_id_hash(k, id_key_);
-    FlowEntry* e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
+    FlowEntry* e = map_.insert(k, hash, wanted_id, ts_ns, reversed);
     if (!e) {
         // The spare entries are all held by flows that ended in this batch (a batch that ends
         // more flows than the spare, e.g. a GC sweep followed by new flows): publish now.
         out_.publish();
         release_ended();
-        e = map_.insert(k, hash, wanted_id, ts_ns, pos, reversed);
+        e = map_.insert(k, hash, wanted_id, ts_ns, reversed);
     }
     if (!e) return nullptr;  // every usable entry is held by a predecessor's retired flows
     bump(procd_flows_started);
@@ -212,38 +267,14 @@ bool FlowTracker::packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_le
 bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns, uint32_t wire_len,
                          uint64_t pos) {
     if (!inherited_.empty()) flush_retired(pos);  // only after a predecessor crashed
+    if (pos < repeat_end_) return repeat(p, l, ts_ns, wire_len, pos);
     const bool reversed = l.reversed;
     const FlowKey& k = l.key;
-    if (!inherited_.empty()) {
-        // Repeating a predecessor's batch: a packet of a flow it ended in that batch.
-        if (FlowEntry* r = retired_owner(k, pos)) {
-            const bool created_here = r->created_at(pos);
-            if (created_here) emit_start(*r, p, ts_ns);
-            const uint32_t index = repeated_index(*r, pos);
-            if (wants_record(*r, index, false))
-                emit_packet(*r, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ r->first_reversed),
-                            created_here, index);
-            bump(procd_repeated);
-            return false;
-        }
-    }
     const uint32_t hash = l.hash;
     FlowEntry* e = map_.find(k, hash);
-    if (e && pos < e->applied_end) {
-        // Repeated after a predecessor's crash: already counted; re-emit only.
-        bump(procd_repeated);
-        if (e->before_creation(pos)) return false;  // belonged to a flow long gone: nothing to say
-        const bool created_here = e->created_at(pos);
-        if (created_here) emit_start(*e, p, ts_ns);
-        const uint32_t index = repeated_index(*e, pos);
-        if (wants_record(*e, index, false))
-            emit_packet(*e, p, ts_ns, wire_len, static_cast<uint8_t>((reversed ? 1 : 0) ^ e->first_reversed),
-                        created_here, index);
-        return false;
-    }
-    // This packet created the flow (now, or in a predecessor that was killed before counting
-    // it): its flow_start goes first.
-    bool is_new = e && e->created_at(pos);
+    // A flow with no packet counted was created by this packet, in a predecessor killed before
+    // counting it: its flow_start goes first.
+    bool is_new = e && e->counted() == 0;
     if (e && !is_new) {
         EndReason why;
         // A packet for a flow past its idle timeout or linger starts a new flow, whatever
@@ -254,8 +285,8 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
         }
     }
     if (!e) {
-        e = create_flow(k, hash, reversed, ts_ns, pos);
-        is_new = true;  // created at pos (FlowMap::insert)
+        e = create_flow(k, hash, reversed, ts_ns);
+        is_new = true;  // created by this packet
     }
     if (!e) {
         // No entry at all (a map so small that a predecessor's retired flows fill it): the
@@ -267,13 +298,12 @@ bool FlowTracker::packet(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns,
     const uint8_t dir = (reversed ? 1 : 0) ^ e->first_reversed;
     // Packets counted before this one, both directions; the exported index wraps at 2^32
     // (docs/protocol.md), the record limit looks at the full count.
-    const uint64_t counted_before = e->packets[0] + e->packets[1];
+    const uint64_t counted_before = e->counted();
     const uint32_t index = static_cast<uint32_t>(counted_before);
-    note_batch_index(*e, pos, index);
     e->packets[dir] += 1;
     e->bytes[dir] += wire_len;
-    map_.touch(e, ts_ns);  // last_ns, before applied_end: a repeat never comes back for it
-    e->applied_end = pos + 1;
+    map_.touch(e, ts_ns);  // last_ns, before counted_end: a repeat never comes back for it
+    map_.set_counted_end(pos + 1);
     bump(procd_ip_packets);
 
     if (p.proto == kProtoTcp && e->close_ns == 0) {

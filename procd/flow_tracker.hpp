@@ -5,26 +5,27 @@
 // the batch's records are published. A procd killed mid-batch has updated the FlowMap for
 // packets whose records may be lost, so its successor repeats the batch, and every step is
 // made repeatable:
-//   - a flow is created complete (creating packet's ring position, direction) before it is
-//     visible; it remembers up to which ring position its packets were counted (applied_end);
-//     the creating packet's position is kept while it can be repeated (FlowEntry::created_at:
-//     until a later batch touches the flow);
-//     a repeated packet (position < applied_end) re-emits its records (flow_start too if it
-//     created the flow) without counting it again;
+//   - a flow is created complete (direction, times) before it is visible, and a flow whose
+//     creating packet was not counted yet (0 packets) is started by that packet again;
+//   - the map's header says up to which ring position packets were counted
+//     (FlowMap::counted_end, set after each packet's counters); a packet below it is a repeat:
+//     its records are emitted again, it is not counted again;
 //   - an ended flow is only retired (ID reserved, out of key lookup) until its flow_end is
-//     published. A successor keeps the retired flows it finds aside: packets of the repeated
-//     batch that belonged to them are re-emitted under their IDs, and their flow_end follows
-//     once the repeated batch has moved past their last packet.
+//     published. A successor keeps the retired flows it finds aside and re-ends them once the
+//     repeated batch has moved past their last packet.
 // Duplicates are thus confined to the one batch that was in flight, as DESIGN.md allows.
 //
 // Packet index: a packet record carries the number of packets of its flow (both directions)
 // counted before it, mod 2^32 (docs/protocol.md, angelPacketIndex). A repeated packet must get
-// the index it got the first time, although the counters already include the whole batch. So
-// each flow notes the index of its first packet in the batch that last touched it (batch_pos,
-// batch_index; begin_batch() says where a batch starts). A successor repeats the batch from its
-// start in ring order: a flow's first repeated packet is the noted one, each later repeat is
-// the previous one plus 1 (repeat_index). Repeats note the same way, so a successor killed in
-// its turn is repeated exactly too.
+// the index it got the first time, although the counters already include the whole batch. No
+// flow keeps anything for it: before repeating, the successor is given the repeated packets
+// (plan_repeat(); procd's first batch holds them all, as its predecessor's batch did) and works
+// out, per tuple from the last of them back, which flow each belonged to and its index: the
+// live flow of the tuple took its last `packets counted` of them (all of them counted, so the
+// last one has index counted-1), the flows of the tuple retired in the batch, newest first, the
+// ones before; a flow whose whole count lies in the batch was created there (flow_start again).
+// Nothing of this is written while repeating, so a successor killed in its turn leaves the same
+// state for the next one.
 //
 // Fewer records (issue 11, item 5): a flow's packet records stop after the first
 // export.packet_records_per_flow packets (set_record_limit), unless the flow is marked full;
@@ -78,10 +79,18 @@ public:
     // the packet ring (monotonic, shared), which makes a repeated batch recognisable.
     // Returns false when the packet was a repeat (already counted by a predecessor).
     bool packet(const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len, uint64_t pos);
-    // The packets that follow, up to the next call, are one batch committed together, the
-    // first at ring position pos or later (every earlier position is committed or will be
-    // before the next batch). Needed for exact packet indexes when a batch is repeated.
-    void begin_batch(uint64_t pos) { batch_start_ = pos; }
+
+    // After a restart: the packets at ring positions below repeat_end() were counted by a
+    // predecessor that was killed before committing them. They are given here, all of them and
+    // in ring order, before the first of them goes to packet(); a repeated packet that was not
+    // given is passed over without records (counted as repeated).
+    struct Repeated {
+        uint64_t pos;
+        FlowKey key;
+        uint32_t hash;  // the key's bucket hash
+    };
+    uint64_t repeat_end() const { return repeat_end_; }
+    void plan_repeat(const std::vector<Repeated>& packets);
 
     // The same in two steps, for a batch: lookup() builds the flow key and its bucket hash
     // and asks the FlowMap to prefetch the bucket; prefetch_entry() (a few packets later)
@@ -114,25 +123,15 @@ public:
     void set_record_limit(uint32_t n) { record_limit_ = n; }
 
 private:
-    FlowEntry* create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns, uint64_t pos);
+    FlowEntry* create_flow(const FlowKey& k, uint32_t hash, bool reversed, uint64_t ts_ns);
     uint32_t flow_limit() const;  // live flows at which the oldest is evicted
-    FlowEntry* retired_owner(const FlowKey& k, uint64_t pos) const;
+    // A packet below repeat_end(): its records again, as plan_repeat() worked them out.
+    bool repeat(const ParsedPacket& p, const Lookup& l, uint64_t ts_ns, uint32_t wire_len, uint64_t pos);
     void end_flow(FlowEntry* e, EndReason why);
     void emit_start(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns);
     void emit_end(const FlowEntry& e, EndReason why);
     void emit_packet(const FlowEntry& e, const ParsedPacket& p, uint64_t ts_ns, uint32_t wire_len,
                      uint8_t dir, bool is_new, uint32_t index);
-    // Notes (pos, index) as e's first packet of this batch unless one is noted already.
-    void note_batch_index(FlowEntry& e, uint64_t pos, uint32_t index) const {
-        if (e.batch_pos() >= batch_start_) return;
-        // The noted position stops being the creating packet's (that one is committed).
-        // First, and batch_index before batch_pos: a kill in between leaves the old note.
-        e.flags &= static_cast<uint8_t>(~kFlowCreatedInBatch);
-        e.batch_index = index;
-        e.set_batch_pos(pos);
-    }
-    // The index a repeated packet (pos < e.applied_end) had when it was counted.
-    uint32_t repeated_index(FlowEntry& e, uint64_t pos) const;
     bool expired(const FlowEntry& e, uint64_t now_ns, EndReason* why) const;
     // Whether the packet with this index (packets of the flow before it) gets its record;
     // counted: a first pass, whose held-back record is counted.
@@ -147,8 +146,20 @@ private:
     void bump(size_t slot) { ctr_[slot].store(ctr_[slot].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
     std::vector<FlowEntry*> ended_;  // retired in this batch; capacity reserved once
     std::vector<FlowEntry*> inherited_;  // retired by a predecessor, flow_end not yet re-emitted
+    // Parallel to inherited_: the ring position past the flow's last repeated packet (0: none
+    // repeated), from which its flow_end is re-emitted.
+    std::vector<uint64_t> inherited_end_;
+    // The repeat (plan_repeat()): for each repeated packet, in ring order, its flow (nullptr: a
+    // flow gone before the crash) and its full packet index; plan_next_ is the next to use.
+    struct PlanItem {
+        uint64_t pos;
+        FlowEntry* owner;
+        uint64_t index;
+    };
+    std::vector<PlanItem> plan_;
+    size_t plan_next_ = 0;
+    uint64_t repeat_end_ = 0;  // FlowMap::counted_end() as the predecessor left it
     uint32_t max_flows_;
-    uint64_t batch_start_ = 0;  // begin_batch()
     uint64_t record_limit_ = 0;  // set_record_limit(); 0: none
     // Closing TCP flows in order of their close time (linger is the same for all, so FIFO
     // order is expiry order). Private to procd: rebuilt from the FlowMap on restart.

@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
         FlowTracker::Lookup lookup;
     };
     static Item batch[kBatch];
+    bool repeat_planned = false;  // only the first batch can hold repeated packets
     constexpr size_t kEntryAhead = 4;
     for (;;) {
         size_t n = 0;  // packets taken from the ring
@@ -159,7 +160,17 @@ int main(int argc, char** argv) {
                 ++m;
             }
         }
-        if (m > 0) tracker.begin_batch(batch[0].pos);  // committed together below
+        if (m > 0 && batch[0].pos < tracker.repeat_end() && !repeat_planned) {
+            // The first batch after a predecessor was killed holds the packets it counted and
+            // did not commit (its batch began at the same committed position and ended at the
+            // same size or capture report): their flows and indexes are worked out before any
+            // is repeated.
+            std::vector<FlowTracker::Repeated> repeated;
+            for (size_t i = 0; i < m && batch[i].pos < tracker.repeat_end(); ++i)
+                repeated.push_back({batch[i].pos, batch[i].lookup.key, batch[i].lookup.hash});
+            tracker.plan_repeat(repeated);
+        }
+        if (m > 0) repeat_planned = true;
         for (size_t i = 0; i < m; ++i) {
             if (i + kEntryAhead < m) tracker.prefetch_entry(batch[i + kEntryAhead].lookup);
             const Item& it = batch[i];

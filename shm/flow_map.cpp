@@ -19,14 +19,20 @@ uint32_t buckets_for(uint32_t capacity) {
 size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
 // The ID index hashes the ID itself; mixing keeps sequential probe IDs in different buckets.
 uint32_t id_bucket(uint32_t id, uint32_t mask) { return (id * 0x9E3779B1u) >> 7 & mask; }
+// The flow-ID index is looked up once per new flow (the probe for a free ID) and once per
+// released one, never per packet: half the key index's buckets, two entries a chain at the
+// full map, is 2 bytes a flow less for one more entry read per new flow.
+uint32_t id_buckets_for(uint32_t key_buckets) { return key_buckets > 1 ? key_buckets / 2 : 1; }
+size_t index_bytes(uint32_t capacity) {
+    const uint32_t b = buckets_for(capacity);
+    return align64(b * sizeof(uint32_t)) + align64(id_buckets_for(b) * sizeof(uint32_t));
+}
 }  // namespace
 
 size_t FlowMap::bytes_for(uint32_t capacity) {
-    size_t b = buckets_for(capacity);
     // Header, the two bucket arrays, the entries: nothing else (the free and retired lists
     // run through the entries).
-    return align64(sizeof(FlowMapHeader)) + 2 * align64(b * sizeof(uint32_t)) +
-           align64(size_t{capacity} * sizeof(FlowEntry));
+    return align64(sizeof(FlowMapHeader)) + index_bytes(capacity) + align64(size_t{capacity} * sizeof(FlowEntry));
 }
 
 bool FlowMap::header_fits(const FlowMapHeader& h, uint32_t capacity) {
@@ -36,8 +42,7 @@ bool FlowMap::header_fits(const FlowMapHeader& h, uint32_t capacity) {
 }
 
 size_t FlowMap::entry_offset(uint32_t capacity, uint32_t i) {
-    return align64(sizeof(FlowMapHeader)) + 2 * align64(buckets_for(capacity) * sizeof(uint32_t)) +
-           size_t{i} * sizeof(FlowEntry);
+    return align64(sizeof(FlowMapHeader)) + index_bytes(capacity) + size_t{i} * sizeof(FlowEntry);
 }
 
 void FlowMap::format(void* mem, uint32_t capacity, uint32_t reserved) {
@@ -51,21 +56,23 @@ void FlowMap::format(void* mem, uint32_t capacity, uint32_t reserved) {
     m.recover();  // entries are never read above high_water: nothing to clear
 }
 
-FlowMap::FlowMap(void* mem) {
+FlowMap::FlowMap(void* mem, FlowKeyHasher hasher) : hasher_(hasher) {
     auto* base = static_cast<uint8_t*>(mem);
     hdr_ = reinterpret_cast<FlowMapHeader*>(base);
+    const uint32_t id_count = id_buckets_for(hdr_->bucket_count);
     size_t off = align64(sizeof(FlowMapHeader));
     key_buckets_ = reinterpret_cast<uint32_t*>(base + off);
     off += align64(hdr_->bucket_count * sizeof(uint32_t));
     id_buckets_ = reinterpret_cast<uint32_t*>(base + off);
-    off += align64(hdr_->bucket_count * sizeof(uint32_t));
+    off += align64(id_count * sizeof(uint32_t));
     entries_ = reinterpret_cast<FlowEntry*>(base + off);
     bucket_mask_ = hdr_->bucket_count - 1;
+    id_bucket_mask_ = id_count - 1;
 }
 
 void FlowMap::recover() {
     std::fill_n(key_buckets_, hdr_->bucket_count, kNoEntry);
-    std::fill_n(id_buckets_, hdr_->bucket_count, kNoEntry);
+    std::fill_n(id_buckets_, id_bucket_mask_ + 1, kNoEntry);
     hdr_->free_head = kNoEntry;
     hdr_->lru_newest = hdr_->lru_oldest = kNoEntry;
     std::vector<uint32_t> live;  // once per attach, not per packet
@@ -76,7 +83,7 @@ void FlowMap::recover() {
         FlowEntry& e = entries_[i];
         if (e.in_use && e.ending && !id_in_use(e.flow_id)) {
             // Retired: ID stays reserved until procd has (re)published its flow_end.
-            uint32_t ib = id_bucket(e.flow_id, bucket_mask_);
+            uint32_t ib = id_bucket(e.flow_id, id_bucket_mask_);
             e.next_by_id = id_buckets_[ib];
             id_buckets_[ib] = i;
             // Listed through lru_next (a retired flow is in no LRU), highest index first.
@@ -85,8 +92,9 @@ void FlowMap::recover() {
             else entries_[retired_tail].lru_next = i;
             retired_tail = i;
             ++retired;
-        } else if (e.in_use && !e.ending && !id_in_use(e.flow_id) && !find(e.key, e.key_hash)) {
-            link(i, e.key_hash);
+        } else if (const uint32_t h = e.in_use && !e.ending ? hasher_(e.key) : 0;
+                   e.in_use && !e.ending && !id_in_use(e.flow_id) && !find(e.key, h)) {
+            link(i, h);
             live.push_back(i);
         } else {
             e.in_use = 0;
@@ -136,13 +144,13 @@ void FlowMap::release(FlowEntry* e) {
 FlowEntry* FlowMap::find(const FlowKey& k, uint32_t key_hash) {
     for (uint32_t i = key_buckets_[key_hash & bucket_mask_]; i != kNoEntry;
          i = entries_[i].next_by_key) {
-        if (entries_[i].key_hash == key_hash && entries_[i].key == k) return &entries_[i];
+        if (entries_[i].key == k) return &entries_[i];
     }
     return nullptr;
 }
 
 bool FlowMap::id_in_use(uint32_t id) const {
-    for (uint32_t i = id_buckets_[id_bucket(id, bucket_mask_)]; i != kNoEntry;
+    for (uint32_t i = id_buckets_[id_bucket(id, id_bucket_mask_)]; i != kNoEntry;
          i = entries_[i].next_by_id) {
         if (entries_[i].flow_id == id) return true;
     }
@@ -150,7 +158,7 @@ bool FlowMap::id_in_use(uint32_t id) const {
 }
 
 FlowEntry* FlowMap::find_id(uint32_t id) {
-    for (uint32_t i = id_buckets_[id_bucket(id, bucket_mask_)]; i != kNoEntry; i = entries_[i].next_by_id) {
+    for (uint32_t i = id_buckets_[id_bucket(id, id_bucket_mask_)]; i != kNoEntry; i = entries_[i].next_by_id) {
         FlowEntry& e = entries_[i];
         if (e.flow_id == id && e.in_use && !e.ending) return &e;
     }
@@ -162,13 +170,13 @@ void FlowMap::link(uint32_t i, uint32_t key_hash) {
     uint32_t kb = key_hash & bucket_mask_;
     e.next_by_key = key_buckets_[kb];
     key_buckets_[kb] = i;
-    uint32_t ib = id_bucket(e.flow_id, bucket_mask_);
+    uint32_t ib = id_bucket(e.flow_id, id_bucket_mask_);
     e.next_by_id = id_buckets_[ib];
     id_buckets_[ib] = i;
 }
 
 FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id,
-                           uint64_t ts_ns, uint64_t pos, bool reversed) {
+                           uint64_t ts_ns, bool reversed) {
     uint32_t i = hdr_->free_head;
     const uint32_t hw = hdr_->high_water.load(std::memory_order_relaxed);
     if (i == kNoEntry && hw >= usable()) return nullptr;
@@ -184,12 +192,8 @@ FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_
     FlowEntry& e = entries_[i];
     e = FlowEntry{};
     e.key = k;
-    e.key_hash = key_hash;
     e.flow_id = id;
     e.first_ns = e.last_ns = ts_ns;
-    e.applied_end = pos;  // nothing counted before the creating packet
-    e.set_batch_pos(pos);  // the creating packet has index 0 (batch_index)
-    e.flags = kFlowCreatedInBatch;
     e.first_reversed = reversed ? 1 : 0;
     link(i, key_hash);
     lru_push_newest(i);
@@ -201,13 +205,13 @@ FlowEntry* FlowMap::insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_
 }
 
 void FlowMap::unlink_key(uint32_t i) {
-    uint32_t* p = &key_buckets_[entries_[i].key_hash & bucket_mask_];
+    uint32_t* p = &key_buckets_[hasher_(entries_[i].key) & bucket_mask_];
     while (*p != i) p = &entries_[*p].next_by_key;
     *p = entries_[i].next_by_key;
 }
 
 void FlowMap::unlink_id(uint32_t i) {
-    uint32_t* p = &id_buckets_[id_bucket(entries_[i].flow_id, bucket_mask_)];
+    uint32_t* p = &id_buckets_[id_bucket(entries_[i].flow_id, id_bucket_mask_)];
     while (*p != i) p = &entries_[*p].next_by_id;
     *p = entries_[i].next_by_id;
 }

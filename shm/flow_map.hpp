@@ -23,20 +23,18 @@ inline constexpr uint32_t kNoEntry = 0xFFFFFFFFu;
 inline constexpr uint8_t kFlowFinForward = 0x01;   // FIN seen in the first packet's direction
 inline constexpr uint8_t kFlowFinReverse = 0x02;   // FIN seen the other way
 inline constexpr uint8_t kFlowRst = 0x04;          // RST seen
-// batch_pos() is the position of the packet that created the flow (the creating batch is the
-// one that last touched it). Cleared when a later batch notes its own position: the creation
-// then lies in a committed batch, before any packet a successor can repeat.
-inline constexpr uint8_t kFlowCreatedInBatch = 0x08;
 inline constexpr uint8_t kFlowRecordModeShift = 4;  // bits 4-5: FlowRecordMode
 inline constexpr uint8_t kFlowRecordModeMask = 0x30;
 
-// 144 bytes, the fields one packet touches first. Only what cannot be derived is stored:
-// the LRU's move time is the granularity period of last_ns (FlowMap::touch), the creating
-// packet's position is batch_pos() while kFlowCreatedInBatch is set, and batch_pos keeps only
-// its low 32 bits below applied_end (see batch_pos()).
+// 120 bytes, the fields one packet touches first. Only what cannot be derived is stored: the
+// bucket hash of the key is computed again where it is needed (FlowMap's hasher), the LRU's move
+// time is the granularity period of last_ns (FlowMap::touch), and what a successor needs to
+// repeat a batch exactly after a crash is not kept per flow at all: the map's header keeps the
+// ring position up to which procd counted packets (FlowMapHeader::counted_end), and the successor
+// works out from the counters which flow each repeated packet belonged to and its index
+// (procd/flow_tracker.hpp, FlowTracker::plan_repeat).
 struct FlowEntry {
     FlowKey key;                 // canonical key
-    uint32_t key_hash;           // hash of key (bucket choice), kept for recover()
     uint32_t next_by_key;        // hash chain links (indexes into the entry array); free list
     uint32_t flow_id;
     uint8_t in_use;              // written last on insert, first on erase
@@ -45,40 +43,16 @@ struct FlowEntry {
     uint8_t ending;
     uint8_t first_reversed;      // the first packet travelled hi -> lo
     uint8_t flags;               // kFlow* bits; the record mode in bits 4-5
-    // Position of the last packet counted in the flow + 1; at insert, the creating packet's
-    // position (nothing counted before it; 0 when no position is given).
-    uint64_t applied_end;
+    uint32_t next_by_id;         // flow-ID chain link
     uint64_t last_ns;
     uint64_t packets[2];         // [0] forward = first packet's direction
     uint64_t bytes[2];
-    // Low 32 bits of the ring position of the flow's first packet in the batch that last
-    // touched it (batch_pos()), and its packet index (packets counted before it, both
-    // directions, mod 2^32) there: what a successor repeating that batch after a crash
-    // starts from (procd/flow_tracker.hpp).
-    uint32_t batch_pos_low;
-    uint32_t batch_index;
     uint64_t first_ns;
     uint64_t close_ns;           // when FIN-both-ways/RST completed (0: not closing)
     uint32_t lru_prev;           // towards more recent
     uint32_t lru_next;           // towards older; the retired list after recover()
-    uint32_t next_by_id;
-    uint32_t repeat_index;       // index of the last packet a successor re-emitted
 
-    // The full position: batch_pos and applied_end lie in one batch (a batch notes
-    // batch_pos at a flow's first packet and moves applied_end only past it), and a batch
-    // spans far less than 4 GiB of ring, so batch_pos is the last position at or below
-    // applied_end with these low bits. Between the note of a new batch_pos and the count
-    // that moves applied_end past it the value is below the batch's start (as if noted in an
-    // older batch), so a procd killed in between leaves a note the successor renews.
-    uint64_t batch_pos() const {
-        return applied_end - static_cast<uint32_t>(static_cast<uint32_t>(applied_end) - batch_pos_low);
-    }
-    void set_batch_pos(uint64_t pos) { batch_pos_low = static_cast<uint32_t>(pos); }
-    // Whether pos is the position of the packet that created the flow, or lies before it.
-    // A flow whose creation is in a committed batch has neither: nothing before it can be
-    // repeated.
-    bool created_at(uint64_t pos) const { return (flags & kFlowCreatedInBatch) && batch_pos() == pos; }
-    bool before_creation(uint64_t pos) const { return (flags & kFlowCreatedInBatch) && pos < batch_pos(); }
+    uint64_t counted() const { return packets[0] + packets[1]; }
     uint8_t tcp_fin_mask() const { return flags & (kFlowFinForward | kFlowFinReverse); }
     bool tcp_rst() const { return flags & kFlowRst; }
     // FlowRecordMode: procd sets it from ControlBlock::flow_control (muted, or exempt from
@@ -88,12 +62,12 @@ struct FlowEntry {
         flags = static_cast<uint8_t>((flags & ~kFlowRecordModeMask) | ((m << kFlowRecordModeShift) & kFlowRecordModeMask));
     }
 };
-static_assert(sizeof(FlowEntry) == 144);
+static_assert(sizeof(FlowEntry) == 120);
 
 struct FlowMapHeader {
     uint64_t magic;
     uint32_t capacity;           // entries
-    uint32_t bucket_count;       // power of two, for both hash tables
+    uint32_t bucket_count;       // power of two, the key index's; the flow-ID index has half
     std::atomic<uint32_t> live{0};
     uint32_t free_head;          // free list through next_by_key
     uint32_t lru_newest;
@@ -104,11 +78,25 @@ struct FlowMapHeader {
     // on the free list, so creating a large map and attaching to it cost nothing per entry.
     std::atomic<uint32_t> high_water{0};
     std::atomic<uint64_t> generation{0};  // bumped on every insert/erase (for readers)
+    // Ring position past the last packet procd counted into a flow (set after the packet's
+    // counters, procd only): what lies between the packet ring's committed position and this
+    // was counted by a procd that was killed before committing it, and is repeated by the next
+    // one without counting it again (procd/flow_tracker.hpp).
+    std::atomic<uint64_t> counted_end{0};
     // Entries below this index have memory behind them (posix_fallocate on the segment): the
     // segment reserves a first part, procd reserves more ahead of high_water as flows arrive
     // (Segment::grow_flow_map), so /dev/shm holds what the traffic uses, not max_flows, and
     // an entry is never touched without backing (no SIGBUS when /dev/shm fills up).
     std::atomic<uint32_t> reserved{0};
+};
+
+// The bucket hash of a key (flow_bucket_hash with the instance's key in procd): the map keeps
+// no hash per entry, so it computes the hash again where it needs one (recover(), and taking
+// a flow out of its chain). Whoever inserts must pass this hasher's value for the key.
+struct FlowKeyHasher {
+    uint32_t (*fn)(const FlowKey&, const FlowIdKey&) = &flow_bucket_hash;
+    FlowIdKey key{};
+    uint32_t operator()(const FlowKey& k) const { return fn(k, key); }
 };
 
 class FlowMap {
@@ -127,7 +115,8 @@ public:
     static bool header_fits(const FlowMapHeader& h, uint32_t capacity);
 
     FlowMap() = default;
-    explicit FlowMap(void* mem);
+    explicit FlowMap(void* mem, FlowKeyHasher hasher = {});
+    void set_hasher(FlowKeyHasher h) { hasher_ = h; }
 
     // Rebuilds the free list, both hash indexes and the LRU order from the entries.
     // Called by procd on attach; O(capacity).
@@ -148,10 +137,11 @@ public:
     // Inserts a new flow; the ID is wanted_id, or the next free one of the probe sequence
     // wanted_id+1, +2, ... (mod 2^32). Returns nullptr when full (caller evicts first): no
     // free entry below the capacity and the reserved part.
-    // pos and reversed describe the creating packet; every field is set before the entry
-    // becomes visible (in_use), so a reader or a successor never sees a half-made flow.
+    // reversed describes the creating packet; every field is set before the entry becomes
+    // visible (in_use), so a reader or a successor never sees a half-made flow. key_hash must
+    // be the hasher's value for k.
     FlowEntry* insert(const FlowKey& k, uint32_t key_hash, uint32_t wanted_id, uint64_t ts_ns,
-                      uint64_t pos = 0, bool reversed = false);
+                      bool reversed = false);
     void erase(FlowEntry* e);
     // Two-step end, so that a procd killed mid-batch can repeat the batch exactly:
     // retire() takes the flow out of key lookup and the LRU but keeps its ID reserved, with
@@ -192,6 +182,9 @@ public:
     const FlowEntry& entry(uint32_t i) const { return entries_[i]; }
     uint32_t high_water() const { return hdr_->high_water.load(std::memory_order_acquire); }
     uint64_t generation() const { return hdr_->generation.load(std::memory_order_acquire); }
+    // FlowMapHeader::counted_end (procd only).
+    uint64_t counted_end() const { return hdr_->counted_end.load(std::memory_order_relaxed); }
+    void set_counted_end(uint64_t pos) { hdr_->counted_end.store(pos, std::memory_order_relaxed); }
 
 private:
     uint32_t usable() const { return std::min(hdr_->capacity, hdr_->reserved.load(std::memory_order_relaxed)); }
@@ -206,7 +199,9 @@ private:
     uint32_t* key_buckets_ = nullptr;
     uint32_t* id_buckets_ = nullptr;
     FlowEntry* entries_ = nullptr;
-    uint32_t bucket_mask_ = 0;
+    uint32_t bucket_mask_ = 0;     // key index
+    uint32_t id_bucket_mask_ = 0;  // flow-ID index (half the buckets: one lookup per new flow)
+    FlowKeyHasher hasher_;
 };
 
 }  // namespace angel

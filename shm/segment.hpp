@@ -45,7 +45,9 @@ inline constexpr uint64_t kControlMagic = 0x3143544c45474e41ull;  // "ANGELTC1"
 //    FlowEntry without lru_ns and created_pos, batch_pos in 32 bits, flag bytes in one,
 //    the end reason in ending (144 bytes); the retired list through the entries
 //    (FlowMapHeader::retired_head), no index array after them.
-inline constexpr uint32_t kLayoutVersion = 11;
+// 12: FlowEntry without key_hash, applied_end, batch_pos, batch_index, repeat_index (120 bytes);
+//    FlowMapHeader::counted_end; the flow-ID index has half the key index's buckets.
+inline constexpr uint32_t kLayoutVersion = 12;
 
 // The meter's part in a CARP/VRRP pair, in ControlBlock::role (docs/ha.md). takeover: this
 // meter holds the address, has sent its templates, and waits ha.takeover_ms before exporting

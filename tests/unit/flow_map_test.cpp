@@ -21,12 +21,17 @@ namespace angel {
 namespace {
 
 // A formatted map in private memory (the map only needs bytes_for() bytes, 64-aligned).
+uint32_t test_hasher(const FlowKey& k, const FlowIdKey&);
+uint32_t hash_of(uint32_t n);
+extern uint32_t (*g_test_hash)(uint32_t n);
+
 struct MapMem {
     explicit MapMem(uint32_t capacity) : bytes(FlowMap::bytes_for(capacity)) {
+        g_test_hash = hash_of;
         mem.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) & ~size_t{63})));
         std::memset(mem.get(), 0xA5, bytes);  // format() must not rely on zeroed memory
         FlowMap::format(mem.get(), capacity);
-        map = FlowMap(mem.get());
+        map = FlowMap(mem.get(), FlowKeyHasher{&test_hasher, {}});
     }
     FlowMapHeader* header() const { return reinterpret_cast<FlowMapHeader*>(mem.get()); }
     FlowEntry* entries() const { return const_cast<FlowEntry*>(&map.entry(0)); }
@@ -52,6 +57,15 @@ FlowKey key_of(uint32_t n) {
     return k;
 }
 uint32_t hash_of(uint32_t n) { return n * 0x9E3779B1u; }
+
+// The map keeps no hash per entry: it asks its hasher again (recover(), taking a flow out of its
+// chain), so the hasher must give what the test passed to insert() for key_of(n). The default
+// is hash_of(n); a test that wants collisions sets its own after making its MapMem.
+uint32_t (*g_test_hash)(uint32_t n) = hash_of;
+uint32_t test_hasher(const FlowKey& k, const FlowIdKey&) {
+    return g_test_hash(uint32_t{k.port_lo} | uint32_t{k.port_hi} << 16);  // key_of(n)'s n
+}
+const FlowKeyHasher kTestHasher{&test_hasher, {}};
 
 TEST(FlowMap, InsertFindErase) {
     MapMem m(64);
@@ -89,6 +103,7 @@ TEST(FlowMap, SameBucketChainsStayCorrect) {
     MapMem m(64);
     FlowMap& fm = m.map;
     // Every key in one hash bucket, every wanted ID the same: both chains get long.
+    g_test_hash = [](uint32_t) { return 77u; };
     std::vector<FlowEntry*> es;
     for (uint32_t n = 0; n < 20; ++n) es.push_back(fm.insert(key_of(n), 77, 5, n));
     for (uint32_t n = 0; n < 20; ++n) {
@@ -122,7 +137,7 @@ TEST(FlowMap, InsertStopsAtTheReservedPartUntilItGrows) {
     EXPECT_EQ(fm.reserved(), 64u);
     EXPECT_FALSE(fm.full());
     EXPECT_NE(fm.insert(key_of(8), hash_of(8), 8, 8), nullptr);
-    FlowMap again(m.mem.get());
+    FlowMap again(m.mem.get(), kTestHasher);
     again.recover();  // the reserved part is kept across a procd restart
     EXPECT_EQ(again.reserved(), 64u);
     EXPECT_EQ(again.live(), 9u);
@@ -253,6 +268,7 @@ void check_against_model(FlowMap& fm, const Model& model) {
 TEST(FlowMap, RandomizedAgainstModelIdsUniqueAmongLiveFlows) {
     constexpr uint32_t kCap = 2048;
     MapMem m(kCap);
+    g_test_hash = [](uint32_t n) { return hash_of(n) & 0xFFF; };
     FlowMap& fm = m.map;
     Model model;
     std::mt19937 rng(12345);
@@ -350,6 +366,7 @@ TEST(FlowMap, RandomizedAgainstModelIdsUniqueAmongLiveFlows) {
 TEST(FlowMap, RecoverRebuildsLiveSetAndLruAfterIndexesAreScribbled) {
     constexpr uint32_t kCap = 1000;  // not a power of two: buckets are rounded up
     MapMem m(kCap);
+    g_test_hash = [](uint32_t n) { return hash_of(n) & 0x3FF; };
     FlowMap& fm = m.map;
     std::mt19937 rng(99);
     uint64_t now = 100;
@@ -412,7 +429,6 @@ TEST(FlowMap, RecoverRebuildsLiveSetAndLruAfterIndexesAreScribbled) {
         if (!e.in_use && !half) {
             half = &e;
             e.key = key_of(5000);
-            e.key_hash = hash_of(5000) & 0x3FF;
             e.flow_id = before.front().id;  // would clash with a live flow
         }
     }
@@ -421,7 +437,7 @@ TEST(FlowMap, RecoverRebuildsLiveSetAndLruAfterIndexesAreScribbled) {
     hdr->live.store(12345);
     ASSERT_NE(half, nullptr);
 
-    FlowMap again(m.mem.get());  // a restarted procd attaching
+    FlowMap again(m.mem.get(), kTestHasher);  // a restarted procd attaching
     again.recover();
 
     ASSERT_EQ(again.live(), before.size());
@@ -467,7 +483,7 @@ TEST(FlowMap, RecoverDropsDuplicates) {
     FlowEntry* b = fm.insert(key_of(2), hash_of(2), 8, 2);
     ASSERT_TRUE(a && b);
     b->flow_id = 7;  // torn: same ID as a
-    FlowMap again(m.mem.get());
+    FlowMap again(m.mem.get(), kTestHasher);
     again.recover();
     EXPECT_EQ(again.live(), 1u);
     EXPECT_TRUE(again.id_in_use(7));
@@ -498,7 +514,7 @@ TEST(FlowMap, EntriesAboveHighWaterAreNeverRead) {
     // wrote the rest of the entry: not a flow, whatever the other bytes hold.
     m.entries()[1].in_use = 0;
     m.header()->high_water.store(2);
-    FlowMap again(m.mem.get());
+    FlowMap again(m.mem.get(), kTestHasher);
     again.recover();
     EXPECT_EQ(again.live(), 1u);
     EXPECT_EQ(again.retired_count(), 0u);
@@ -527,7 +543,7 @@ TEST(FlowMap, RetireKeepsIdUntilReleaseAndSurvivesRecover) {
     EXPECT_NE(a2, a);
     EXPECT_EQ(a2->flow_id, 101u);
 
-    FlowMap again(m.mem.get());  // procd killed before publishing a's flow_end
+    FlowMap again(m.mem.get(), kTestHasher);  // procd killed before publishing a's flow_end
     again.recover();
     EXPECT_EQ(again.live(), 2u);
     EXPECT_EQ(again.retired_count(), 1u);

@@ -35,7 +35,7 @@ struct Collect : RecordSink {
 
 struct Fixture {
     explicit Fixture(uint32_t capacity) : mem(capacity) {
-        map = FlowMap(mem.mem.get());
+        map = FlowMap(mem.mem.get(), FlowKeyHasher{&flow_bucket_hash, FlowIdKey{1, 2}});
         tracker = std::make_unique<FlowTracker>(map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, capacity);
     }
     Mem mem;
@@ -45,10 +45,22 @@ struct Fixture {
     std::unique_ptr<FlowTracker> tracker;
     uint64_t pos = 0;
     void send(const ParsedPacket& p, uint64_t ts, uint32_t len = 100) {
-        tracker->begin_batch(pos += 64);  // every packet a batch of its own
-        tracker->packet(p, ts, len, pos);
+        tracker->packet(p, ts, len, pos += 64);  // every packet a batch of its own
         tracker->release_ended();
     }
 };
+
+// What procd gives a successor before it repeats (FlowTracker::plan_repeat): the packets at
+// these positions, in ring order, those below repeat_end() only.
+inline void plan_repeat(FlowTracker& t, const std::vector<std::pair<ParsedPacket, uint64_t>>& pks) {
+    std::vector<FlowTracker::Repeated> r;
+    for (const auto& [p, pos] : pks) {
+        if (pos >= t.repeat_end()) continue;
+        FlowTracker::Lookup l;
+        t.lookup(p, l);
+        r.push_back({pos, l.key, l.hash});
+    }
+    t.plan_repeat(r);
+}
 
 }  // namespace angel::flow_tracker_testing
