@@ -129,7 +129,7 @@ int memory(uint32_t flows) {
     // how many packets make FLOWS flows.
     const std::vector<Packet> pks = parsed_trace(uint64_t{flows} * 3, flows);
     FlowMap map = seg->flow_map();
-    map.recover();
+    map.recover({&flow_bucket_hash, kKey});
     NullSink sink;
     std::atomic<uint64_t> ctr[kStageCounters]{};
     FlowTracker t(map, kKey, kKeepAll, sink, ctr, kMaxFlows);

@@ -52,9 +52,16 @@ int main(int argc, char** argv) {
     uint32_t cfg_gen = control.config.generation.load();
     const bool replay = cfg.replay_file[0] != '\0';
 
+    const FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
     FlowMap map = rt.segment().flow_map();
-    map.recover();  // repairs indexes a killed predecessor may have left half-updated
+    // Repairs indexes a killed predecessor may have left half-updated, with the bucket hash
+    // FlowTracker::lookup() computes for every packet.
+    map.recover({&flow_bucket_hash, key});
     PacketRing in = rt.segment().packet_ring();
+    // What the predecessor counted and did not commit lies between the ring's committed
+    // position and the map's counted_end, which cannot lie past what the ring holds (a value
+    // there would make every packet a repeat): such a note is dropped.
+    if (map.counted_end() > in.head_pos()) map.set_counted_end(in.tail_pos());
     RecordRing<Record> records = rt.segment().record_ring();
     RecordRing<Record> events = rt.segment().event_ring();
     // Map the rings' pages now rather than one page fault at a time on the packet path.
@@ -62,7 +69,6 @@ int main(int argc, char** argv) {
     rt.segment().prefault(Segment::Ring::record, Segment::Access::write);
     if (cfg.db_events) rt.segment().prefault(Segment::Ring::event, Segment::Access::write);
     RingSink sink(rt, records, events, cfg.db_events != 0);
-    FlowIdKey key{cfg.id_key[0], cfg.id_key[1]};
     FlowTracker tracker(map, key, timeouts_of(cfg), sink, rt.status().counters, cfg.max_flows);
     tracker.set_record_limit(cfg.packet_records_per_flow);
     // Muted and full flows (angel.flow_control, angelctl mute): marked in their FlowEntry.

@@ -53,7 +53,7 @@ void FlowMap::format(void* mem, uint32_t capacity, uint32_t reserved) {
     h->high_water.store(0, std::memory_order_relaxed);
     h->reserved.store(std::min(reserved, capacity), std::memory_order_relaxed);
     FlowMap m(mem);
-    m.recover();  // entries are never read above high_water: nothing to clear
+    m.recover({});  // no entries yet (never read above high_water): no key is hashed
 }
 
 FlowMap::FlowMap(void* mem, FlowKeyHasher hasher) : hasher_(hasher) {
@@ -70,7 +70,8 @@ FlowMap::FlowMap(void* mem, FlowKeyHasher hasher) : hasher_(hasher) {
     id_bucket_mask_ = id_count - 1;
 }
 
-void FlowMap::recover() {
+void FlowMap::recover(FlowKeyHasher hasher) {
+    hasher_ = hasher;
     std::fill_n(key_buckets_, hdr_->bucket_count, kNoEntry);
     std::fill_n(id_buckets_, id_bucket_mask_ + 1, kNoEntry);
     hdr_->free_head = kNoEntry;

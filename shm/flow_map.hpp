@@ -118,9 +118,10 @@ public:
     explicit FlowMap(void* mem, FlowKeyHasher hasher = {});
     void set_hasher(FlowKeyHasher h) { hasher_ = h; }
 
-    // Rebuilds the free list, both hash indexes and the LRU order from the entries.
+    // Rebuilds the free list, both hash indexes and the LRU order from the entries, with the
+    // hasher every later insert will use (it is kept: taking a flow out of its chain needs it).
     // Called by procd on attach; O(capacity).
-    void recover();
+    void recover(FlowKeyHasher hasher);
 
     FlowEntry* find(const FlowKey& k, uint32_t key_hash);
     // Cache hints for find(), issued a few packets ahead so that the two dependent memory

@@ -124,6 +124,9 @@ public:
             return cached_head_ != read_;
         });
     }
+    // The shared positions: the producer's published head, the consumer's committed tail.
+    uint64_t head_pos() const { return ctl_->head.load(std::memory_order_acquire); }
+    uint64_t tail_pos() const { return ctl_->tail.load(std::memory_order_acquire); }
     uint64_t fill_bytes() const {
         return ctl_->head.load(std::memory_order_relaxed) - ctl_->tail.load(std::memory_order_relaxed);
     }

@@ -71,6 +71,11 @@ struct ClassifierView {
         bool first = true;
         if (r.replayed && l.started && r.time_ns < l.start_ns) {
             first = false;
+            // The replaying meter's copy of this life's start, by its clock (docs/protocol.md:
+            // at most 100 ms earlier and after the previous life's end): the life starts there.
+            const uint64_t prev_end = lives.size() > 1 ? lives[lives.size() - 2].end_ns : 0;
+            if (r.is_flow_start() && !l.ended && l.start_ns - r.time_ns <= 100'000'000 && r.time_ns > prev_end)
+                l.start_ns = r.time_ns;
         } else if (r.is_packet()) {
             first = l.idx.insert(static_cast<uint32_t>(r.packet_index)).second;
         } else if (r.is_flow_start()) {

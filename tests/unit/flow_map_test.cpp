@@ -138,7 +138,7 @@ TEST(FlowMap, InsertStopsAtTheReservedPartUntilItGrows) {
     EXPECT_FALSE(fm.full());
     EXPECT_NE(fm.insert(key_of(8), hash_of(8), 8, 8), nullptr);
     FlowMap again(m.mem.get(), kTestHasher);
-    again.recover();  // the reserved part is kept across a procd restart
+    again.recover(kTestHasher);  // the reserved part is kept across a procd restart
     EXPECT_EQ(again.reserved(), 64u);
     EXPECT_EQ(again.live(), 9u);
 }
@@ -438,7 +438,7 @@ TEST(FlowMap, RecoverRebuildsLiveSetAndLruAfterIndexesAreScribbled) {
     ASSERT_NE(half, nullptr);
 
     FlowMap again(m.mem.get(), kTestHasher);  // a restarted procd attaching
-    again.recover();
+    again.recover(kTestHasher);
 
     ASSERT_EQ(again.live(), before.size());
     std::vector<FlowEntry*> after = lru_order(again);
@@ -484,7 +484,7 @@ TEST(FlowMap, RecoverDropsDuplicates) {
     ASSERT_TRUE(a && b);
     b->flow_id = 7;  // torn: same ID as a
     FlowMap again(m.mem.get(), kTestHasher);
-    again.recover();
+    again.recover(kTestHasher);
     EXPECT_EQ(again.live(), 1u);
     EXPECT_TRUE(again.id_in_use(7));
     uint32_t live = 0;
@@ -500,7 +500,7 @@ TEST(FlowMap, EntriesAboveHighWaterAreNeverRead) {
     EXPECT_EQ(fm.high_water(), 0u);
     EXPECT_EQ(fm.live(), 0u);
     EXPECT_EQ(fm.oldest(), nullptr);
-    fm.recover();
+    fm.recover(kTestHasher);
     EXPECT_EQ(fm.live(), 0u);
     FlowEntry* a = fm.insert(key_of(1), hash_of(1), 1, 1);
     ASSERT_NE(a, nullptr);
@@ -515,7 +515,7 @@ TEST(FlowMap, EntriesAboveHighWaterAreNeverRead) {
     m.entries()[1].in_use = 0;
     m.header()->high_water.store(2);
     FlowMap again(m.mem.get(), kTestHasher);
-    again.recover();
+    again.recover(kTestHasher);
     EXPECT_EQ(again.live(), 1u);
     EXPECT_EQ(again.retired_count(), 0u);
     EXPECT_NE(again.find(key_of(2), hash_of(2)), nullptr);
@@ -544,7 +544,7 @@ TEST(FlowMap, RetireKeepsIdUntilReleaseAndSurvivesRecover) {
     EXPECT_EQ(a2->flow_id, 101u);
 
     FlowMap again(m.mem.get(), kTestHasher);  // procd killed before publishing a's flow_end
-    again.recover();
+    again.recover(kTestHasher);
     EXPECT_EQ(again.live(), 2u);
     EXPECT_EQ(again.retired_count(), 1u);
     EXPECT_EQ(again.first_retired(), a);

@@ -267,7 +267,7 @@ TEST(FlowTracker, PacketIndexesSurviveRepeatedBatchesExactly) {
     auto run = [&](size_t size, size_t die_after) {
         Collect out;
         std::atomic<uint64_t> ctr[kStageCounters]{};
-        f.map.recover();
+        f.map.recover({&flow_bucket_hash, FlowIdKey{1, 2}});
         FlowTracker t(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, out, ctr, 64);
         std::vector<std::pair<ParsedPacket, uint64_t>> uncommitted;
         for (size_t i = committed; i < pks.size(); ++i) uncommitted.push_back({pks[i].p, pos_of(i)});
@@ -343,7 +343,7 @@ TEST(FlowTracker, RepeatedBatchReemitsWithoutCountingTwice) {
     // "Crash": a new tracker over the same map, the same two packets again.
     Collect again;
     std::atomic<uint64_t> ctr2[kStageCounters]{};
-    f.map.recover();
+    f.map.recover({&flow_bucket_hash, FlowIdKey{1, 2}});
     FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);
     plan_repeat(t2, {{a, 64}, {reply(a), 128}, {a, 192}});
     EXPECT_FALSE(t2.packet(a, 1 * kSec, 100, 64));
@@ -380,7 +380,7 @@ TEST(FlowTracker, RepeatedBatchAcrossA2To32PositionBoundaryIsExact) {
     f.tracker->packet(a, 1 * kSec + 3, 100, second + 64);   // low 32 bits 0: past the boundary
     f.tracker->packet(a, 1 * kSec + 4, 100, second + 128);
     f.tracker->packet(b, 1 * kSec + 5, 100, second + 192);
-    f.map.recover();  // killed before publishing the second batch
+    f.map.recover({&flow_bucket_hash, FlowIdKey{1, 2}});  // killed before publishing the second batch
     Collect again;
     std::atomic<uint64_t> ctr2[kStageCounters]{};
     FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);
@@ -407,7 +407,7 @@ TEST(FlowTracker, RetiredFlowsAreEndedAgainAfterACrash) {
     Fixture f(16);
     f.tracker->packet(pkt(17, 1, 1, 2, 2), 1 * kSec, 100, 64);
     f.tracker->expire(100 * kSec);  // ends it; "crash" before release_ended()
-    f.map.recover();
+    f.map.recover({&flow_bucket_hash, FlowIdKey{1, 2}});
     Collect again;
     std::atomic<uint64_t> ctr2[kStageCounters]{};
     FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);
@@ -441,7 +441,7 @@ struct CrashReplay {
         for (auto& [p, ts] : batch) f.tracker->packet(p, ts, 100, pos += 64);
     }
     void run_successor() {
-        f.map.recover();
+        f.map.recover({&flow_bucket_hash, FlowIdKey{1, 2}});
         t2 = std::make_unique<FlowTracker>(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, max);
         std::vector<std::pair<ParsedPacket, uint64_t>> repeated;
         uint64_t pos = 1000;
@@ -557,7 +557,7 @@ TEST(FlowTracker, CrashBetweenInsertAndCountingStartsTheFlowProperly) {
     const FlowKey k = make_flow_key(a, &rev);
     ASSERT_NE(f.map.insert(k, flow_bucket_hash(k, FlowIdKey{1, 2}), flow_id_hash(k, FlowIdKey{1, 2}), kSec, rev),
               nullptr);
-    f.map.recover();
+    f.map.recover({&flow_bucket_hash, FlowIdKey{1, 2}});
     Collect again;
     std::atomic<uint64_t> ctr2[kStageCounters]{};
     FlowTracker t2(f.map, FlowIdKey{1, 2}, FlowTimeouts{60 * kSec, 2 * kSec}, again, ctr2, 16);

@@ -90,7 +90,7 @@ TEST(SegmentAdoption, SoundSegmentIsAdoptedAsItWas) {
     EXPECT_EQ(seg->control().magic, kControlMagic);
     EXPECT_EQ(seg->control().layout.total_size, Segment::plan(left.req.sizes).total_size);
     FlowMap fm = seg->flow_map();
-    fm.recover();
+    fm.recover({});
     EXPECT_EQ(fm.live(), 3u);
     for (uint32_t i = 0; i < 3; ++i) {
         const FlowEntry* e = fm.find_id(100 + i);

@@ -157,3 +157,43 @@ TEST(SinkDedup, RecordsAfterAnEndWithoutTheirStartBeginTheNextLife) {
     EXPECT_TRUE(d.admit(end(8, 2'000'000), 1));
     EXPECT_EQ(d.duplicates(), 1u);
 }
+
+// The old master stopped right after a flow's flow_start (its first packet record was in the
+// message it never sent); the new master's clock runs 5 us behind. Its replayed copy of the start
+// moves the life's start back, so its first packet record (index 0, timed before the old
+// master's start) is this life's, not an earlier one's.
+TEST(SinkDedup, TheFirstPacketReplayedByAMeterWhoseClockIsBehindIsKept) {
+    sink::Dedup d(100);
+    const uint64_t t1 = 10'000'000'000;  // the old master's start
+    const uint64_t t2 = t1 - 5'000;      // the new master's
+    EXPECT_TRUE(d.admit(start(9, t1), 0));
+    EXPECT_FALSE(d.admit(start(9, t2, true), 1));  // a copy of the start
+    EXPECT_TRUE(d.admit(packet(9, 0, true, t2), 1));
+    for (uint32_t i = 1; i < 60; ++i) EXPECT_TRUE(d.admit(packet(9, i, true, t1 + i * 4000), 1));
+    EXPECT_TRUE(d.admit(end(9, t1 + 240'000, true), 1));
+    EXPECT_EQ(d.index_gaps(), 0u);
+    EXPECT_EQ(d.duplicates(), 1u);
+}
+
+// The same allowance never reaches back into an earlier life: a replayed start (and its packets)
+// timed before the previous life's end, or more than kClockSkewNs before the current start,
+// stays a copy of an earlier life.
+TEST(SinkDedup, AnEarlierLifesReplayedStartDoesNotMoveTheCurrentOne) {
+    sink::Dedup d(100);
+    const uint64_t life2 = 10'000'000'000;
+    EXPECT_TRUE(d.admit(start(4, life2 - 50'000'000), 0));  // life 1: 50 ms before life 2
+    EXPECT_TRUE(d.admit(packet(4, 0, false, life2 - 50'000'000), 0));
+    EXPECT_TRUE(d.admit(end(4, life2 - 40'000'000), 0));
+    EXPECT_TRUE(d.admit(start(4, life2), 0));
+    // The replay holds life 1: its start is within the allowance but before life 1's end.
+    EXPECT_FALSE(d.admit(start(4, life2 - 50'000'000, true), 1));
+    EXPECT_FALSE(d.admit(packet(4, 0, true, life2 - 50'000'000), 1));
+    EXPECT_FALSE(d.admit(end(4, life2 - 40'000'000, true), 1));
+    // A start more than the allowance earlier (no previous life known): not this life's.
+    EXPECT_TRUE(d.admit(start(6, life2), 0));
+    EXPECT_FALSE(d.admit(start(6, life2 - sink::Dedup::kClockSkewNs - 1, true), 1));
+    EXPECT_FALSE(d.admit(packet(6, 0, true, life2 - sink::Dedup::kClockSkewNs - 1), 1));
+    // Life 2's own packet 0 still counts once.
+    EXPECT_TRUE(d.admit(packet(4, 0, false, life2), 0));
+    EXPECT_FALSE(d.admit(packet(4, 0, true, life2), 1));
+}

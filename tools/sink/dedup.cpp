@@ -30,7 +30,9 @@ void Dedup::new_life(Flow& f) {
         forgotten_gaps_ += f.gaps_at_end;
         ++forgotten_gap_flows_;
     }
+    const uint64_t prev_end = f.ended ? f.end_last_ns : f.prev_end_ns;
     f = Flow{};
+    f.prev_end_ns = prev_end;
 }
 
 bool Dedup::add_index(Flow& f, uint32_t idx) {
@@ -107,6 +109,11 @@ bool Dedup::admit(const ipfix::DecodedRecord& r, double now_s) {
     // A replay reaches back ha.replay_ms: it can hold records of an earlier life of this flow
     // ID, all timed before the current life began.
     if (replayed && f->started && t < f->start_ns) {
+        // The replaying meter's copy of this life's start, by its own clock: the life starts
+        // there (its records from then on are this life's), the copy itself is a duplicate.
+        if (r.kind == ipfix::RecordKind::flow_start && !f->ended && f->start_ns - t <= kClockSkewNs &&
+            t > f->prev_end_ns)
+            f->start_ns = t;
         ++duplicates_;
         return false;
     }

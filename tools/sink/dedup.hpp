@@ -5,7 +5,11 @@
 // a flow_start that is not a copy (not replayed and a different start time, or replayed but
 // starting after the previous life ended) and ends with its flow_end. A replayed record timed
 // before the current life's start belongs to an earlier life: a copy too (a replay reaches back
-// seconds, over the end of a flow and the start of the next one on the same tuple). After a
+// seconds, over the end of a flow and the start of the next one on the same tuple), except the
+// other meter's copy of the current start itself, timed by its clock at most kClockSkewNs
+// earlier and after the previous life's end: the life then starts at that time, so that the
+// replaying meter's first packets of it count (its old master may have stopped right between
+// the flow_start and the first packet record). After a
 // flow_end, a packet or flow_end that is not replayed begins the next life even without its
 // flow_start (the receiver missed it); so does a packet, not replayed,
 // whose index was seen but that is timed after every packet of the life (a copy carries the
@@ -31,6 +35,10 @@ namespace angel::sink {
 class Dedup {
 public:
     static constexpr double kHoldSeconds = 75;
+    // How much earlier than the current life's start another meter's replayed copy of that
+    // start may be timed and still be taken for it (the two meters' clocks and capture paths
+    // differ: microseconds on one tap, milliseconds between NTP-synced hosts).
+    static constexpr uint64_t kClockSkewNs = 100'000'000;
 
     explicit Dedup(size_t max_flows) : max_flows_(max_flows) {}
 
@@ -58,6 +66,7 @@ private:
         bool started = false, ended = false;
         uint64_t gaps_at_end = 0; // missing indexes, frozen when the life ended
         uint64_t newest_ns = 0;   // the latest packet time of this life
+        uint64_t prev_end_ns = 0; // the previous life's last packet time (0: none known)
     };
 
     Flow* find_or_add(uint32_t id);
