@@ -240,7 +240,7 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
                                 "  RETURNING f.meter_id, f.flow_id, f.ip_version, f.protocol, f.src_addr, f.src_port, "
                                 "    f.dst_addr, f.dst_port, f.first_seen, e.last_seen, e.end_reason, e.packets, e.bytes) "
                                 "INSERT INTO angel.flow_history (meter_id, ") +
-                    kTupleCols + ", " + kEndCols + ") SELECT * FROM d ORDER BY flow_id";
+                    kTupleCols + ", " + kEndCols + ") SELECT * FROM d";
                 const uint64_t moved = insert_fast(db, moved_sql,
                             moved_sql + " ON CONFLICT (meter_id, flow_id, first_seen) DO UPDATE SET "
                                         "last_seen = EXCLUDED.last_seen, end_reason = EXCLUDED.end_reason, "
