@@ -13,7 +13,7 @@ namespace angel {
 
 namespace {
 
-// FlowMap entries copied per pread(): 1024 x 144 bytes, 144 KiB, whatever the map holds.
+// FlowMap entries copied per pread(): 1024 x 120 bytes, 120 KiB, whatever the map holds.
 constexpr uint32_t kScanChunk = 1024;
 
 // pread of len bytes at off; false on a short or failed read (nothing is used then).
