@@ -14,9 +14,11 @@ namespace angel {
 
 namespace {
 
-// flow_id, ip_version, protocol, src_addr, src_port, dst_addr, dst_port, first_seen
-void put_tuple(PgCopyBinary& b, uint32_t id, uint8_t ver, uint8_t proto, const IpBytes& src, uint16_t sport,
-               const IpBytes& dst, uint16_t dport, uint64_t first_ns) {
+// meter_id, flow_id, ip_version, protocol, src_addr, src_port, dst_addr, dst_port, first_seen:
+// angel.flows' columns, the first of a history row's.
+void put_tuple(PgCopyBinary& b, const std::string& meter, uint32_t id, uint8_t ver, uint8_t proto, const IpBytes& src,
+               uint16_t sport, const IpBytes& dst, uint16_t dport, uint64_t first_ns) {
+    b.text(meter);
     b.i64(id);
     b.i16(ver);
     b.i16(proto);
@@ -26,7 +28,7 @@ void put_tuple(PgCopyBinary& b, uint32_t id, uint8_t ver, uint8_t proto, const I
     b.i32(dport);
     b.timestamptz(first_ns);
 }
-constexpr uint16_t kTupleFields = 8;
+constexpr uint16_t kTupleFields = 9;
 
 // last_seen, end_reason, packets, bytes
 void put_end(PgCopyBinary& b, const Record& r) {
@@ -120,15 +122,14 @@ std::vector<LiveFlow> snapshot_live_flows(const CheckedSegmentView& view) {
 
 void DbFlowWriter::prepare(DbConnection& db) {
     db.exec(
-        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_start (flow_id bigint, ip_version smallint, protocol smallint, "
-        "  src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz) "
+        // angel.flows' and angel.flow_history's columns (but ended_at): the same COPY data goes
+        // into the table or, after a conflict, into these.
+        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_start (meter_id text, flow_id bigint, ip_version smallint, "
+        "  protocol smallint, src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz) "
         "  ON COMMIT DELETE ROWS;"
         "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_end (flow_id bigint, first_seen timestamptz, "
         "  last_seen timestamptz, end_reason text, packets bigint, bytes bigint) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_new (meter_id text, flow_id bigint, ip_version smallint, "
-        "  protocol smallint, src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz) "
-        "  ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_short_m (meter_id text, flow_id bigint, ip_version smallint, protocol smallint, "
+        "CREATE TEMP TABLE IF NOT EXISTS angel_tmp_short (meter_id text, flow_id bigint, ip_version smallint, protocol smallint, "
         "  src_addr inet, src_port integer, dst_addr inet, dst_port integer, first_seen timestamptz, "
         "  last_seen timestamptz, end_reason text, packets bigint, bytes bigint) ON COMMIT DELETE ROWS;");
     // Statistics only for the join keys, from a small sample: ANALYZE of each batch (see
@@ -184,9 +185,8 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
     std::sort(starts.begin(), starts.end(), by_id);
     std::sort(shorts.begin(), shorts.end(), [&](const auto& a, const auto& b) { return by_id(a.first, b.first); });
     for (const Record* r : starts) {
-        buf_start_.row(1 + kTupleFields);
-        buf_start_.text(meter_);
-        put_tuple(buf_start_, r->flow_id, r->start.ip_version, r->start.proto, r->start.src, r->start.sport,
+        buf_start_.row(kTupleFields);
+        put_tuple(buf_start_, meter_, r->flow_id, r->start.ip_version, r->start.proto, r->start.src, r->start.sport,
                   r->start.dst, r->start.dport, r->ts_ns);
         ++st.started;
     }
@@ -201,9 +201,8 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
     st.short_lived = shorts.size();
     if (history_) {
         for (const auto& [s, e] : shorts) {
-            buf_short_.row(1 + kTupleFields + kEndFields);
-            buf_short_.text(meter_);
-            put_tuple(buf_short_, s->flow_id, s->start.ip_version, s->start.proto, s->start.src, s->start.sport,
+            buf_short_.row(kTupleFields + kEndFields);
+            put_tuple(buf_short_, meter_, s->flow_id, s->start.ip_version, s->start.proto, s->start.src, s->start.sport,
                       s->start.dst, s->start.dport, s->ts_ns);
             put_end(buf_short_, *e);
         }
@@ -271,9 +270,9 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
         if (buf_short_.has_rows()) {
             const std::string cols = std::string("(meter_id, ") + kTupleCols + ", " + kEndCols + ")";
             if (!copy_fast(db, "COPY angel.flow_history " + cols + " FROM STDIN WITH (FORMAT binary)", buf_short_)) {
-                db.copy_in("COPY angel_tmp_short_m FROM STDIN WITH (FORMAT binary)", buf_short_.data());
+                db.copy_in("COPY angel_tmp_short FROM STDIN WITH (FORMAT binary)", buf_short_.data());
                 db.exec("INSERT INTO angel.flow_history " + cols +
-                        " SELECT * FROM angel_tmp_short_m ON CONFLICT (meter_id, flow_id, first_seen) DO NOTHING");
+                        " SELECT * FROM angel_tmp_short ON CONFLICT (meter_id, flow_id, first_seen) DO NOTHING");
             }
         }
         if (buf_start_.has_rows()) {
@@ -281,9 +280,9 @@ FlowWriteStats DbFlowWriter::write_batch(DbConnection& db, const Record* recs, s
             if (!copy_fast(db, "COPY angel.flows " + cols + " FROM STDIN WITH (FORMAT binary)", buf_start_)) {
                 // A row of the same ID with an older first-seen time is a flow whose end was
                 // lost (event ring overflow): the newer flow replaces it.
-                db.copy_in("COPY angel_tmp_new FROM STDIN WITH (FORMAT binary)", buf_start_.data());
+                db.copy_in("COPY angel_tmp_start FROM STDIN WITH (FORMAT binary)", buf_start_.data());
                 db.exec("INSERT INTO angel.flows " + cols +
-                        " SELECT * FROM angel_tmp_new ON CONFLICT (meter_id, flow_id) DO UPDATE SET "
+                        " SELECT * FROM angel_tmp_start ON CONFLICT (meter_id, flow_id) DO UPDATE SET "
                         "  ip_version = EXCLUDED.ip_version, protocol = EXCLUDED.protocol, src_addr = EXCLUDED.src_addr, "
                         "  src_port = EXCLUDED.src_port, dst_addr = EXCLUDED.dst_addr, dst_port = EXCLUDED.dst_port, "
                         "  first_seen = EXCLUDED.first_seen "
@@ -341,7 +340,7 @@ std::pair<uint64_t, uint64_t> DbFlowWriter::reconcile(DbConnection& db, const st
     buf_start_.begin();
     for (const LiveFlow& f : live) {
         buf_start_.row(kTupleFields);
-        put_tuple(buf_start_, f.flow_id, f.ip_version, f.proto, f.src, f.sport, f.dst, f.dport, f.first_ns);
+        put_tuple(buf_start_, meter_, f.flow_id, f.ip_version, f.proto, f.src, f.sport, f.dst, f.dport, f.first_ns);
     }
     buf_start_.finish();
     const std::vector<std::string> m{meter_};
@@ -366,9 +365,8 @@ std::pair<uint64_t, uint64_t> DbFlowWriter::reconcile(DbConnection& db, const st
         }
         deleted = std::stoull(d.text(0, 0));
         PgResult i = db.exec(std::string("WITH i AS (INSERT INTO angel.flows (meter_id, ") + kTupleCols +
-                                 ") SELECT $1, * FROM angel_tmp_start ON CONFLICT (meter_id, flow_id) DO NOTHING "
-                                 "RETURNING 1) SELECT count(*) FROM i",
-                             m);
+                                 ") SELECT * FROM angel_tmp_start ON CONFLICT (meter_id, flow_id) DO NOTHING "
+                                 "RETURNING 1) SELECT count(*) FROM i");
         inserted = std::stoull(i.text(0, 0));
         db.exec("COMMIT");
     } catch (const DbError&) {

@@ -20,29 +20,6 @@
 namespace angel {
 namespace {
 
-// A formatted map in private memory (the map only needs bytes_for() bytes, 64-aligned).
-uint32_t test_hasher(const FlowKey& k, const FlowIdKey&);
-uint32_t hash_of(uint32_t n);
-extern uint32_t (*g_test_hash)(uint32_t n);
-
-struct MapMem {
-    explicit MapMem(uint32_t capacity) : bytes(FlowMap::bytes_for(capacity)) {
-        g_test_hash = hash_of;
-        mem.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) & ~size_t{63})));
-        std::memset(mem.get(), 0xA5, bytes);  // format() must not rely on zeroed memory
-        FlowMap::format(mem.get(), capacity);
-        map = FlowMap(mem.get(), FlowKeyHasher{&test_hasher, {}});
-    }
-    FlowMapHeader* header() const { return reinterpret_cast<FlowMapHeader*>(mem.get()); }
-    FlowEntry* entries() const { return const_cast<FlowEntry*>(&map.entry(0)); }
-    struct Free {
-        void operator()(uint8_t* p) const { std::free(p); }
-    };
-    size_t bytes;
-    std::unique_ptr<uint8_t, Free> mem;
-    FlowMap map;
-};
-
 // Distinct keys from an integer; the hash is chosen by the test (collisions on purpose).
 FlowKey key_of(uint32_t n) {
     FlowKey k;
@@ -66,6 +43,25 @@ uint32_t test_hasher(const FlowKey& k, const FlowIdKey&) {
     return g_test_hash(uint32_t{k.port_lo} | uint32_t{k.port_hi} << 16);  // key_of(n)'s n
 }
 const FlowKeyHasher kTestHasher{&test_hasher, {}};
+
+// A formatted map in private memory (the map only needs bytes_for() bytes, 64-aligned).
+struct MapMem {
+    explicit MapMem(uint32_t capacity) : bytes(FlowMap::bytes_for(capacity)) {
+        g_test_hash = hash_of;
+        mem.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) & ~size_t{63})));
+        std::memset(mem.get(), 0xA5, bytes);  // format() must not rely on zeroed memory
+        FlowMap::format(mem.get(), capacity);
+        map = FlowMap(mem.get(), kTestHasher);
+    }
+    FlowMapHeader* header() const { return reinterpret_cast<FlowMapHeader*>(mem.get()); }
+    FlowEntry* entries() const { return const_cast<FlowEntry*>(&map.entry(0)); }
+    struct Free {
+        void operator()(uint8_t* p) const { std::free(p); }
+    };
+    size_t bytes;
+    std::unique_ptr<uint8_t, Free> mem;
+    FlowMap map;
+};
 
 TEST(FlowMap, InsertFindErase) {
     MapMem m(64);
